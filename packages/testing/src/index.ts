@@ -1,0 +1,2 @@
+export { requirePeer, peerSkip, type Peer } from './peers.js';
+export { tempDir } from './tmp.js';
