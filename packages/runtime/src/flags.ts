@@ -52,7 +52,7 @@ export function parseFlags(
   let values: ParsedFlags;
   try {
     const parsed = parseArgs({ args: argv, options, strict: true, allowPositionals: false });
-    values = parsed.values as ParsedFlags;
+    values = { ...parsed.values } as ParsedFlags;
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }

@@ -29,7 +29,9 @@ export function createLogger(
   destination: NodeJS.WritableStream | number = 2,
 ): Logger {
   const dest =
-    typeof destination === 'number' ? pino.destination({ fd: destination, sync: true }) : destination;
+    typeof destination === 'number'
+      ? pino.destination({ fd: destination, sync: true })
+      : destination;
   return pino(
     { name, level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
     dest as pino.DestinationStream,

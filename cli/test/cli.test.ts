@@ -1,0 +1,30 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));
+const run = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+
+test('precinct --help lists the commands', () => {
+  const r = run('--help');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /Usage: precinct <command>/);
+  for (const c of ['up', 'kube-dev']) assert.match(r.stdout, new RegExp(`^  ${c} `, 'm'));
+});
+
+test('an unknown command exits 2 with the usage on stderr', () => {
+  const r = run('no-such-command');
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /unknown command "no-such-command"/);
+});
+
+test('precinct up --help describes its flags; a bad flag is a usage error', () => {
+  const ok = run('up', '--help');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /--data-dir DIR/);
+  const bad = run('up', '--bogus');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /precinct up: .*--bogus/);
+});
