@@ -1,0 +1,41 @@
+export {
+  KubeError,
+  KubeAuthError,
+  KubeUnavailableError,
+  KubeConfigError,
+  type KubeErrorCode,
+  type KubeAuthErrorCode,
+} from './errors.js';
+export {
+  type ServiceAccountIdentity,
+  parseServiceAccountUsername,
+  serviceAccountGroups,
+} from './identity.js';
+export { MAX_TOKEN_BYTES } from './jwt.js';
+export { createJwksVerifier, type TokenVerifier, type JwksVerifierOptions } from './verifier.js';
+export { createTokenReviewVerifier, type TokenReviewVerifierOptions } from './tokenreview.js';
+export { cachingVerifier, type CachingVerifierOptions } from './cache.js';
+export {
+  createSubjectAccessReviewAuthorizer,
+  type Authorizer,
+  type AuthorizationDecision,
+  type UserInfo,
+  type ResourceAttributes,
+  type NonResourceAttributes,
+  type SubjectAccessReviewAuthorizerOptions,
+} from './sar.js';
+export { loadKubeConfig } from './kubeconfig.js';
+export {
+  createKubeAuth,
+  createNodeHttpAuth,
+  stripIdentityHeaders,
+  bearerToken,
+  problem,
+  sendProblem,
+  type Problem,
+  type RouteAuthorization,
+  type KubeAuthOptions,
+  type NodeHttpAuthOptions,
+  type AuthOutcome,
+} from './middleware.js';
+export { kubeAuthFastifyPlugin, type KubeAuthFastifyOptions } from './fastify.js';

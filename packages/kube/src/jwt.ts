@@ -1,0 +1,65 @@
+import { KubeAuthError } from './errors.js';
+
+/** Tokens larger than this are rejected before any parsing or crypto (a real one is ~1 KB). */
+export const MAX_TOKEN_BYTES = 16 * 1024;
+
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+export interface DecodedJwt {
+  header: Record<string, unknown>;
+  payload: Record<string, unknown>;
+}
+
+function decodeJson(part: string, what: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+  } catch (err) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', `${what} is not valid JSON`, { cause: err });
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', `${what} is not a JSON object`);
+  }
+  return value as Record<string, unknown>;
+}
+
+/**
+ * Structural checks that run before any key lookup or signature work, so hostile input costs
+ * almost nothing: size, compact form, base64url, JSON objects, `alg` in the allow-list,
+ * no `crit`. Hand-written on purpose: jose performs the same checks but only after it has been
+ * handed a key, and key lookup (possibly a JWKS refresh) must not be reachable by garbage.
+ */
+export function decodeUnverified(token: string, algorithms: readonly string[]): DecodedJwt {
+  if (typeof token !== 'string' || token.length === 0) {
+    throw new KubeAuthError('ERR_TOKEN_MISSING', 'no token');
+  }
+  if (token.length > MAX_TOKEN_BYTES) {
+    throw new KubeAuthError('ERR_TOKEN_TOO_LARGE', `token longer than ${MAX_TOKEN_BYTES} bytes`);
+  }
+  if (token.trimStart().startsWith('{')) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'JWS JSON serialization is not accepted');
+  }
+  const parts = token.split('.');
+  if (parts.length !== 3) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', `expected 3 parts, got ${parts.length}`);
+  }
+  const [h, p, s] = parts as [string, string, string];
+  if (!B64URL.test(h) || !B64URL.test(p)) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'header or payload is not base64url');
+  }
+  const header = decodeJson(h, 'header');
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !algorithms.includes(alg)) {
+    throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${JSON.stringify(alg)} is not allowed`);
+  }
+  if (s.length === 0 || !B64URL.test(s)) {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'signature is missing or not base64url');
+  }
+  if ('crit' in header) {
+    throw new KubeAuthError('ERR_TOKEN_CRIT', 'critical header parameters are not supported');
+  }
+  if (header.kid !== undefined && typeof header.kid !== 'string') {
+    throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'kid is not a string');
+  }
+  return { header, payload: decodeJson(p, 'payload') };
+}

@@ -1,0 +1,154 @@
+import { AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { KubeUnavailableError } from './errors.js';
+import { TtlLru } from './lru.js';
+import { sha256 } from './cache.js';
+
+export interface UserInfo {
+  username: string;
+  uid?: string;
+  groups?: string[];
+  extra?: Record<string, string[]>;
+}
+
+export interface ResourceAttributes {
+  verb: string;
+  group?: string;
+  version?: string;
+  resource: string;
+  subresource?: string;
+  name?: string;
+  namespace?: string;
+}
+
+export interface NonResourceAttributes {
+  verb: string;
+  path: string;
+}
+
+export interface AuthorizationDecision {
+  allowed: boolean;
+  /** An explicit deny (a webhook authorizer may say so); false otherwise. */
+  denied?: boolean;
+  reason?: string;
+  /** True when answered from the decision cache. */
+  cached: boolean;
+}
+
+export interface Authorizer {
+  /** Throws KubeUnavailableError when the API cannot answer (fail closed). */
+  authorize(
+    user: UserInfo,
+    attrs: ResourceAttributes | NonResourceAttributes,
+  ): Promise<AuthorizationDecision>;
+}
+
+export interface SubjectAccessReviewAuthorizerOptions {
+  kubeConfig: KubeConfig;
+  /** Kubernetes' webhook default: 5 min. */
+  allowedTtlMs?: number;
+  /** Kubernetes' webhook default: 30 s. */
+  deniedTtlMs?: number;
+  /** Default 50,000 decisions. */
+  maxEntries?: number;
+  now?: () => number;
+}
+
+export function isNonResource(
+  a: ResourceAttributes | NonResourceAttributes,
+): a is NonResourceAttributes {
+  return 'path' in a && typeof a.path === 'string';
+}
+
+function cacheKey(user: UserInfo, attrs: ResourceAttributes | NonResourceAttributes): string {
+  const extra = Object.entries(user.extra ?? {})
+    .map(([k, v]) => [k, [...v].sort()] as const)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const a = isNonResource(attrs)
+    ? ['n', attrs.verb, attrs.path]
+    : [
+        'r',
+        attrs.verb,
+        attrs.group ?? '',
+        attrs.version ?? '',
+        attrs.resource,
+        attrs.subresource ?? '',
+        attrs.name ?? '',
+        attrs.namespace ?? '',
+      ];
+  return sha256(
+    JSON.stringify([user.username, user.uid ?? '', [...(user.groups ?? [])].sort(), extra, a]),
+  );
+}
+
+/**
+ * Authorizes with SubjectAccessReview. Decisions are cached as Kubernetes' own webhook
+ * authorizer caches them (allowed 5 min, denied 30 s: a revoked grant lingers at most 5 min,
+ * a new grant shows within 30 s); identical questions asked concurrently share one request;
+ * errors are never cached.
+ */
+export function createSubjectAccessReviewAuthorizer(
+  opts: SubjectAccessReviewAuthorizerOptions,
+): Authorizer & { readonly size: number } {
+  const api = opts.kubeConfig.makeApiClient(AuthorizationV1Api);
+  const now = opts.now ?? Date.now;
+  const cache = new TtlLru<{ allowed: boolean; denied: boolean; reason?: string }>(
+    opts.maxEntries ?? 50_000,
+    now,
+  );
+  const inflight = new Map<string, Promise<AuthorizationDecision>>();
+  const allowedTtl = opts.allowedTtlMs ?? 300_000;
+  const deniedTtl = opts.deniedTtlMs ?? 30_000;
+
+  async function ask(
+    user: UserInfo,
+    attrs: ResourceAttributes | NonResourceAttributes,
+    key: string,
+  ): Promise<AuthorizationDecision> {
+    let review;
+    try {
+      review = await api.createSubjectAccessReview({
+        body: {
+          apiVersion: 'authorization.k8s.io/v1',
+          kind: 'SubjectAccessReview',
+          spec: {
+            user: user.username,
+            ...(user.uid ? { uid: user.uid } : {}),
+            ...(user.groups ? { groups: user.groups } : {}),
+            ...(user.extra ? { extra: user.extra } : {}),
+            ...(isNonResource(attrs)
+              ? { nonResourceAttributes: { verb: attrs.verb, path: attrs.path } }
+              : { resourceAttributes: { ...attrs } }),
+          },
+        },
+      });
+    } catch (err) {
+      throw new KubeUnavailableError('SubjectAccessReview failed', { cause: err });
+    }
+    const allowed = review.status?.allowed === true && review.status?.denied !== true;
+    const denied = review.status?.denied === true;
+    const reason = review.status?.reason;
+    cache.set(
+      key,
+      { allowed, denied, ...(reason ? { reason } : {}) },
+      allowed ? allowedTtl : deniedTtl,
+    );
+    return { allowed, denied, ...(reason ? { reason } : {}), cached: false };
+  }
+
+  return {
+    get size() {
+      return cache.size;
+    },
+    authorize(user, attrs) {
+      const key = cacheKey(user, attrs);
+      const hit = cache.get(key);
+      if (hit) return Promise.resolve({ ...hit, cached: true });
+      let p = inflight.get(key);
+      if (!p) {
+        p = ask(user, attrs, key).finally(() => inflight.delete(key));
+        inflight.set(key, p);
+      }
+      return p;
+    },
+  };
+}
