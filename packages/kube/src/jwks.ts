@@ -69,16 +69,20 @@ export class JwksStore {
   async keysFor(kid: string | undefined, alg: string): Promise<KeyObject[]> {
     if (this.keys.length === 0 && this.loadedAt === -Infinity) {
       await this.refresh(true);
-    } else if (this.now() - this.loadedAt > (this.opts.maxAgeMs ?? 300_000)) {
-      void this.refresh(false).catch(() => undefined);
     }
+    const interval = this.opts.minRefreshIntervalMs ?? 10_000;
+    const canRefresh = this.now() - this.lastRefreshAttempt >= interval;
     let found = this.match(kid, alg);
-    if (found.length > 0) return found;
+    if (found.length > 0) {
+      if (canRefresh && this.now() - this.loadedAt > (this.opts.maxAgeMs ?? 300_000)) {
+        void this.refresh(false);
+      }
+      return found;
+    }
     if (kid !== undefined && this.keys.some((k) => k.kid === kid)) {
       throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${alg} does not match key ${kid}`);
     }
-    const interval = this.opts.minRefreshIntervalMs ?? 10_000;
-    if (this.now() - this.lastRefreshAttempt >= interval) {
+    if (canRefresh) {
       await this.refresh(true);
       found = this.match(kid, alg);
       if (found.length > 0) return found;
