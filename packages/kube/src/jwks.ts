@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { KeyObject } from 'node:crypto';
-import { importJWK, type JWK } from 'jose';
+import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { getJson, type GetJsonOptions } from './http-get.js';
 import { KubeAuthError, KubeUnavailableError } from './errors.js';
 
@@ -118,15 +117,17 @@ export class JwksStore {
     const list = (doc as { keys?: unknown }).keys;
     if (!Array.isArray(list)) throw new Error('JWKS has no "keys" array');
     const keys: StoredKey[] = [];
-    for (const jwk of list.slice(0, MAX_KEYS) as JWK[]) {
+    for (const jwk of list.slice(0, MAX_KEYS) as Array<
+      JsonWebKey & { kid?: string; use?: string; alg?: string }
+    >) {
       if (!jwk || typeof jwk !== 'object') continue;
       if (jwk.use !== undefined && jwk.use !== 'sig') continue;
       if (jwk.kty !== 'RSA' && jwk.kty !== 'EC') continue;
       if ('d' in jwk) continue; // never accept a private key as a verification key
       try {
-        const key = (await importJWK(jwk, jwk.alg ?? (jwk.kty === 'RSA' ? 'RS256' : 'ES256'))) as
-          KeyObject | Uint8Array;
-        if (key instanceof Uint8Array) continue;
+        // node:crypto imports JWKs natively and yields the KeyObject crypto.verify wants.
+        const key = createPublicKey({ key: jwk, format: 'jwk' });
+        if (jwk.kty === 'RSA' && (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) continue;
         keys.push({ kid: jwk.kid, kty: jwk.kty, crv: jwk.crv, jwkAlg: jwk.alg, key });
       } catch {
         // One unusable key must not take the others down with it.

@@ -8,6 +8,9 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
 export interface DecodedJwt {
   header: Record<string, unknown>;
   payload: Record<string, unknown>;
+  /** `<header>.<payload>` as it arrived: the bytes the signature covers. */
+  signingInput: string;
+  signature: Buffer;
 }
 
 function decodeJson(part: string, what: string): Record<string, unknown> {
@@ -61,5 +64,10 @@ export function decodeUnverified(token: string, algorithms: readonly string[]): 
   if (header.kid !== undefined && typeof header.kid !== 'string') {
     throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'kid is not a string');
   }
-  return { header, payload: decodeJson(p, 'payload') };
+  return {
+    header,
+    payload: decodeJson(p, 'payload'),
+    signingInput: token.slice(0, h.length + 1 + p.length),
+    signature: Buffer.from(s, 'base64url'),
+  };
 }

@@ -1,0 +1,93 @@
+import {
+  createLogger,
+  listenOptionsFromEnv,
+  parseFlags,
+  UsageError,
+  waitForShutdown,
+  type Command,
+} from '@precinct/runtime';
+import { resolve } from 'node:path';
+import { startKubeDev } from './kubedev.js';
+
+const SUMMARY =
+  'A local Kubernetes auth API: ServiceAccounts (+watch), TokenRequest, TokenReview, SubjectAccessReview, RBAC, OIDC discovery.';
+
+/** Parses `host:port`, `[v6]:port` or `:port`. */
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535)
+    throw new UsageError(`--listen must be host:port (IPv6 in brackets), got "${s}"`);
+  return { host: m[1] ?? (m[2] || '::'), port };
+}
+
+/** `precinct kube-dev`. */
+export const kubeDevCommand: Command = {
+  name: 'kube-dev',
+  summary: SUMMARY,
+  async run(argv) {
+    const flags = parseFlags(
+      'kube-dev',
+      SUMMARY,
+      argv,
+      {
+        listen: {
+          type: 'string',
+          description:
+            'address to listen on; HOST and PORT override the default; port 0 picks a free one',
+          placeholder: 'HOST:PORT',
+        },
+        'advertise-host': {
+          type: 'string',
+          description: 'host written into the kubeconfig and the token issuer',
+          default: 'localhost',
+          placeholder: 'HOST',
+        },
+        kubeconfig: {
+          type: 'string',
+          description:
+            'where to write the admin kubeconfig (default: <data-dir>/kubeconfig or a temp dir)',
+          placeholder: 'FILE',
+        },
+        'data-dir': {
+          type: 'string',
+          description:
+            'keep objects, CA, signing key and admin token here across restarts (default: in memory)',
+          placeholder: 'DIR',
+        },
+      },
+      'The issuer is https://<advertise-host>:<port>; OIDC discovery and the JWKS are served without credentials at\n/.well-known/openid-configuration and /openid/v1/jwks.',
+    );
+    if (!flags) return;
+    let listen: { host: string; port: number };
+    try {
+      listen =
+        typeof flags.listen === 'string'
+          ? parseListen(flags.listen)
+          : listenOptionsFromEnv({ host: '::', port: 6443 });
+    } catch (err) {
+      if (err instanceof UsageError) throw err;
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+    const kube = await startKubeDev({
+      listen,
+      advertiseHost: String(flags['advertise-host']),
+      ...(typeof flags['data-dir'] === 'string' ? { dataDir: resolve(flags['data-dir']) } : {}),
+      ...(typeof flags.kubeconfig === 'string'
+        ? { kubeconfigPath: resolve(flags.kubeconfig) }
+        : {}),
+      logger: createLogger('kube-dev'),
+    });
+    console.log(
+      [
+        `kube-dev listening on ${kube.url} (port ${kube.port})`,
+        `kubeconfig: ${kube.kubeconfigPath}`,
+        `issuer: ${kube.issuer}`,
+        '',
+        `Try: kubectl --kubeconfig ${kube.kubeconfigPath} create token default`,
+      ].join('\n'),
+    );
+    await waitForShutdown();
+    await kube.close();
+  },
+};

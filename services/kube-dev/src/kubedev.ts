@@ -1,0 +1,241 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import { ADMIN_USER, Authenticator } from './auth.js';
+import { KubeDevError } from './errors.js';
+import { renderKubeconfig, writeSecretFile } from './kubeconfig.js';
+import {
+  createCertificateAuthority,
+  issueServingCertificate,
+  type CertificateAuthority,
+} from './pki.js';
+import { bootstrapClusterRoleBindings, bootstrapClusterRoles, RBAC_GROUP } from './rbac.js';
+import { CLUSTER_ROLE_BINDINGS, CLUSTER_ROLES, NAMESPACES } from './resources.js';
+import { KubeApi, SYSTEM_NAMESPACES } from './server.js';
+import { ObjectStore } from './store.js';
+import { generateSigningKey, signingKeyFromPem, type SigningKey } from './tokens.js';
+
+/** Options of {@link startKubeDev}. */
+export interface KubeDevOptions {
+  /** Where to listen. Default `::` (dual-stack) on a free port (0). */
+  listen?: { host: string; port: number };
+  /** Host written into the kubeconfig and the issuer URL. Default `localhost`. */
+  advertiseHost?: string;
+  /** Keeps objects, CA, signing key and admin token across restarts. Default: in memory. */
+  dataDir?: string;
+  /** Where to write the kubeconfig. Default `<dataDir>/kubeconfig`, or a fresh temp dir. */
+  kubeconfigPath?: string;
+  logger?: Logger;
+}
+
+/** A running kube-dev. */
+export interface KubeDev {
+  /** `https://<advertise-host>:<port>`, the API server URL in the kubeconfig. */
+  url: string;
+  port: number;
+  kubeconfigPath: string;
+  /** The ServiceAccount token issuer; equals `url`. Discovery at `${issuer}/.well-known/openid-configuration`. */
+  issuer: string;
+  /** The CA that signed the serving certificate (PEM), for clients and JWKS fetchers. */
+  caPem: string;
+  /** Bearer token of `kube-dev-admin` (group system:masters). */
+  adminToken: string;
+  /** Stops listening, ends watches and removes a temp kubeconfig dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+function readOrCreate(path: string | undefined, create: () => string): string {
+  if (path && existsSync(path)) return readFileSync(path, 'utf8');
+  const v = create();
+  if (path) writeSecretFile(path, v);
+  return v;
+}
+
+async function loadCa(dataDir: string | undefined): Promise<CertificateAuthority> {
+  const crt = dataDir && join(dataDir, 'ca.crt');
+  const key = dataDir && join(dataDir, 'ca.key');
+  if (crt && key && existsSync(crt) && existsSync(key)) {
+    return { certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') };
+  }
+  const ca = await createCertificateAuthority();
+  if (crt && key) {
+    writeSecretFile(key, ca.keyPem);
+    writeSecretFile(crt, ca.certPem);
+  }
+  return ca;
+}
+
+function bootstrap(api: KubeApi, store: ObjectStore) {
+  for (const ns of SYSTEM_NAMESPACES) {
+    if (!store.peek(NAMESPACES.storeKind, undefined, ns)) {
+      api.create(
+        NAMESPACES,
+        api.prepare(NAMESPACES, { metadata: { name: ns } }, undefined, undefined),
+      );
+    }
+  }
+  const labels = { 'kubernetes.io/bootstrapping': 'rbac-defaults' };
+  for (const r of bootstrapClusterRoles()) {
+    const existing = store.get(CLUSTER_ROLES.storeKind, undefined, r.name);
+    if (existing) {
+      // Like kube-apiserver's reconciliation: built-in roles follow this version's policy
+      // unless annotated rbac.authorization.kubernetes.io/autoupdate: "false".
+      const auto = existing.metadata.annotations?.['rbac.authorization.kubernetes.io/autoupdate'];
+      if (auto !== 'false' && JSON.stringify(existing.rules) !== JSON.stringify(r.rules)) {
+        store.update(CLUSTER_ROLES.storeKind, 'clusterroles', CLUSTER_ROLES.group, {
+          ...existing,
+          rules: r.rules,
+        });
+      }
+      continue;
+    }
+    api.create(
+      CLUSTER_ROLES,
+      api.prepare(
+        CLUSTER_ROLES,
+        { metadata: { name: r.name, labels }, rules: r.rules },
+        undefined,
+        undefined,
+      ),
+    );
+  }
+  for (const b of bootstrapClusterRoleBindings()) {
+    if (store.peek(CLUSTER_ROLE_BINDINGS.storeKind, undefined, b.name)) continue;
+    const body = {
+      metadata: { name: b.name, labels },
+      roleRef: { apiGroup: RBAC_GROUP, kind: 'ClusterRole', name: b.role },
+      subjects: b.groups.map((g) => ({ kind: 'Group', apiGroup: RBAC_GROUP, name: g })),
+    };
+    api.create(
+      CLUSTER_ROLE_BINDINGS,
+      api.prepare(CLUSTER_ROLE_BINDINGS, body, undefined, undefined),
+    );
+  }
+}
+
+/**
+ * Starts kube-dev: a Kubernetes API server for ServiceAccounts, TokenRequest, TokenReview,
+ * SubjectAccessReview, RBAC and OIDC discovery, over HTTPS with its own CA. Resolves once it
+ * answers requests and the kubeconfig is written.
+ */
+export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> {
+  const log = opts.logger ?? createLogger('kube-dev', process.env.LOG_LEVEL ?? 'warn');
+  const listenOpts = opts.listen ?? { host: '::', port: 0 };
+  const advertiseHost = (opts.advertiseHost ?? 'localhost').replace(/^\[|\]$/g, '');
+  if (!advertiseHost)
+    throw new KubeDevError('ERR_KUBE_DEV_CONFIG', 'advertise host must not be empty');
+  const dataDir = opts.dataDir;
+  if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  let tempDir: string | undefined;
+  let kubeconfigPath = opts.kubeconfigPath ?? (dataDir ? join(dataDir, 'kubeconfig') : undefined);
+  if (!kubeconfigPath) {
+    tempDir = mkdtempSync(join(tmpdir(), 'precinct-kube-dev-'));
+    kubeconfigPath = join(tempDir, 'kubeconfig');
+  }
+
+  const ca = await loadCa(dataDir);
+  const key: SigningKey = signingKeyFromPem(
+    readOrCreate(dataDir && join(dataDir, 'sa-signing.key'), () => generateSigningKey().privatePem),
+  );
+  const adminToken = readOrCreate(dataDir && join(dataDir, 'admin.token'), () =>
+    randomBytes(32).toString('base64url'),
+  ).trim();
+  let store: ObjectStore;
+  try {
+    store = new ObjectStore(dataDir && join(dataDir, 'state.json'));
+  } catch (err) {
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    throw err;
+  }
+
+  const serving = await issueServingCertificate(ca, [advertiseHost]);
+  // The API handler is attached once the port (and so the issuer) is known.
+  let api: KubeApi | undefined = undefined;
+  const server: Server = createServer(
+    { key: serving.keyPem, cert: serving.certPem, minVersion: 'TLSv1.2', maxHeaderSize: 64 * 1024 },
+    (req, res) => {
+      if (api) api.handle(req, res);
+      else res.destroy();
+    },
+  );
+  server.keepAliveTimeout = 60_000;
+  let port: number;
+  try {
+    port = await listen(server, listenOpts);
+  } catch (err) {
+    if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    throw new KubeDevError(
+      'ERR_KUBE_DEV_LISTEN',
+      `cannot listen on ${formatHostPort(listenOpts.host, listenOpts.port)}`,
+      { cause: err },
+    );
+  }
+  const url = `https://${formatHostPort(advertiseHost, port)}`;
+  const issuer = url;
+
+  // Earlier issuers stay accepted so tokens issued before a restart on another port or host
+  // keep verifying (kube-apiserver allows several --service-account-issuer values the same way).
+  const issuersFile = dataDir && join(dataDir, 'issuers.json');
+  let accepted = [issuer];
+  if (issuersFile && existsSync(issuersFile)) {
+    const prev = JSON.parse(readFileSync(issuersFile, 'utf8')) as string[];
+    accepted = [issuer, ...prev.filter((i) => i !== issuer)].slice(0, 20);
+  }
+  if (issuersFile) writeSecretFile(issuersFile, JSON.stringify(accepted));
+
+  const authenticator = new Authenticator({
+    store,
+    key,
+    issuer,
+    acceptedIssuers: accepted,
+    adminToken,
+    log,
+  });
+  api = new KubeApi({
+    store,
+    key,
+    issuer,
+    authenticator,
+    log,
+    serverAddress: formatHostPort(advertiseHost, port),
+  });
+  bootstrap(api, store);
+  store.compact();
+  store.save();
+
+  writeSecretFile(
+    kubeconfigPath,
+    renderKubeconfig({ server: url, caPem: ca.certPem, token: adminToken, user: ADMIN_USER }),
+  );
+  log.info({ url, kubeconfig: kubeconfigPath, issuer }, 'kube-dev ready');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    port,
+    kubeconfigPath,
+    issuer,
+    caPem: ca.certPem,
+    adminToken,
+    close() {
+      closed ??= (async () => {
+        api?.closeWatches();
+        store.closeWatchers();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        try {
+          store.save();
+        } catch (err) {
+          log.warn({ err }, 'could not save state on close');
+        }
+        if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+      })();
+      return closed;
+    },
+  };
+}
