@@ -23,6 +23,8 @@ export {
   type ResourceAttributes,
   type NonResourceAttributes,
   type SubjectAccessReviewAuthorizerOptions,
+  type SubjectAccessReviewSpec,
+  type SubjectAccessReviewStatus,
 } from './sar.js';
 export { loadKubeConfig } from './kubeconfig.js';
 export {

@@ -1,4 +1,8 @@
-import { AuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import {
+  AuthorizationV1Api,
+  type KubeConfig,
+  type V1SubjectAccessReviewSpec,
+} from '@kubernetes/client-node';
 import { KubeUnavailableError } from './errors.js';
 import { TtlLru } from './lru.js';
 import { sha256 } from './cache.js';
@@ -42,8 +46,18 @@ export interface Authorizer {
   ): Promise<AuthorizationDecision>;
 }
 
+/** The spec of a SubjectAccessReview and its answer, for `review` below. */
+export type SubjectAccessReviewSpec = V1SubjectAccessReviewSpec;
+export type SubjectAccessReviewStatus = { allowed: boolean; denied?: boolean; reason?: string };
+
 export interface SubjectAccessReviewAuthorizerOptions {
-  kubeConfig: KubeConfig;
+  /** Where SubjectAccessReviews go. Required unless `review` is given. */
+  kubeConfig?: KubeConfig;
+  /**
+   * Answers a review in place of the API (an embedded authorizer, or a benchmark isolating the
+   * cache). Default: POST to the API server of `kubeConfig`.
+   */
+  review?: (spec: SubjectAccessReviewSpec) => Promise<SubjectAccessReviewStatus>;
   /** Kubernetes' webhook default: 5 min. */
   allowedTtlMs?: number;
   /** Kubernetes' webhook default: 30 s. */
@@ -52,6 +66,10 @@ export interface SubjectAccessReviewAuthorizerOptions {
   maxEntries?: number;
   now?: () => number;
 }
+
+const ALLOWED = Object.freeze({ allowed: true, denied: false });
+const DENIED = Object.freeze({ allowed: false, denied: true });
+const NOT_ALLOWED = Object.freeze({ allowed: false, denied: false });
 
 export function isNonResource(
   a: ResourceAttributes | NonResourceAttributes,
@@ -89,7 +107,22 @@ function cacheKey(user: UserInfo, attrs: ResourceAttributes | NonResourceAttribu
 export function createSubjectAccessReviewAuthorizer(
   opts: SubjectAccessReviewAuthorizerOptions,
 ): Authorizer & { readonly size: number } {
-  const api = opts.kubeConfig.makeApiClient(AuthorizationV1Api);
+  if (!opts.kubeConfig && !opts.review) {
+    throw new TypeError('createSubjectAccessReviewAuthorizer: kubeConfig or review is required');
+  }
+  const api = opts.kubeConfig?.makeApiClient(AuthorizationV1Api);
+  const review =
+    opts.review ??
+    (async (spec: SubjectAccessReviewSpec): Promise<SubjectAccessReviewStatus> => {
+      const r = await api!.createSubjectAccessReview({
+        body: { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', spec },
+      });
+      return {
+        allowed: r.status?.allowed === true,
+        denied: r.status?.denied === true,
+        ...(r.status?.reason ? { reason: r.status.reason } : {}),
+      };
+    });
   const now = opts.now ?? Date.now;
   const cache = new TtlLru<{ allowed: boolean; denied: boolean; reason?: string }>(
     opts.maxEntries ?? 50_000,
@@ -104,34 +137,32 @@ export function createSubjectAccessReviewAuthorizer(
     attrs: ResourceAttributes | NonResourceAttributes,
     key: string,
   ): Promise<AuthorizationDecision> {
-    let review;
+    let status: SubjectAccessReviewStatus;
     try {
-      review = await api.createSubjectAccessReview({
-        body: {
-          apiVersion: 'authorization.k8s.io/v1',
-          kind: 'SubjectAccessReview',
-          spec: {
-            user: user.username,
-            ...(user.uid ? { uid: user.uid } : {}),
-            ...(user.groups ? { groups: user.groups } : {}),
-            ...(user.extra ? { extra: user.extra } : {}),
-            ...(isNonResource(attrs)
-              ? { nonResourceAttributes: { verb: attrs.verb, path: attrs.path } }
-              : { resourceAttributes: { ...attrs } }),
-          },
-        },
+      status = await review({
+        user: user.username,
+        ...(user.uid ? { uid: user.uid } : {}),
+        ...(user.groups ? { groups: user.groups } : {}),
+        ...(user.extra ? { extra: user.extra } : {}),
+        ...(isNonResource(attrs)
+          ? { nonResourceAttributes: { verb: attrs.verb, path: attrs.path } }
+          : { resourceAttributes: { ...attrs } }),
       });
     } catch (err) {
       throw new KubeUnavailableError('SubjectAccessReview failed', { cause: err });
     }
-    const allowed = review.status?.allowed === true && review.status?.denied !== true;
-    const denied = review.status?.denied === true;
-    const reason = review.status?.reason;
-    cache.set(
-      key,
-      { allowed, denied, ...(reason ? { reason } : {}) },
-      allowed ? allowedTtl : deniedTtl,
-    );
+    const allowed = status.allowed === true && status.denied !== true;
+    const denied = status.denied === true;
+    const reason = status.reason;
+    // Most decisions carry no reason: share two frozen values instead of one object each.
+    const entry = reason
+      ? { allowed, denied, reason }
+      : allowed
+        ? ALLOWED
+        : denied
+          ? DENIED
+          : NOT_ALLOWED;
+    cache.set(key, entry, allowed ? allowedTtl : deniedTtl);
     return { allowed, denied, ...(reason ? { reason } : {}), cached: false };
   }
 
