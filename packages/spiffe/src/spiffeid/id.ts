@@ -122,6 +122,12 @@ export class SpiffeId {
 
   /** Builds an ID from a trust domain and path segments (each validated, `/` not allowed). */
   static fromSegments(td: TrustDomain, ...segments: string[]): SpiffeId {
+    if (segments.some((s) => s.includes('/'))) {
+      fail(
+        'ERR_SPIFFEID_PATH_CHARS',
+        'path segment characters are limited to letters, numbers, dots, dashes, and underscores',
+      );
+    }
     const path = segments.map((s) => `/${s}`).join('');
     checkPath(path);
     return new SpiffeId(td, path);

@@ -1,0 +1,162 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { SpiffeError, X509Bundle, X509BundleSet, X509Svid, verifyX509Svid } from '@precinct/spiffe';
+import { TestCa } from './support/ca.js';
+
+let ca: TestCa;
+let other: TestCa;
+let bundles: X509BundleSet;
+
+before(async () => {
+  ca = await TestCa.create('example.org');
+  other = await TestCa.create('other.org');
+  bundles = new X509BundleSet([
+    X509Bundle.parse('example.org', ca.bundlePem()),
+    X509Bundle.parse('other.org', other.bundlePem()),
+  ]);
+});
+
+const KU = x509.KeyUsageFlags;
+const HOUR = 3600_000;
+
+test('a valid SVID parses (PEM and DER) and verifies against its own trust domain', async () => {
+  const s = await ca.issue('/workload');
+  const svid = X509Svid.parse(s.certPem, s.keyPem);
+  assert.equal(svid.id.toString(), 'spiffe://example.org/workload');
+  const fromDer = X509Svid.parse(Buffer.concat(s.chainDer), s.keyDer);
+  assert.ok(fromDer.id.equals(svid.id));
+  const r = verifyX509Svid(svid.certificates, bundles);
+  assert.equal(r.id.toString(), 'spiffe://example.org/workload');
+  assert.equal(r.verifiedChain.length, 2);
+  assert.match(svid.marshal().certs, /BEGIN CERTIFICATE/);
+});
+
+test('chains through intermediates; DNS SANs, empty subjects and critical SANs are fine', async () => {
+  const mid = await ca.intermediate();
+  const viaMid = await mid.issue('/deep');
+  assert.equal(verifyX509Svid(viaMid.chainDer, bundles).verifiedChain.length, 3);
+  const dns = await ca.issue('/dns', { dns: ['web.example.org'] });
+  assert.ok(verifyX509Svid(dns.chainDer, bundles));
+  const empty = await ca.issue('/empty', { emptySubject: true });
+  assert.ok(verifyX509Svid(empty.chainDer, bundles));
+  assert.ok(X509Svid.parse(empty.certPem, empty.keyPem));
+});
+
+test('every X.509-SVID rule is enforced (table)', async () => {
+  const now = Date.now();
+  const mid = await ca.intermediate();
+  const midSvid = await mid.issue('/deep');
+  const cases: Array<[string, Promise<Buffer[]> | Buffer[], string]> = [
+    [
+      'leaf is a CA',
+      ca.issue('/ca', { isCa: true }).then((s) => s.chainDer),
+      'ERR_X509SVID_LEAF_CA',
+    ],
+    [
+      'keyCertSign',
+      ca.issue('/k', { keyUsage: KU.digitalSignature | KU.keyCertSign }).then((s) => s.chainDer),
+      'ERR_X509SVID_LEAF_KEY_CERT_SIGN',
+    ],
+    [
+      'cRLSign',
+      ca.issue('/c', { keyUsage: KU.digitalSignature | KU.cRLSign }).then((s) => s.chainDer),
+      'ERR_X509SVID_LEAF_CRL_SIGN',
+    ],
+    [
+      'no digitalSignature',
+      ca.issue('/d', { keyUsage: KU.keyEncipherment }).then((s) => s.chainDer),
+      'ERR_X509SVID_LEAF_DIGITAL_SIGNATURE',
+    ],
+    [
+      'no URI SAN',
+      ca.issue('/n', { uris: [], dns: ['a.example.org'] }).then((s) => s.chainDer),
+      'ERR_X509SVID_NO_URI_SAN',
+    ],
+    [
+      'two URI SANs',
+      ca
+        .issue('/t', { uris: ['spiffe://example.org/a', 'spiffe://example.org/b'] })
+        .then((s) => s.chainDer),
+      'ERR_X509SVID_MULTIPLE_URI_SAN',
+    ],
+    [
+      'non-SPIFFE URI',
+      ca.issue('/h', { uris: ['https://example.org/a'] }).then((s) => s.chainDer),
+      'ERR_X509SVID_BAD_ID',
+    ],
+    ['root ID', ca.issue('spiffe://example.org').then((s) => s.chainDer), 'ERR_X509SVID_ROOT_ID'],
+    [
+      'expired',
+      ca
+        .issue('/e', { notBefore: new Date(now - 2 * HOUR), notAfter: new Date(now - HOUR) })
+        .then((s) => s.chainDer),
+      'ERR_X509SVID_VALIDITY',
+    ],
+    [
+      'not yet valid',
+      ca
+        .issue('/f', { notBefore: new Date(now + HOUR), notAfter: new Date(now + 2 * HOUR) })
+        .then((s) => s.chainDer),
+      'ERR_X509SVID_VALIDITY',
+    ],
+    [
+      'no bundle for its trust domain',
+      ca.issue('spiffe://third.org/w').then((s) => s.chainDer),
+      'ERR_X509SVID_NO_BUNDLE',
+    ],
+    // other.org's CA signs an SVID that claims example.org: valid under other.org's bundle,
+    // but bundles are never merged, so it must fail.
+    [
+      'signed by another trust domain CA',
+      other.issue('spiffe://example.org/impostor').then((s) => s.chainDer),
+      'ERR_X509SVID_UNTRUSTED',
+    ],
+    ['intermediate missing', [midSvid.chainDer[0]!], 'ERR_X509SVID_UNTRUSTED'],
+    ['empty chain', [], 'ERR_X509SVID_EMPTY'],
+  ];
+  for (const [name, chainP, code] of cases) {
+    const chain = await chainP;
+    assert.throws(
+      () => verifyX509Svid(chain, bundles),
+      (e: unknown) => e instanceof SpiffeError && e.code === code,
+      `${name}: expected ${code}`,
+    );
+  }
+  // Broken signature: flip a byte in the signature at the end of the leaf.
+  const good = await ca.issue('/sig');
+  const bad = Buffer.from(good.chainDer[0]!);
+  bad[bad.length - 3]! ^= 0xff;
+  assert.throws(() => verifyX509Svid([bad], bundles), SpiffeError);
+  // Positive controls with the same bundles.
+  assert.ok(verifyX509Svid(good.chainDer, bundles));
+  assert.ok(verifyX509Svid(midSvid.chainDer, bundles));
+  assert.ok(verifyX509Svid((await other.issue('/ok')).chainDer, bundles));
+});
+
+test('verification at a given time', async () => {
+  const s = await ca.issue('/t');
+  assert.ok(verifyX509Svid(s.chainDer, bundles, { now: new Date() }));
+  assert.throws(
+    () => verifyX509Svid(s.chainDer, bundles, { now: new Date(Date.now() + 48 * HOUR) }),
+    {
+      code: 'ERR_X509SVID_VALIDITY',
+    },
+  );
+});
+
+test('parse rejects a key that is not the leaf key, garbage, and oversized input', async () => {
+  const a = await ca.issue('/a');
+  const b = await ca.issue('/b');
+  assert.throws(() => X509Svid.parse(a.certPem, b.keyPem), { code: 'ERR_X509SVID_KEY_MISMATCH' });
+  assert.throws(() => X509Svid.parse('not a cert', a.keyPem), SpiffeError);
+  assert.throws(() => X509Svid.parse(Buffer.from([0x30, 0x82, 0xff]), a.keyPem), {
+    code: 'ERR_X509SVID_CERTIFICATES',
+  });
+  assert.throws(() => X509Svid.parse(a.certPem, 'garbage'), { code: 'ERR_X509SVID_KEY' });
+  assert.throws(() => X509Svid.parse(Buffer.alloc(5 * 1024 * 1024, 0x30), a.keyPem), {
+    code: 'ERR_X509SVID_TOO_LARGE',
+  });
+  assert.ok(X509Svid.parse(a.certPem, a.keyPem));
+});
