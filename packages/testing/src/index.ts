@@ -1,2 +1,3 @@
 export { requirePeer, peerSkip, type Peer } from './peers.js';
 export { tempDir } from './tmp.js';
+export { startNatsServer, type NatsServer } from './nats.js';

@@ -1,0 +1,164 @@
+// NATS JWTs (ed25519-nkey, v2) signed and verified with node:crypto.
+//
+// Deliberately hand-written: @nats-io/jwt encodes the same claims, but it signs with tweetnacl
+// in pure JavaScript, about 45 ms per signature on a 2-core machine, against ~0.05 ms for
+// node:crypto's Ed25519; the callout signs two JWTs per connection. Key parsing and validation
+// (prefixes, CRC) stay with @nats-io/nkeys; a test checks our JWTs decode with @nats-io/jwt.
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
+import { fromPublic, fromSeed } from '@nats-io/nkeys';
+
+const B32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+
+function base32Decode(s: string): Uint8Array {
+  const out: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of s) {
+    const v = B32.indexOf(ch);
+    if (v < 0) throw new TypeError('invalid base32');
+    value = (value << 5) | v;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Uint8Array.from(out);
+}
+
+function base32Encode(b: Uint8Array): string {
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of b) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += B32[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += B32[(value << (5 - bits)) & 31];
+  return out;
+}
+
+const PKCS8_ED25519 = Buffer.from('302e020100300506032b657004220420', 'hex');
+const SPKI_ED25519 = Buffer.from('302a300506032b6570032100', 'hex');
+
+/** An nkey that signs: its public key (`A...` for an account) and a node:crypto private key. */
+export interface NkeySigner {
+  publicKey: string;
+  sign(data: Uint8Array): Buffer;
+}
+
+/** Parses an nkey seed (validated by @nats-io/nkeys) into a node:crypto Ed25519 signer. */
+export function nkeySigner(seed: string): NkeySigner {
+  const kp = fromSeed(new TextEncoder().encode(seed));
+  const publicKey = kp.getPublicKey();
+  // Seed encoding: two prefix bytes, the 32-byte Ed25519 seed, a CRC16.
+  const raw = base32Decode(seed).subarray(2, 34);
+  const key = createPrivateKey({
+    key: Buffer.concat([PKCS8_ED25519, raw]),
+    format: 'der',
+    type: 'pkcs8',
+  });
+  return { publicKey, sign: (data) => sign(null, data, key) };
+}
+
+const publicKeyCache = new Map<string, KeyObject>();
+
+function nkeyPublicKey(nkey: string): KeyObject {
+  let key = publicKeyCache.get(nkey);
+  if (!key) {
+    fromPublic(nkey); // validates prefix and CRC; throws otherwise
+    // Public key encoding: one prefix byte, the 32-byte key, a CRC16.
+    const raw = base32Decode(nkey).subarray(1, 33);
+    key = createPublicKey({ key: Buffer.concat([SPKI_ED25519, raw]), format: 'der', type: 'spki' });
+    if (publicKeyCache.size > 1000) publicKeyCache.clear();
+    publicKeyCache.set(nkey, key);
+  }
+  return key;
+}
+
+/** Is `s` a well-formed public nkey with the given role prefix (`U`, `N`, `A`, `X`)? */
+export function isPublicNkey(s: unknown, prefix: string): s is string {
+  if (typeof s !== 'string' || !s.startsWith(prefix) || s.length !== 56) return false;
+  try {
+    fromPublic(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Claims of a NATS JWT (the fields the callout reads or writes). */
+export interface NatsClaims<T = Record<string, unknown>> {
+  jti?: string;
+  iat?: number;
+  iss: string;
+  name?: string;
+  sub: string;
+  aud?: string;
+  exp?: number;
+  nbf?: number;
+  nats: T & { type?: string; version?: number };
+}
+
+const HEADER = Buffer.from(JSON.stringify({ typ: 'JWT', alg: 'ed25519-nkey' })).toString(
+  'base64url',
+);
+
+/** Signs NATS JWT claims (v2). Sets `iss`, `iat`, `jti` and `nats.version`. */
+export function encodeNatsJwt(
+  claims: Omit<NatsClaims, 'iss' | 'iat' | 'jti'>,
+  signer: NkeySigner,
+  now = Date.now(),
+): string {
+  const body: NatsClaims = {
+    ...claims,
+    iat: Math.floor(now / 1000),
+    iss: signer.publicKey,
+    nats: { ...claims.nats, version: 2 },
+  };
+  // As nats-io/jwt does: jti is a hash of the claims without it.
+  body.jti = base32Encode(createHash('sha256').update(JSON.stringify(body)).digest());
+  const payload = `${HEADER}.${Buffer.from(JSON.stringify(body)).toString('base64url')}`;
+  return `${payload}.${signer.sign(Buffer.from(payload)).toString('base64url')}`;
+}
+
+/**
+ * Decodes a NATS JWT and verifies its signature against its own `iss` nkey. Throws TypeError
+ * on anything malformed or badly signed; the caller checks who the issuer must be.
+ */
+export function decodeNatsJwt<T = Record<string, unknown>>(jwt: string): NatsClaims<T> {
+  const parts = jwt.split('.');
+  if (parts.length !== 3) throw new TypeError('not a JWT');
+  const header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString()) as {
+    typ?: string;
+    alg?: string;
+  };
+  if (header.typ?.toUpperCase() !== 'JWT' || header.alg !== 'ed25519-nkey') {
+    throw new TypeError('not a v2 NATS JWT');
+  }
+  const claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString()) as NatsClaims<T>;
+  if (typeof claims !== 'object' || claims === null || typeof claims.iss !== 'string') {
+    throw new TypeError('JWT without issuer');
+  }
+  const ok = verify(
+    null,
+    Buffer.from(`${parts[0]}.${parts[1]}`),
+    nkeyPublicKey(claims.iss),
+    Buffer.from(parts[2]!, 'base64url'),
+  );
+  if (!ok) throw new TypeError('bad JWT signature');
+  if (typeof claims.nats !== 'object' || claims.nats === null)
+    throw new TypeError('no nats claims');
+  return claims;
+}
