@@ -3,8 +3,6 @@ import { KubeAuthError } from './errors.js';
 /** Tokens larger than this are rejected before any parsing or crypto (a real one is ~1 KB). */
 export const MAX_TOKEN_BYTES = 16 * 1024;
 
-const B64URL = /^[A-Za-z0-9_-]+$/;
-
 export interface DecodedJwt {
   header: Record<string, unknown>;
   payload: Record<string, unknown>;
@@ -13,10 +11,26 @@ export interface DecodedJwt {
   signature: Buffer;
 }
 
+/**
+ * Decodes base64url strictly. Node's decoder skips characters outside the alphabet, so a
+ * decoded length short of 3/4 of the input reveals them without a regex pass over the input
+ * (this runs on every token; measured cheaper than the regex).
+ */
+function strictBase64url(part: string): Buffer | undefined {
+  if (part.length === 0 || part.length % 4 === 1) return undefined;
+  const buf = Buffer.from(part, 'base64url');
+  if (buf.length !== Math.floor((part.length * 3) / 4)) return undefined;
+  // '=' padding and '+', '/' decode silently too; they are not base64url.
+  if (part.includes('=') || part.includes('+') || part.includes('/')) return undefined;
+  return buf;
+}
+
 function decodeJson(part: string, what: string): Record<string, unknown> {
+  const buf = strictBase64url(part);
+  if (!buf) throw new KubeAuthError('ERR_TOKEN_MALFORMED', `${what} is not base64url`);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    value = JSON.parse(buf.toString('utf8'));
   } catch (err) {
     throw new KubeAuthError('ERR_TOKEN_MALFORMED', `${what} is not valid JSON`, { cause: err });
   }
@@ -47,15 +61,13 @@ export function decodeUnverified(token: string, algorithms: readonly string[]): 
     throw new KubeAuthError('ERR_TOKEN_MALFORMED', `expected 3 parts, got ${parts.length}`);
   }
   const [h, p, s] = parts as [string, string, string];
-  if (!B64URL.test(h) || !B64URL.test(p)) {
-    throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'header or payload is not base64url');
-  }
   const header = decodeJson(h, 'header');
   const alg = header.alg;
   if (typeof alg !== 'string' || !algorithms.includes(alg)) {
     throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${JSON.stringify(alg)} is not allowed`);
   }
-  if (s.length === 0 || !B64URL.test(s)) {
+  const signature = strictBase64url(s);
+  if (!signature) {
     throw new KubeAuthError('ERR_TOKEN_MALFORMED', 'signature is missing or not base64url');
   }
   if ('crit' in header) {
@@ -68,6 +80,6 @@ export function decodeUnverified(token: string, algorithms: readonly string[]): 
     header,
     payload: decodeJson(p, 'payload'),
     signingInput: token.slice(0, h.length + 1 + p.length),
-    signature: Buffer.from(s, 'base64url'),
+    signature,
   };
 }
