@@ -1,3 +1,3 @@
-export { requirePeer, peerSkip, type Peer } from './peers.js';
+export { requirePeer, peerSkip, findPeer, type Peer } from './peers.js';
 export { tempDir } from './tmp.js';
 export { startNatsServer, type NatsServer } from './nats.js';

@@ -1,0 +1,68 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { findPeer, peerSkip, tempDir } from '@precinct/testing';
+
+const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));
+
+test(
+  'precinct up prints the kubeconfig; kubectl create token and auth can-i work against it',
+  { skip: peerSkip('kubectl'), timeout: 120_000 },
+  async (t) => {
+    const dir = tempDir();
+    t.after(dir.cleanup);
+    const child = spawn(process.execPath, [bin, 'up', '--data-dir', dir.path, '--kube-port', '0'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    t.after(() => child.kill('SIGKILL'));
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no "Precinct is up" in time:\n${out}\n${err}`)),
+        60_000,
+      );
+      child.stdout.on('data', () => {
+        if (out.includes('Ctrl-C')) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      child.on('exit', (code) => reject(new Error(`exited ${code}:\n${out}\n${err}`)));
+    });
+    const kubeconfig = /kubeconfig\s+(\S+)/.exec(out)?.[1];
+    assert.ok(kubeconfig && existsSync(kubeconfig), out);
+    assert.equal(statSync(kubeconfig).mode & 0o077, 0, 'kubeconfig is private (0600)');
+    assert.match(out, /kube-dev\s+https:\/\/localhost:\d+/);
+    const kubectl = findPeer('kubectl')!;
+    const run = (...args: string[]) =>
+      execFileSync(kubectl, ['--kubeconfig', kubeconfig, ...args], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+    const token = run('create', 'token', 'default').trim();
+    assert.equal(token.split('.').length, 3);
+    // A fresh ServiceAccount has no grants: can-i says no (exit 1) ...
+    assert.throws(() =>
+      run('auth', 'can-i', 'get', 'pods', '--as=system:serviceaccount:default:default'),
+    );
+    // ... and yes for what every authenticated user may do.
+    assert.equal(
+      run(
+        'auth',
+        'can-i',
+        'create',
+        'selfsubjectaccessreviews.authorization.k8s.io',
+        '--as=system:serviceaccount:default:default',
+      ).trim(),
+      'yes',
+    );
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+  },
+);
