@@ -13,6 +13,16 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('@precinct/kube-dev')).kubeDevCommand,
   },
   {
+    name: 'identity-server',
+    summary: 'a local SPIFFE issuer with the standard Workload API',
+    load: async () => (await import('@precinct/identity-server')).identityServerCommand,
+  },
+  {
+    name: 'entry',
+    summary: 'create, show, list, update, delete registration entries of the identity server',
+    load: async () => (await import('@precinct/identity-server')).entryCommand,
+  },
+  {
     name: 'nats-callout',
     summary: 'NATS auth callout: Kubernetes ServiceAccount tokens become NATS users',
     load: async () => (await import('@precinct/nats-callout')).natsCalloutCommand,
