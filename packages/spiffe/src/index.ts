@@ -36,3 +36,49 @@ export {
 } from './svid/jwtsvid.js';
 
 // workloadapi + tls
+export {
+  WorkloadApiClient,
+  statusError as workloadApiStatusError,
+  type WorkloadApiClientOptions,
+  type WorkloadApiLogger,
+  type CallOptions,
+  type JwtSvidParams,
+  type Watcher,
+} from './workloadapi/client.js';
+export {
+  parseWorkloadEndpoint,
+  resolveWorkloadEndpoint,
+  ENDPOINT_SOCKET_ENV,
+  type WorkloadEndpoint,
+} from './workloadapi/endpoint.js';
+export type { BackoffOptions } from './workloadapi/backoff.js';
+export type { X509Context } from './workloadapi/convert.js';
+export {
+  X509Source,
+  JwtSource,
+  BundleSource,
+  type SourceEvent,
+  type SourceOptions,
+  type X509SourceOptions,
+} from './workloadapi/sources.js';
+export {
+  authorizeAny,
+  authorizeId,
+  authorizeOneOf,
+  authorizeMemberOf,
+  authorizeIf,
+  type Authorizer,
+} from './tls/authorizer.js';
+export {
+  tlsServerOptions,
+  tlsClientOptions,
+  tlsClientOptionsServerAuth,
+  spiffeServer,
+  peerSpiffeId,
+  authenticatePeer,
+  undiciConnector,
+  type SpiffeTlsServerOptions,
+  type SpiffeTlsClientOptions,
+  type TlsExtraOptions,
+} from './tls/options.js';
+export { spiffeFastify, spiffeMiddleware, type SpiffeFastifyOptions } from './tls/fastify.js';
