@@ -1,0 +1,277 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from '@precinct/runtime';
+import type { WorkloadSockets } from './attestation.js';
+import type { KeyManager } from './authority.js';
+import { bundleDocument } from './federation.js';
+import type { EntryRegistry } from './entries.js';
+import { IdentityServerError, type IdentityServerErrorCode } from './errors.js';
+import type { IdentityMetrics } from './metrics.js';
+
+function childLogger(logger: Logger, component: string, quiet = false): FastifyBaseLogger {
+  // pino's Logger and fastify's logger type differ only in generics. Probes and key fetches
+  // are frequent and routine: `quiet` keeps their per-request lines out of the log.
+  const child = logger.child({ component }, quiet ? { level: 'warn' } : {});
+  return child as unknown as FastifyBaseLogger;
+}
+
+// The one place error codes become HTTP statuses.
+const STATUS: Partial<Record<IdentityServerErrorCode, number>> = {
+  ERR_ENTRY_INVALID: 400,
+  ERR_TRUST_DOMAIN_MISMATCH: 400,
+  ERR_ADMIN_REQUEST: 400,
+  ERR_ADMIN_UNAUTHORIZED: 401,
+  ERR_ATTESTATION_FAILED: 401,
+  ERR_ENTRY_NOT_FOUND: 404,
+  ERR_ENTRY_EXISTS: 409,
+};
+
+function problem(
+  reply: FastifyReply,
+  status: number,
+  title: string,
+  detail?: string,
+  code?: string,
+) {
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({
+      type: 'about:blank',
+      title,
+      status,
+      ...(detail ? { detail } : {}),
+      ...(code ? { code } : {}),
+    });
+}
+
+/** Constant-time comparison of a presented bearer token with the expected one. */
+export function tokenMatches(presented: string, expected: string): boolean {
+  const a = createHash('sha256').update(presented).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+const entryBody = {
+  type: 'object',
+  additionalProperties: true,
+  maxProperties: 16,
+} as const;
+
+const entryResponse = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    spiffeId: { type: 'string' },
+    selectors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { type: { type: 'string' }, value: { type: 'string' } },
+      },
+    },
+    x509SvidTtl: { type: 'integer' },
+    jwtSvidTtl: { type: 'integer' },
+    dnsNames: { type: 'array', items: { type: 'string' } },
+    hint: { type: 'string' },
+    federatesWith: { type: 'array', items: { type: 'string' } },
+    admin: { type: 'boolean' },
+    revision: { type: 'integer' },
+    createdAt: { type: 'string' },
+    updatedAt: { type: 'string' },
+  },
+} as const;
+
+/**
+ * The admin API (`/v1/entries`, bearer token) and the attestation endpoint (`POST /v1/attest`,
+ * authenticated by the ServiceAccount token it carries). Entry errors are shown to the admin in
+ * full (they describe the admin's own input); attestation failures are generic.
+ */
+export function createAdminApp(deps: {
+  entries: EntryRegistry;
+  sockets: WorkloadSockets;
+  adminToken: string;
+  logger: Logger;
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: childLogger(deps.logger, 'admin-api'),
+    bodyLimit: 64 * 1024,
+  });
+  app.setErrorHandler((err: unknown, req, reply) => {
+    if (err instanceof IdentityServerError) {
+      const status = STATUS[err.code] ?? 500;
+      if (err.code === 'ERR_ATTESTATION_FAILED') return problem(reply, 401, 'attestation failed');
+      if (status < 500) return problem(reply, status, 'request refused', err.message, err.code);
+    }
+    const e = err as { code?: string; statusCode?: number; validation?: unknown };
+    if (e.code === 'ERR_KUBE_UNAVAILABLE') return problem(reply, 503, 'service unavailable');
+    if (e.validation || (e.statusCode && e.statusCode >= 400 && e.statusCode < 500)) {
+      return problem(reply, e.statusCode ?? 400, 'bad request');
+    }
+    req.log.error({ err }, 'admin API error');
+    return problem(reply, 500, 'internal error');
+  });
+
+  app.post(
+    '/v1/attest',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['token'],
+          additionalProperties: false,
+          properties: { token: { type: 'string', minLength: 1, maxLength: 16384 } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              address: { type: 'string' },
+              socketPath: { type: 'string' },
+              expiresAt: { type: 'string' },
+              selectors: { type: 'array', items: { type: 'string' } },
+            },
+          },
+        },
+      },
+    },
+    async (req) => {
+      const a = await deps.sockets.attest((req.body as { token: string }).token);
+      return { ...a, expiresAt: a.expiresAt.toISOString() };
+    },
+  );
+
+  void app.register(async (admin) => {
+    admin.addHook('onRequest', async (req, reply) => {
+      const h = req.headers.authorization ?? '';
+      const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(h);
+      if (!m || !tokenMatches(m[1]!, deps.adminToken)) {
+        req.log.info({ reason: m ? 'token_mismatch' : 'token_missing' }, 'admin API refused');
+        return problem(reply, 401, 'authentication required');
+      }
+    });
+    const idParam = {
+      type: 'object',
+      properties: { id: { type: 'string', maxLength: 64 } },
+      required: ['id'],
+    } as const;
+    admin.get(
+      '/v1/entries',
+      {
+        schema: {
+          response: {
+            200: {
+              type: 'object',
+              properties: { entries: { type: 'array', items: entryResponse } },
+            },
+          },
+        },
+      },
+      async () => ({
+        entries: deps.entries.list(),
+      }),
+    );
+    admin.post(
+      '/v1/entries',
+      { schema: { body: entryBody, response: { 201: entryResponse } } },
+      async (req, reply) => {
+        reply.code(201);
+        return deps.entries.create(req.body);
+      },
+    );
+    admin.get(
+      '/v1/entries/:id',
+      { schema: { params: idParam, response: { 200: entryResponse } } },
+      async (req) => deps.entries.get((req.params as { id: string }).id),
+    );
+    admin.patch(
+      '/v1/entries/:id',
+      { schema: { params: idParam, body: entryBody, response: { 200: entryResponse } } },
+      async (req) => deps.entries.update((req.params as { id: string }).id, req.body),
+    );
+    admin.delete(
+      '/v1/entries/:id',
+      { schema: { params: idParam, response: { 200: entryResponse } } },
+      async (req) => deps.entries.delete((req.params as { id: string }).id),
+    );
+  });
+  return app;
+}
+
+/**
+ * The OIDC discovery provider for JWT-SVIDs: `/.well-known/openid-configuration` and `/keys`
+ * (the published JWT keys with `use: sig`, as relying parties such as clouds expect).
+ */
+export function createOidcApp(deps: {
+  keys: KeyManager;
+  issuer: () => string;
+  logger: Logger;
+  /** Serve HTTPS (relying parties such as clouds require an https issuer). */
+  tls?: { certPem: string; keyPem: string };
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: childLogger(deps.logger, 'oidc', true),
+    ...(deps.tls ? { https: { cert: deps.tls.certPem, key: deps.tls.keyPem } } : {}),
+  }) as unknown as FastifyInstance;
+  app.get('/.well-known/openid-configuration', async (_req, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    const issuer = deps.issuer();
+    return {
+      issuer,
+      jwks_uri: `${issuer}/keys`,
+      authorization_endpoint: '',
+      response_types_supported: ['id_token'],
+      subject_types_supported: ['public'],
+      id_token_signing_alg_values_supported: ['ES256'],
+    };
+  });
+  app.get('/keys', async (_req, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return { keys: deps.keys.jwks().keys.map((k) => ({ ...k, use: 'sig' })) };
+  });
+  return app;
+}
+
+/** `/health` (alive), `/ready` (keys and store loaded), `/metrics` (Prometheus). */
+export function createHealthApp(deps: {
+  metrics: IdentityMetrics;
+  ready: () => boolean;
+  logger: Logger;
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: childLogger(deps.logger, 'health', true),
+  });
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/ready', async (_req, reply) => {
+    if (!deps.ready()) return reply.code(503).send({ status: 'not ready' });
+    return { status: 'ready' };
+  });
+  app.get('/metrics', async (_req, reply) => {
+    reply.type(deps.metrics.registry.contentType);
+    return deps.metrics.registry.metrics();
+  });
+  return app;
+}
+
+/**
+ * The SPIFFE bundle endpoint, https_web profile: `GET /` returns this trust domain's bundle
+ * (X.509 and JWT authorities, `spiffe_sequence`, `spiffe_refresh_hint`) over TLS with a web-PKI
+ * certificate.
+ */
+export function createBundleEndpointApp(deps: {
+  keys: KeyManager;
+  certPem: string;
+  keyPem: string;
+  refreshHintSeconds: number;
+  logger: Logger;
+}): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: childLogger(deps.logger, 'bundle-endpoint', true),
+    https: { cert: deps.certPem, key: deps.keyPem },
+  }) as unknown as FastifyInstance;
+  app.get('/', async (_req, reply) => {
+    reply.type('application/json');
+    return bundleDocument(deps.keys, deps.refreshHintSeconds);
+  });
+  return app;
+}
