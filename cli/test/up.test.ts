@@ -4,6 +4,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { findPeer, peerSkip, tempDir } from '@precinct/testing';
+import { X509Source } from '@precinct/spiffe';
 
 const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));
 
@@ -61,6 +62,34 @@ test(
       ).trim(),
       'yes',
     );
+    // The identity server attests the default ServiceAccount and issues its SVID over the
+    // Workload API: the local platform end to end.
+    assert.match(out, /identity-server\s+trust domain precinct\.local/);
+    const adminUrl = /admin API\s+(\S+)/.exec(out)![1]!;
+    const sat = run('create', 'token', 'default', '--audience', 'precinct').trim();
+    const attest = await fetch(`${adminUrl}/v1/attest`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token: sat }),
+    });
+    assert.equal(attest.status, 200);
+    const { address } = (await attest.json()) as { address: string };
+    const source = await X509Source.create({ address, timeoutMs: 20_000 });
+    try {
+      assert.equal(
+        source.getX509Svid().id.toString(),
+        'spiffe://precinct.local/ns/default/sa/default',
+      );
+    } finally {
+      source.close();
+    }
+    // A token for another audience attests nothing.
+    const wrong = await fetch(`${adminUrl}/v1/attest`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ token }),
+    });
+    assert.equal(wrong.status, 401);
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
