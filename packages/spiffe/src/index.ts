@@ -82,3 +82,10 @@ export {
   type TlsExtraOptions,
 } from './tls/options.js';
 export { spiffeFastify, spiffeMiddleware, type SpiffeFastifyOptions } from './tls/fastify.js';
+// For Workload API servers (the identity server, test servers): the service definition
+// loaded from the SDK's workload.proto, and JSON -> google.protobuf.Struct.
+export {
+  workloadApiServiceDefinition,
+  jsonToStruct,
+  SECURITY_HEADER as WORKLOAD_API_SECURITY_HEADER,
+} from './workloadapi/proto.js';

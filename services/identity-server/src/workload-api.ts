@@ -1,8 +1,6 @@
-import { existsSync } from 'node:fs';
 import type { EventEmitter } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { jsonToStruct, workloadApiServiceDefinition } from '@precinct/spiffe';
 import type { Logger } from '@precinct/runtime';
 import {
   generateWorkloadKey,
@@ -21,38 +19,9 @@ import type { IdentityMetrics } from './metrics.js';
 /** The header every Workload API call must carry (Workload Endpoint spec, section 3). */
 export const SECURITY_HEADER = 'workload.spiffe.io';
 
-function protoPath(): string {
-  // The SDK owns workload.proto; this resolves it from source and from a build alike.
-  for (const rel of [
-    '../../../packages/spiffe/src/proto/workload.proto',
-    '../../spiffe/src/proto/workload.proto',
-  ]) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new Error('identity-server: @precinct/spiffe workload.proto not found');
-}
-
-let definition: grpc.ServiceDefinition | undefined;
-
-/** The SpiffeWorkloadAPI service definition, loaded once from the SDK's .proto. */
+/** The SpiffeWorkloadAPI service definition, from the SDK's .proto. */
 export function workloadApiDefinition(): grpc.ServiceDefinition {
-  if (!definition) {
-    const def = protoLoader.loadSync(protoPath(), {
-      keepCase: true,
-      longs: String,
-      enums: String,
-      defaults: true,
-      arrays: true,
-      objects: true,
-      oneofs: true,
-    });
-    const ctor = grpc.loadPackageDefinition(def)[
-      'SpiffeWorkloadAPI'
-    ] as grpc.ServiceClientConstructor;
-    definition = ctor.service;
-  }
-  return definition;
+  return workloadApiServiceDefinition();
 }
 
 /** A workload whose identity the server verified, and the SVIDs issued to it. */
@@ -365,29 +334,4 @@ export function workloadApiImplementation(
       })();
     },
   };
-}
-
-// google.protobuf.Struct in proto-loader's object form. The SDK has the same helper; this copy
-// goes once @precinct/spiffe exports it.
-type StructValue =
-  | { nullValue: 'NULL_VALUE' }
-  | { numberValue: number }
-  | { stringValue: string }
-  | { boolValue: boolean }
-  | { listValue: { values: StructValue[] } }
-  | { structValue: { fields: Record<string, StructValue> } };
-
-function jsonToStruct(o: Record<string, unknown>): { fields: Record<string, StructValue> } {
-  const fields: Record<string, StructValue> = {};
-  for (const [k, v] of Object.entries(o)) fields[k] = toValue(v);
-  return { fields };
-}
-
-function toValue(v: unknown): StructValue {
-  if (v === null || v === undefined) return { nullValue: 'NULL_VALUE' };
-  if (typeof v === 'number') return { numberValue: v };
-  if (typeof v === 'string') return { stringValue: v };
-  if (typeof v === 'boolean') return { boolValue: v };
-  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
-  return { structValue: jsonToStruct(v as Record<string, unknown>) };
 }
