@@ -34,10 +34,19 @@ await verifier.verify(token);
 const [h, p, s] = token.split('.') as [string, string, string];
 const signingInput = Buffer.from(`${h}.${p}`);
 const signature = Buffer.from(s, 'base64url');
-const bare = await rate(() => {
-  if (!cryptoVerify('sha256', signingInput, key.publicKey, signature)) throw new Error('bad');
-});
-const ours = await rate(() => verifier.verify(token));
+// Two cores shared with other work: alternate short rounds and keep each side's best, so a
+// burst of outside load does not land on one side only.
+let bare = 0;
+let ours = 0;
+for (let round = 0; round < 4; round++) {
+  bare = Math.max(
+    bare,
+    await rate(() => {
+      if (!cryptoVerify('sha256', signingInput, key.publicKey, signature)) throw new Error('bad');
+    }, 1000),
+  );
+  ours = Math.max(ours, await rate(() => verifier.verify(token), 1000));
+}
 rows.push({
   metric: 'uncached RS256 SA token verification',
   ours,

@@ -60,6 +60,24 @@ export class JwksStore {
   }
 
   /**
+   * The synchronous fast path of keysFor: keys already held for this header, or undefined
+   * (then call keysFor). Saves the await of an async call on every token.
+   */
+  peek(kid: string | undefined, alg: string): KeyObject[] | undefined {
+    if (this.keys.length === 0) return undefined;
+    const found = this.match(kid, alg);
+    if (found.length === 0) return undefined;
+    const t = this.now();
+    if (
+      t - this.lastRefreshAttempt >= (this.opts.minRefreshIntervalMs ?? 10_000) &&
+      t - this.loadedAt > (this.opts.maxAgeMs ?? 300_000)
+    ) {
+      void this.refresh(false);
+    }
+    return found;
+  }
+
+  /**
    * Candidate keys for a token header. Throws KubeAuthError ERR_TOKEN_KID when the kid is
    * unknown after a refresh, KubeUnavailableError when no keys could ever be loaded or the
    * refresh for an unknown kid failed (the token may be signed by a new key we cannot fetch:
@@ -89,10 +107,19 @@ export class JwksStore {
     throw new KubeAuthError('ERR_TOKEN_KID', 'no trusted key matches the token');
   }
 
+  // Candidate lists per (kid, alg), rebuilt with each key set: the per-token lookup is then one
+  // Map get. Only pairs that matched a key are remembered, so forged kids cannot grow it.
+  private matches = new Map<string, KeyObject[]>();
+
   private match(kid: string | undefined, alg: string): KeyObject[] {
-    return this.keys
+    const memo = `${alg} ${kid ?? ''}`;
+    const hit = this.matches.get(memo);
+    if (hit) return hit;
+    const found = this.keys
       .filter((k) => (kid === undefined || k.kid === kid) && algMatchesKey(alg, k))
       .map((k) => k.key);
+    if (found.length > 0) this.matches.set(memo, found);
+    return found;
   }
 
   /** Fetches the key set now (single-flight). */
@@ -134,6 +161,7 @@ export class JwksStore {
       }
     }
     this.keys = keys;
+    this.matches = new Map();
     this.loadedAt = this.now();
   }
 

@@ -40,6 +40,21 @@ function decodeJson(part: string, what: string): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
+// A cluster signs with a handful of keys, so nearly every token repeats one of a few header
+// segments; remembering their parsed (frozen) form saves a base64url + JSON pass per token
+// (measured by bench/kube-verify.bench.ts). Bounded: a flood of distinct forged headers only
+// stops new entries from being added.
+const HEADER_CACHE_MAX = 64;
+const headerCache = new Map<string, Readonly<Record<string, unknown>>>();
+
+function decodeHeader(segment: string): Record<string, unknown> {
+  const hit = headerCache.get(segment);
+  if (hit) return hit;
+  const header = Object.freeze(decodeJson(segment, 'header'));
+  if (headerCache.size < HEADER_CACHE_MAX) headerCache.set(segment, header);
+  return header;
+}
+
 /**
  * Structural checks that run before any key lookup or signature work, so hostile input costs
  * almost nothing: size, compact form, base64url, JSON objects, `alg` in the allow-list,
@@ -61,7 +76,7 @@ export function decodeUnverified(token: string, algorithms: readonly string[]): 
     throw new KubeAuthError('ERR_TOKEN_MALFORMED', `expected 3 parts, got ${parts.length}`);
   }
   const [h, p, s] = parts as [string, string, string];
-  const header = decodeJson(h, 'header');
+  const header = decodeHeader(h);
   const alg = header.alg;
   if (typeof alg !== 'string' || !algorithms.includes(alg)) {
     throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${JSON.stringify(alg)} is not allowed`);

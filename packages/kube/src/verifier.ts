@@ -128,7 +128,7 @@ export function createJwksVerifier(opts: JwksVerifierOptions): TokenVerifier {
       const { header, payload } = decoded;
       const kid = header.kid as string | undefined;
       const alg = header.alg as string;
-      const keys = await store.keysFor(kid, alg);
+      const keys = store.peek(kid, alg) ?? (await store.keysFor(kid, alg));
       if (!keys.some((key) => verifySignature(alg, key, decoded.signingInput, decoded.signature))) {
         throw new KubeAuthError('ERR_TOKEN_SIGNATURE', 'signature does not verify');
       }

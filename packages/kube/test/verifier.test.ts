@@ -168,6 +168,35 @@ describe('offline ServiceAccount token verification', () => {
     assert.equal((await v.verify(good)).namespace, 'team-a');
   });
 
+  test('structurally bad tokens never reach the JWKS endpoint (rejected before key lookup)', async (t) => {
+    const fresh = await startJwksServer([rsa.jwk]);
+    t.after(() => fresh.close());
+    const v = createJwksVerifier({
+      issuer: ISSUER,
+      audiences: ['precinct'],
+      jwksUrl: fresh.jwksUrl,
+    });
+    const good = await sign(rsa, projectedClaims());
+    const [h, p, s] = good.split('.') as [string, string, string];
+    const enc = (o: unknown) => base64url.encode(JSON.stringify(o));
+    const bad = [
+      `${h}.${p}`,
+      `${h}.${p}!.${s}`,
+      `${h}.${'A'.repeat(17 * 1024)}.${s}`,
+      JSON.stringify({ payload: p, protected: h, signature: s }),
+      `${enc({ alg: 'none' })}.${p}.`,
+      `${enc({ alg: 'HS256', kid: 'rsa-1' })}.${p}.${s}`,
+      `${enc({ alg: 'RS256', kid: 'rsa-1', crit: ['x'], x: 1 })}.${p}.${s}`,
+    ];
+    for (const token of bad) {
+      await assert.rejects(v.verify(token), KubeAuthError);
+    }
+    assert.equal(fresh.hits, 0, 'no JWKS request for structurally bad tokens');
+    // Positive control: a good token does load the keys.
+    assert.equal((await v.verify(good)).serviceAccountName, 'builder');
+    assert.ok(fresh.hits > 0);
+  });
+
   test('within the clock skew a just-expired token is accepted; beyond it, not', async () => {
     const now = Math.floor(Date.now() / 1000);
     const token = await sign(
