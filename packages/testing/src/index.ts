@@ -1,3 +1,4 @@
 export { requirePeer, peerSkip, findPeer, type Peer } from './peers.js';
 export { tempDir } from './tmp.js';
 export { startNatsServer, type NatsServer } from './nats.js';
+export { startPostgres, type PostgresServer } from './postgres.js';

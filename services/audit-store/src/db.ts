@@ -1,0 +1,150 @@
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { AuditStoreError } from './errors.js';
+
+export interface Queryable {
+  query<T = Record<string, unknown>>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<{ rows: T[]; rowCount: number }>;
+  /** Runs several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+/** One small interface over node-postgres and PGlite. */
+export interface Db extends Queryable {
+  readonly kind: 'postgres' | 'pglite';
+  /** Runs `fn` in one transaction: COMMIT when it resolves, ROLLBACK when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+// SQLSTATE classes that mean "the database is not reachable right now": the client should retry.
+const UNAVAILABLE_STATES = /^(08|53|57P0[1-3])/;
+const UNAVAILABLE_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+]);
+
+/** Maps driver errors to AuditStoreError: ERR_DB_UNAVAILABLE (503) or ERR_DB. */
+export function wrapDbError(err: unknown): AuditStoreError {
+  if (err instanceof AuditStoreError) return err;
+  const e = err as { code?: string; message?: string };
+  const msg = e?.message ?? String(err);
+  if (
+    (typeof e?.code === 'string' &&
+      (UNAVAILABLE_STATES.test(e.code) || UNAVAILABLE_NODE_CODES.has(e.code))) ||
+    /Connection terminated|connection timeout|Client has encountered a connection error|not queryable/i.test(
+      msg,
+    )
+  ) {
+    return new AuditStoreError('ERR_DB_UNAVAILABLE', `database unavailable: ${msg}`, {
+      cause: err,
+    });
+  }
+  return new AuditStoreError('ERR_DB', `database error: ${msg}`, { cause: err });
+}
+
+/** node-postgres pool against DATABASE_URL. */
+export function createPgDb(url: string, opts: { max?: number } = {}): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: 5_000,
+  });
+  // An idle client losing its connection (database restart) must not crash the process.
+  pool.on('error', () => {});
+  const q: Queryable['query'] = async (sql, params) => {
+    try {
+      const r = await pool.query(sql, params as unknown[]);
+      return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+    } catch (err) {
+      throw wrapDbError(err);
+    }
+  };
+  return {
+    kind: 'postgres',
+    query: q,
+    async exec(sql) {
+      await q(sql);
+    },
+    async transaction(fn) {
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (err) {
+        throw wrapDbError(err);
+      }
+      let broken = false;
+      try {
+        await client.query('BEGIN');
+        const tx: Queryable = {
+          async query(sql, params) {
+            const r = await client.query(sql, params as unknown[]);
+            return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+          },
+          async exec(sql) {
+            await client.query(sql);
+          },
+        };
+        const out = await fn(tx);
+        await client.query('COMMIT');
+        return out;
+      } catch (err) {
+        try {
+          await client.query('ROLLBACK');
+        } catch {
+          broken = true;
+        }
+        throw wrapDbError(err);
+      } finally {
+        client.release(broken ? true : undefined);
+      }
+    },
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+/** Embedded PGlite: in memory, or persisted in `dataDir`. */
+export async function createPgliteDb(dataDir?: string): Promise<Db> {
+  const db = dataDir ? await PGlite.create(dataDir) : await PGlite.create();
+  const wrap = (x: { query: PGlite['query']; exec: PGlite['exec'] }): Queryable => ({
+    async exec(sql: string) {
+      try {
+        await x.exec(sql);
+      } catch (err) {
+        throw wrapDbError(err);
+      }
+    },
+    async query<T>(sql: string, params?: unknown[]) {
+      try {
+        const r = await x.query<T>(sql, params as unknown[]);
+        return { rows: r.rows, rowCount: r.affectedRows ?? r.rows.length };
+      } catch (err) {
+        throw wrapDbError(err);
+      }
+    },
+  });
+  const self = wrap(db);
+  return {
+    kind: 'pglite',
+    query: self.query,
+    exec: self.exec,
+    async transaction(fn) {
+      try {
+        return await db.transaction((tx) => fn(wrap(tx)));
+      } catch (err) {
+        throw wrapDbError(err);
+      }
+    },
+    async close() {
+      await db.close();
+    },
+  };
+}

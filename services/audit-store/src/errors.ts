@@ -1,0 +1,19 @@
+export type AuditStoreErrorCode =
+  | 'ERR_DB_UNAVAILABLE'
+  | 'ERR_DB'
+  | 'ERR_VALIDATION'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_CONFIG'
+  | 'ERR_EXPORT_SIGNATURE'
+  | 'ERR_CLIENT_CLOSED'
+  | 'ERR_CLIENT_REJECTED';
+
+/** Base error of @precinct/audit-store; `code` is stable, the message is for logs. */
+export class AuditStoreError extends Error {
+  readonly code: AuditStoreErrorCode;
+  constructor(code: AuditStoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AuditStoreError';
+    this.code = code;
+  }
+}

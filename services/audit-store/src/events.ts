@@ -1,0 +1,311 @@
+import { createHash, createHmac, randomUUID } from 'node:crypto';
+
+/** Bounds: one event's `event_data`, a batch, and (in the server) the request body. */
+export const LIMITS = {
+  eventDataBytes: 64 * 1024,
+  batchEvents: 1000,
+  bodyBytes: 8 * 1024 * 1024,
+  shortString: 255,
+  longString: 4096,
+} as const;
+
+const str = (max: number = LIMITS.shortString) => ({
+  type: 'string',
+  minLength: 1,
+  maxLength: max,
+});
+const optStr = (max: number = LIMITS.shortString) => ({ type: 'string', maxLength: max });
+
+/** JSON Schema of one event as written by a client (Kubernaut DataStorage field names). */
+export const eventInputSchema = {
+  $id: 'AuditEventInput',
+  type: 'object',
+  additionalProperties: false,
+  required: ['event_type', 'event_category', 'event_action', 'event_outcome', 'correlation_id'],
+  properties: {
+    version: str(16),
+    event_type: str(),
+    event_timestamp: { type: 'string', format: 'date-time', maxLength: 64 },
+    event_category: str(),
+    event_action: str(),
+    event_outcome: { type: 'string', enum: ['success', 'failure', 'pending'] },
+    actor_type: optStr(),
+    actor_id: optStr(),
+    actor_ip: optStr(64),
+    resource_type: optStr(),
+    resource_id: optStr(),
+    correlation_id: str(),
+    parent_event_id: { type: 'string', format: 'uuid' },
+    namespace: optStr(),
+    cluster_id: optStr(),
+    severity: { type: 'string', enum: ['debug', 'info', 'warning', 'error', 'critical'] },
+    duration_ms: { type: 'integer', minimum: 0, maximum: 2147483647 },
+    error_code: optStr(),
+    error_message: optStr(LIMITS.longString),
+    retention_days: { type: 'integer', minimum: 1, maximum: 36500 },
+    is_sensitive: { type: 'boolean' },
+    event_data: { type: 'object', additionalProperties: true },
+  },
+} as const;
+
+const nullable = (t: string, extra: Record<string, unknown> = {}) => ({
+  type: [t, 'null'],
+  ...extra,
+});
+
+/** JSON Schema of a stored event as the API returns it. */
+export const storedEventSchema = {
+  $id: 'AuditEvent',
+  type: 'object',
+  required: [
+    'event_id',
+    'version',
+    'event_type',
+    'event_timestamp',
+    'event_category',
+    'event_action',
+    'event_outcome',
+    'correlation_id',
+    'written_by',
+    'written_by_kind',
+    'chain_seq',
+    'prev_hash',
+    'event_hash',
+  ],
+  properties: {
+    event_id: { type: 'string' },
+    version: { type: 'string' },
+    event_type: { type: 'string' },
+    event_timestamp: { type: 'string', format: 'date-time' },
+    event_category: { type: 'string' },
+    event_action: { type: 'string' },
+    event_outcome: { type: 'string' },
+    actor_type: nullable('string'),
+    actor_id: nullable('string'),
+    actor_ip: nullable('string'),
+    resource_type: nullable('string'),
+    resource_id: nullable('string'),
+    correlation_id: { type: 'string' },
+    parent_event_id: nullable('string'),
+    namespace: nullable('string'),
+    cluster_id: nullable('string'),
+    severity: nullable('string'),
+    duration_ms: nullable('integer'),
+    error_code: nullable('string'),
+    error_message: nullable('string'),
+    retention_days: { type: 'integer' },
+    is_sensitive: { type: 'boolean' },
+    event_data: { type: 'object', additionalProperties: true },
+    written_by: { type: 'string' },
+    written_by_kind: { type: 'string' },
+    on_behalf_of: nullable('string'),
+    chain_seq: { type: 'integer' },
+    prev_hash: { type: 'string' },
+    event_hash: { type: 'string' },
+  },
+} as const;
+
+export type EventOutcome = 'success' | 'failure' | 'pending';
+
+/** An event as a client sends it. */
+export interface AuditEventInput {
+  version?: string;
+  event_type: string;
+  event_timestamp?: string;
+  event_category: string;
+  event_action: string;
+  event_outcome: EventOutcome;
+  actor_type?: string;
+  actor_id?: string;
+  actor_ip?: string;
+  resource_type?: string;
+  resource_id?: string;
+  correlation_id: string;
+  parent_event_id?: string;
+  namespace?: string;
+  cluster_id?: string;
+  severity?: string;
+  duration_ms?: number;
+  error_code?: string;
+  error_message?: string;
+  retention_days?: number;
+  is_sensitive?: boolean;
+  event_data?: Record<string, unknown>;
+}
+
+/** Who wrote an event, from the verified caller only. */
+export interface Writer {
+  written_by: string;
+  written_by_kind: string;
+  on_behalf_of: string | null;
+}
+
+/** A stored event: every column, nulls for absent optional fields. */
+export interface StoredEvent extends Writer {
+  event_id: string;
+  version: string;
+  event_type: string;
+  event_timestamp: string;
+  event_category: string;
+  event_action: string;
+  event_outcome: string;
+  actor_type: string | null;
+  actor_id: string | null;
+  actor_ip: string | null;
+  resource_type: string | null;
+  resource_id: string | null;
+  correlation_id: string;
+  parent_event_id: string | null;
+  namespace: string | null;
+  cluster_id: string | null;
+  severity: string | null;
+  duration_ms: number | null;
+  error_code: string | null;
+  error_message: string | null;
+  retention_days: number;
+  is_sensitive: boolean;
+  event_data: Record<string, unknown>;
+  chain_seq: number;
+  prev_hash: string;
+  event_hash: string;
+}
+
+/** Column order of audit_events (also the insert order). */
+export const COLUMNS = [
+  'event_id',
+  'version',
+  'event_type',
+  'event_timestamp',
+  'event_category',
+  'event_action',
+  'event_outcome',
+  'actor_type',
+  'actor_id',
+  'actor_ip',
+  'resource_type',
+  'resource_id',
+  'correlation_id',
+  'parent_event_id',
+  'namespace',
+  'cluster_id',
+  'severity',
+  'duration_ms',
+  'error_code',
+  'error_message',
+  'retention_days',
+  'is_sensitive',
+  'event_data',
+  'written_by',
+  'written_by_kind',
+  'on_behalf_of',
+  'chain_seq',
+  'prev_hash',
+  'event_hash',
+] as const satisfies ReadonlyArray<keyof StoredEvent>;
+
+/** Seven years, the common regulatory default (and Kubernaut's). */
+export const DEFAULT_RETENTION_DAYS = 2555;
+/** `prev_hash` of the first event of a chain. */
+export const GENESIS_HASH = '0'.repeat(64);
+
+/** Validation beyond JSON Schema; returns `{field, message}` per problem. */
+export function checkEvent(
+  e: AuditEventInput,
+  prefix = '',
+): Array<{ field: string; message: string }> {
+  const bad: Array<{ field: string; message: string }> = [];
+  if (e.event_data !== undefined) {
+    const size = Buffer.byteLength(JSON.stringify(e.event_data));
+    if (size > LIMITS.eventDataBytes)
+      bad.push({
+        field: `${prefix}event_data`,
+        message: `must be at most ${LIMITS.eventDataBytes} bytes as JSON`,
+      });
+    if (JSON.stringify(e.event_data).includes('\\u0000'))
+      bad.push({ field: `${prefix}event_data`, message: 'must not contain NUL characters' });
+  }
+  if (e.event_timestamp !== undefined && Number.isNaN(Date.parse(e.event_timestamp)))
+    bad.push({ field: `${prefix}event_timestamp`, message: 'must be an RFC 3339 date-time' });
+  for (const k of Object.keys(e) as Array<keyof AuditEventInput>) {
+    const v = e[k];
+    if (typeof v === 'string' && v.includes('\u0000'))
+      bad.push({ field: `${prefix}${k}`, message: 'must not contain NUL characters' });
+  }
+  return bad;
+}
+
+/** Fills defaults and attribution; the chain fields are set by the writing transaction. */
+export function toRow(
+  e: AuditEventInput,
+  writer: Writer,
+  now: Date,
+): Omit<StoredEvent, 'chain_seq' | 'prev_hash' | 'event_hash'> {
+  return {
+    event_id: randomUUID(),
+    version: e.version ?? '1.0',
+    event_type: e.event_type,
+    // Millisecond precision: what JavaScript and the canonical form can carry exactly.
+    event_timestamp: (e.event_timestamp ? new Date(e.event_timestamp) : now).toISOString(),
+    event_category: e.event_category,
+    event_action: e.event_action,
+    event_outcome: e.event_outcome,
+    actor_type: e.actor_type ?? null,
+    actor_id: e.actor_id ?? null,
+    actor_ip: e.actor_ip ?? null,
+    resource_type: e.resource_type ?? null,
+    resource_id: e.resource_id ?? null,
+    correlation_id: e.correlation_id,
+    parent_event_id: e.parent_event_id?.toLowerCase() ?? null,
+    namespace: e.namespace ?? null,
+    cluster_id: e.cluster_id ?? null,
+    severity: e.severity ?? null,
+    duration_ms: e.duration_ms ?? null,
+    error_code: e.error_code ?? null,
+    error_message: e.error_message ?? null,
+    retention_days: e.retention_days ?? DEFAULT_RETENTION_DAYS,
+    is_sensitive: e.is_sensitive ?? false,
+    event_data: e.event_data ?? {},
+    written_by: writer.written_by,
+    written_by_kind: writer.written_by_kind,
+    on_behalf_of: writer.on_behalf_of,
+  };
+}
+
+/** A database row (Date timestamps, driver types) as a StoredEvent. */
+export function fromDbRow(r: Record<string, unknown>): StoredEvent {
+  const out: Record<string, unknown> = {};
+  for (const c of COLUMNS) {
+    const v = r[c];
+    out[c] = v instanceof Date ? v.toISOString() : v === undefined ? null : v;
+  }
+  out.duration_ms = r.duration_ms === null ? null : Number(r.duration_ms);
+  out.chain_seq = Number(r.chain_seq);
+  out.retention_days = Number(r.retention_days);
+  return out as unknown as StoredEvent;
+}
+
+/** JSON with object keys sorted at every depth; no whitespace. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const o = v as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .filter((k) => o[k] !== undefined)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+    .join(',')}}`;
+}
+
+/**
+ * The hash of one chain link: hex SHA-256 (or HMAC-SHA256 with `key`) of
+ * `prev_hash + "\n" + canonicalJson(every column except event_hash)`.
+ */
+export function linkHash(
+  e: Omit<StoredEvent, 'event_hash'> & { event_hash?: string },
+  key?: Buffer,
+): string {
+  const fields: Record<string, unknown> = {};
+  for (const c of COLUMNS) if (c !== 'event_hash') fields[c] = e[c];
+  const data = `${e.prev_hash}\n${canonicalJson(fields)}`;
+  return (key ? createHmac('sha256', key) : createHash('sha256')).update(data).digest('hex');
+}

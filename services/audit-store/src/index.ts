@@ -1,0 +1,19 @@
+export { AuditStoreError, type AuditStoreErrorCode } from './errors.js';
+export { auditStoreCommand, verifyExportCommand } from './commands.js';
+export {
+  startAuditStore,
+  defaultNamespace,
+  type AuditStore,
+  type AuditStoreOptions,
+  type AuthzTarget,
+} from './server.js';
+export { AuditClient, type AuditClientOptions } from './client.js';
+export { verifyExport } from './export.js';
+export {
+  canonicalJson,
+  linkHash,
+  GENESIS_HASH,
+  type AuditEventInput,
+  type StoredEvent,
+} from './events.js';
+export type { VerifyResult, LegalHold, EventFilter } from './store.js';

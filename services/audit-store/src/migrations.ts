@@ -1,0 +1,121 @@
+import type { Db } from './db.js';
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Append-only list: never edit a released migration, add a new one. The guard trigger is why
+ * this store is tamper-evident rather than only tamper-detecting: UPDATE is always refused and
+ * DELETE only inside a transaction that set `precinct.audit_retention = 'on'` (the retention
+ * job), only for events past their retention, and never under legal hold.
+ */
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'audit events, chain heads, legal holds, guard trigger',
+    sql: `
+CREATE TABLE audit_events (
+  event_id uuid NOT NULL,
+  version text NOT NULL,
+  event_type text NOT NULL,
+  event_timestamp timestamptz NOT NULL,
+  event_category text NOT NULL,
+  event_action text NOT NULL,
+  event_outcome text NOT NULL,
+  actor_type text,
+  actor_id text,
+  actor_ip text,
+  resource_type text,
+  resource_id text,
+  correlation_id text NOT NULL,
+  parent_event_id uuid,
+  namespace text,
+  cluster_id text,
+  severity text,
+  duration_ms integer,
+  error_code text,
+  error_message text,
+  retention_days integer NOT NULL,
+  is_sensitive boolean NOT NULL,
+  event_data jsonb NOT NULL,
+  written_by text NOT NULL,
+  written_by_kind text NOT NULL,
+  on_behalf_of text,
+  chain_seq integer NOT NULL,
+  prev_hash text NOT NULL,
+  event_hash text NOT NULL,
+  PRIMARY KEY (event_timestamp, event_id)
+) PARTITION BY RANGE (event_timestamp);
+CREATE TABLE audit_events_default PARTITION OF audit_events DEFAULT;
+CREATE INDEX audit_events_correlation ON audit_events (correlation_id, chain_seq);
+CREATE INDEX audit_events_written_by ON audit_events (written_by, event_timestamp);
+CREATE TABLE audit_chain_heads (
+  correlation_id text PRIMARY KEY,
+  seq integer NOT NULL,
+  last_hash text NOT NULL,
+  pruned_seq integer NOT NULL DEFAULT 0,
+  pruned_hash text
+);
+CREATE TABLE audit_legal_holds (
+  correlation_id text PRIMARY KEY,
+  reason text NOT NULL,
+  placed_by text NOT NULL,
+  placed_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE FUNCTION audit_events_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    RAISE EXCEPTION 'audit_events is append-only: UPDATE refused' USING ERRCODE = '42501';
+  END IF;
+  IF current_setting('precinct.audit_retention', true) IS DISTINCT FROM 'on' THEN
+    RAISE EXCEPTION 'audit_events: DELETE only through the retention job' USING ERRCODE = '42501';
+  END IF;
+  IF OLD.event_timestamp + make_interval(days => OLD.retention_days) > now() THEN
+    RAISE EXCEPTION 'audit_events: event % is within its retention', OLD.event_id USING ERRCODE = '42501';
+  END IF;
+  IF EXISTS (SELECT 1 FROM audit_legal_holds h WHERE h.correlation_id = OLD.correlation_id) THEN
+    RAISE EXCEPTION 'audit_events: correlation % is under legal hold', OLD.correlation_id USING ERRCODE = '42501';
+  END IF;
+  RETURN OLD;
+END
+$fn$;
+CREATE TRIGGER audit_events_guard BEFORE UPDATE OR DELETE ON audit_events
+  FOR EACH ROW EXECUTE FUNCTION audit_events_guard();
+CREATE FUNCTION audit_events_no_truncate() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  RAISE EXCEPTION 'audit_events: TRUNCATE refused' USING ERRCODE = '42501';
+END
+$fn$;
+CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_events_no_truncate();
+`,
+  },
+];
+
+/** Applies pending migrations in order, each in its own transaction, under an advisory lock. */
+export async function migrate(db: Db): Promise<number[]> {
+  const applied: number[] = [];
+  await db.exec(`CREATE TABLE IF NOT EXISTS audit_schema_migrations (
+    version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+  for (const m of MIGRATIONS) {
+    const did = await db.transaction(async (tx) => {
+      // Two stores starting against one database must not both apply a migration.
+      await tx.query('SELECT pg_advisory_xact_lock(7243001)');
+      const r = await tx.query('SELECT 1 FROM audit_schema_migrations WHERE version = $1', [
+        m.version,
+      ]);
+      if (r.rows.length > 0) return false;
+      await tx.exec(m.sql);
+      await tx.query('INSERT INTO audit_schema_migrations (version, name) VALUES ($1, $2)', [
+        m.version,
+        m.name,
+      ]);
+      return true;
+    });
+    if (did) applied.push(m.version);
+  }
+  return applied;
+}

@@ -1,0 +1,650 @@
+import { readFileSync } from 'node:fs';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import {
+  kubeAuthFastifyPlugin,
+  type Authorizer,
+  type ResourceAttributes,
+  type TokenVerifier,
+} from '@precinct/kube';
+import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import { createPgDb, createPgliteDb, type Db } from './db.js';
+import { AuditStoreError } from './errors.js';
+import {
+  LIMITS,
+  checkEvent,
+  eventInputSchema,
+  storedEventSchema,
+  type AuditEventInput,
+  type Writer,
+} from './events.js';
+import { loadSigningKey, signExport, type SigningKey } from './export.js';
+import { migrate } from './migrations.js';
+import { AuditRepository, FILTER_FIELDS, type EventFilter } from './store.js';
+
+/** Where RBAC is asked (Kubernaut's tiers); every field configurable. */
+export interface AuthzTarget {
+  group?: string;
+  resource: string;
+  name: string;
+  namespace: string;
+}
+
+export interface AuditStoreOptions {
+  /** PostgreSQL URL; otherwise PGlite (in `dataDir`, else in memory). Ignored when `db` is set. */
+  databaseUrl?: string;
+  dataDir?: string;
+  /** A database the caller owns (not closed by `close()`). */
+  db?: Db;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Host printed in `url` when listening on a wildcard address. Default `localhost`. */
+  advertiseHost?: string;
+  /** Kubernetes auth; `false` only for local development (every writer is `anonymous`). */
+  auth: { verifier: TokenVerifier; authorizer: Authorizer } | false;
+  authz?: Partial<AuthzTarget>;
+  /** Chain hashes become HMAC-SHA256 under this key. */
+  hashKey?: Buffer;
+  /** PKCS#8 PEM Ed25519 key signing exports; default: an ephemeral key. */
+  signingKeyPem?: string | Buffer;
+  logger?: Logger;
+  /** How often the retention job runs; 0 disables it. Default 1 h. */
+  retentionIntervalMs?: number;
+  /** Most events one export may hold (it is signed as a whole). Default 100,000. */
+  maxExportEvents?: number;
+}
+
+export interface AuditStore {
+  url: string;
+  port: number;
+  /** Exports are signed by this key; give it to `verify-export`. */
+  publicKeyPem: string;
+  /** Runs the retention job once; resolves with the number of events deleted. */
+  runRetention(now?: Date): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Namespace of the store's own pod, for the default SubjectAccessReview namespace. */
+export function defaultNamespace(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
+  try {
+    const ns = readFileSync(
+      '/var/run/secrets/kubernetes.io/serviceaccount/namespace',
+      'utf8',
+    ).trim();
+    if (ns) return ns;
+  } catch {
+    /* not in a pod */
+  }
+  return 'default';
+}
+
+const openapi = readFileSync(new URL('./openapi.json', import.meta.url), 'utf8');
+
+const problemSchema = {
+  type: 'object',
+  properties: {
+    type: { type: 'string' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string' },
+    errors: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { field: { type: 'string' }, message: { type: 'string' } },
+      },
+    },
+  },
+};
+const errorResponses = { '4xx': problemSchema, '5xx': problemSchema };
+
+const querySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ...Object.fromEntries(
+      FILTER_FIELDS.map((f) => [f, { type: 'string', minLength: 1, maxLength: 255 }]),
+    ),
+    since: { type: 'string', format: 'date-time' },
+    until: { type: 'string', format: 'date-time' },
+    limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
+    offset: { type: 'string', pattern: '^[0-9]{1,6}$' },
+    cursor: { type: 'string', maxLength: 512 },
+  },
+};
+
+class ValidationProblem extends Error {
+  constructor(readonly errors: Array<{ field: string; message: string }>) {
+    super('invalid request');
+  }
+}
+
+function encodeCursor(ts: string, id: string): string {
+  return Buffer.from(JSON.stringify([ts, id])).toString('base64url');
+}
+function decodeCursor(c: string): { ts: string; id: string } {
+  try {
+    const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(v) &&
+      v.length === 2 &&
+      typeof v[0] === 'string' &&
+      !Number.isNaN(Date.parse(v[0])) &&
+      typeof v[1] === 'string' &&
+      /^[0-9a-f-]{36}$/.test(v[1])
+    ) {
+      return { ts: v[0], id: v[1] };
+    }
+  } catch {
+    /* fall through */
+  }
+  throw new ValidationProblem([{ field: 'cursor', message: 'is not a cursor this store issued' }]);
+}
+
+function fieldOf(e: { instancePath: string; params: Record<string, unknown> }): string {
+  const path = e.instancePath
+    .split('/')
+    .filter(Boolean)
+    .map((p) => (/^\d+$/.test(p) ? `[${p}]` : `.${p}`))
+    .join('');
+  const extra =
+    typeof e.params.missingProperty === 'string'
+      ? `.${e.params.missingProperty}`
+      : typeof e.params.additionalProperty === 'string'
+        ? `.${e.params.additionalProperty}`
+        : '';
+  return `${path}${extra}`.replace(/^\./, '') || '(body)';
+}
+
+/** Builds the Fastify app (not listening). */
+export async function buildAuditApp(
+  repo: AuditRepository,
+  db: Db,
+  opts: {
+    auth: AuditStoreOptions['auth'];
+    authz: AuthzTarget;
+    signingKey: SigningKey;
+    logger: Logger;
+    registry: Registry;
+    maxExportEvents: number;
+  },
+): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: LIMITS.bodyBytes,
+    ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false } },
+  });
+  app.addSchema(eventInputSchema);
+  app.addSchema(storedEventSchema);
+
+  const written = new Counter({
+    name: 'precinct_audit_events_written_total',
+    help: 'Audit events committed.',
+    registers: [opts.registry],
+  });
+  const failures = new Counter({
+    name: 'precinct_audit_write_failures_total',
+    help: 'Write requests that committed nothing, by reason.',
+    labelNames: ['reason'],
+    registers: [opts.registry],
+  });
+  const writeSeconds = new Histogram({
+    name: 'precinct_audit_write_seconds',
+    help: 'Time to commit one write request (single or batch).',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [opts.registry],
+  });
+
+  app.setErrorHandler((err: FastifyError | AuditStoreError | ValidationProblem, req, reply) => {
+    const send = (status: number, title: string, extra: Record<string, unknown> = {}) =>
+      reply
+        .code(status)
+        .type('application/problem+json')
+        .send({ type: 'about:blank', title, status, ...extra });
+    if (err instanceof ValidationProblem)
+      return send(400, 'invalid request', { errors: err.errors });
+    if ('validation' in err && err.validation) {
+      const errors = err.validation.map((v) => ({
+        field: fieldOf(v as { instancePath: string; params: Record<string, unknown> }),
+        message: v.message ?? 'is invalid',
+      }));
+      return send(400, 'invalid request', { errors });
+    }
+    if (err instanceof AuditStoreError) {
+      if (err.code === 'ERR_DB_UNAVAILABLE') {
+        req.log.warn({ code: err.code, err: err.message }, 'database unavailable');
+        failures.inc({ reason: 'db_unavailable' });
+        reply.header('retry-after', '1');
+        return send(503, 'storage unavailable', { detail: 'retry later' });
+      }
+      req.log.error({ code: err.code, err: err.message }, 'storage error');
+      return send(500, 'internal error');
+    }
+    const fe = err as FastifyError;
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(413, 'request body too large');
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(415, 'unsupported media type');
+    if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500)
+      return send(fe.statusCode, 'bad request');
+    req.log.error({ err }, 'unhandled error');
+    return send(500, 'internal error');
+  });
+  app.setNotFoundHandler((_req, reply) =>
+    reply
+      .code(404)
+      .type('application/problem+json')
+      .send({ type: 'about:blank', title: 'not found', status: 404 }),
+  );
+
+  if (opts.auth) {
+    await app.register(kubeAuthFastifyPlugin, {
+      verifier: opts.auth.verifier,
+      authorizer: opts.auth.authorizer,
+      logger: opts.logger,
+      registry: opts.registry,
+    });
+  }
+  const attr = (verb: string): ResourceAttributes => ({
+    verb,
+    resource: opts.authz.resource,
+    name: opts.authz.name,
+    namespace: opts.authz.namespace,
+    ...(opts.authz.group ? { group: opts.authz.group } : {}),
+  });
+  const READ = { kubeAuth: [attr('get')] };
+  const WRITE = { kubeAuth: [attr('get'), attr('create')] };
+  const HOLD = { kubeAuth: [attr('update')] };
+  const PUBLIC = { kubeAuth: false as const };
+
+  const writerOf = (req: FastifyRequest): Writer =>
+    req.identity
+      ? { written_by: req.identity.username, written_by_kind: 'serviceaccount', on_behalf_of: null }
+      : { written_by: 'anonymous', written_by_kind: 'unauthenticated', on_behalf_of: null };
+
+  const write = async (req: FastifyRequest, events: AuditEventInput[], batch: boolean) => {
+    const bad = events.flatMap((e, i) => checkEvent(e, batch ? `[${i}].` : ''));
+    if (bad.length) throw new ValidationProblem(bad);
+    const end = writeSeconds.startTimer();
+    const stored = await repo.insert(events, writerOf(req));
+    end();
+    written.inc(stored.length);
+    return stored;
+  };
+
+  app.get('/healthz', { config: PUBLIC }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config: PUBLIC }, async (_req, reply) => {
+    try {
+      await db.query('SELECT 1');
+      return { status: 'ok' };
+    } catch {
+      return reply
+        .code(503)
+        .type('application/problem+json')
+        .send({ type: 'about:blank', title: 'database unreachable', status: 503 });
+    }
+  });
+  app.get('/metrics', { config: PUBLIC }, async (_req, reply) =>
+    reply.type(opts.registry.contentType).send(await opts.registry.metrics()),
+  );
+  app.get('/openapi.json', { config: PUBLIC }, async (_req, reply) =>
+    reply.type('application/json').send(openapi),
+  );
+
+  app.post(
+    '/api/v1/audit/events',
+    {
+      config: WRITE,
+      schema: {
+        body: { $ref: 'AuditEventInput#' },
+        response: {
+          201: {
+            type: 'object',
+            required: ['event_id', 'event_timestamp', 'message'],
+            properties: {
+              event_id: { type: 'string' },
+              event_timestamp: { type: 'string' },
+              correlation_id: { type: 'string' },
+              chain_seq: { type: 'integer' },
+              event_hash: { type: 'string' },
+              written_by: { type: 'string' },
+              message: { type: 'string' },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const [e] = await write(req, [req.body as AuditEventInput], false);
+      return reply.code(201).send({ ...e!, message: 'audit event created' });
+    },
+  );
+
+  app.post(
+    '/api/v1/audit/events/batch',
+    {
+      config: WRITE,
+      schema: {
+        body: {
+          type: 'array',
+          minItems: 1,
+          maxItems: LIMITS.batchEvents,
+          items: { $ref: 'AuditEventInput#' },
+        },
+        response: {
+          201: {
+            type: 'object',
+            required: ['event_ids', 'message'],
+            properties: {
+              event_ids: { type: 'array', items: { type: 'string' } },
+              message: { type: 'string' },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => {
+      const stored = await write(req, req.body as AuditEventInput[], true);
+      return reply.code(201).send({
+        event_ids: stored.map((e) => e.event_id),
+        message: `${stored.length} audit events created`,
+      });
+    },
+  );
+
+  app.get(
+    '/api/v1/audit/events',
+    {
+      config: READ,
+      schema: {
+        querystring: querySchema,
+        response: {
+          200: {
+            type: 'object',
+            required: ['data', 'pagination'],
+            properties: {
+              data: { type: 'array', items: { $ref: 'AuditEvent#' } },
+              pagination: {
+                type: 'object',
+                properties: {
+                  limit: { type: 'integer' },
+                  offset: { type: 'integer' },
+                  has_more: { type: 'boolean' },
+                  next_cursor: { type: ['string', 'null'] },
+                },
+              },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query as Record<string, string | undefined>;
+      const limit = q.limit !== undefined ? Number(q.limit) : 50;
+      const offset = q.offset !== undefined ? Number(q.offset) : 0;
+      const bad: Array<{ field: string; message: string }> = [];
+      if (limit < 1 || limit > 1000) bad.push({ field: 'limit', message: 'must be 1..1000' });
+      if (offset > 100000) bad.push({ field: 'offset', message: 'must be at most 100000' });
+      if (bad.length) throw new ValidationProblem(bad);
+      const after = q.cursor !== undefined ? decodeCursor(q.cursor) : undefined;
+      const filter: EventFilter = {};
+      for (const k of [...FILTER_FIELDS, 'since', 'until'] as const)
+        if (q[k] !== undefined) filter[k] = q[k];
+      const { events, hasMore } = await repo.query(filter, {
+        limit,
+        offset,
+        ...(after ? { after } : {}),
+      });
+      const last = events[events.length - 1];
+      return {
+        data: events,
+        pagination: {
+          limit,
+          offset,
+          has_more: hasMore,
+          next_cursor: hasMore && last ? encodeCursor(last.event_timestamp, last.event_id) : null,
+        },
+      };
+    },
+  );
+
+  app.post(
+    '/api/v1/audit/verify-chain',
+    {
+      config: READ,
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['correlation_id'],
+          properties: { correlation_id: { type: 'string', minLength: 1, maxLength: 255 } },
+        },
+        response: {
+          200: {
+            type: 'object',
+            required: ['is_valid', 'events_checked', 'broken_links', 'tampered_events'],
+            properties: {
+              correlation_id: { type: 'string' },
+              is_valid: { type: 'boolean' },
+              events_checked: { type: 'integer' },
+              broken_links: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    event_id: { type: ['string', 'null'] },
+                    chain_seq: { type: ['integer', 'null'] },
+                    reason: { type: 'string' },
+                  },
+                },
+              },
+              tampered_events: { type: 'array', items: { type: 'string' } },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (req) => repo.verify((req.body as { correlation_id: string }).correlation_id),
+  );
+
+  const holdSchema = {
+    type: 'object',
+    properties: {
+      correlation_id: { type: 'string' },
+      reason: { type: 'string' },
+      placed_by: { type: 'string' },
+      placed_at: { type: 'string' },
+    },
+  };
+  app.post(
+    '/api/v1/audit/legal-hold',
+    {
+      config: HOLD,
+      schema: {
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['correlation_id', 'reason'],
+          properties: {
+            correlation_id: { type: 'string', minLength: 1, maxLength: 255 },
+            reason: { type: 'string', minLength: 1, maxLength: LIMITS.longString },
+          },
+        },
+        response: { 201: holdSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const b = req.body as { correlation_id: string; reason: string };
+      return reply
+        .code(201)
+        .send(await repo.placeHold(b.correlation_id, b.reason, writerOf(req).written_by));
+    },
+  );
+  app.get(
+    '/api/v1/audit/legal-hold',
+    {
+      config: READ,
+      schema: {
+        response: {
+          200: { type: 'object', properties: { holds: { type: 'array', items: holdSchema } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async () => ({ holds: await repo.listHolds() }),
+  );
+  app.delete(
+    '/api/v1/audit/legal-hold/:correlation_id',
+    {
+      config: HOLD,
+      schema: {
+        params: {
+          type: 'object',
+          properties: { correlation_id: { type: 'string', minLength: 1, maxLength: 255 } },
+        },
+        response: { 204: { type: 'null' }, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      const id = (req.params as { correlation_id: string }).correlation_id;
+      if (!(await repo.releaseHold(id))) {
+        return reply
+          .code(404)
+          .type('application/problem+json')
+          .send({ type: 'about:blank', title: 'no legal hold for this correlation', status: 404 });
+      }
+      return reply.code(204).send();
+    },
+  );
+
+  app.get(
+    '/api/v1/audit/export',
+    {
+      config: READ,
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            since: { type: 'string', format: 'date-time' },
+            until: { type: 'string', format: 'date-time' },
+            correlation_id: { type: 'string', minLength: 1, maxLength: 255 },
+            event_category: { type: 'string', minLength: 1, maxLength: 255 },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query as EventFilter;
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const e of repo.scan(q)) {
+        if (++n > opts.maxExportEvents) {
+          return reply
+            .code(413)
+            .type('application/problem+json')
+            .send({
+              type: 'about:blank',
+              title: 'export too large',
+              status: 413,
+              detail: `narrow the time range: at most ${opts.maxExportEvents} events per export`,
+            });
+        }
+        chunks.push(Buffer.from(`${JSON.stringify(e)}\n`));
+      }
+      const body = Buffer.concat(chunks);
+      return reply
+        .type('application/x-ndjson')
+        .header('x-audit-export-signature', signExport(body, opts.signingKey))
+        .header('x-audit-export-signature-alg', 'Ed25519')
+        .header('x-audit-export-key-id', opts.signingKey.keyId)
+        .header('x-audit-export-events', String(n))
+        .send(body);
+    },
+  );
+  app.get('/api/v1/audit/export/public-key', { config: PUBLIC }, async (_req, reply) =>
+    reply
+      .type('application/x-pem-file')
+      .header('x-audit-export-key-id', opts.signingKey.keyId)
+      .send(opts.signingKey.publicKeyPem),
+  );
+  return app;
+}
+
+/** Starts the audit store: migrates, listens, runs the retention job. */
+export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore> {
+  const logger = o.logger ?? createLogger('audit-store');
+  const ownsDb = !o.db;
+  const db = o.db ?? (o.databaseUrl ? createPgDb(o.databaseUrl) : await createPgliteDb(o.dataDir));
+  try {
+    await migrate(db);
+    const repo = new AuditRepository(db, o.hashKey, logger);
+    const now = new Date();
+    await repo.ensurePartition(now);
+    await repo.ensurePartition(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)));
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
+    const signingKey = loadSigningKey(o.signingKeyPem);
+    const authz: AuthzTarget = {
+      resource: 'services',
+      name: 'data-storage-service',
+      namespace: defaultNamespace(),
+      ...Object.fromEntries(Object.entries(o.authz ?? {}).filter(([, v]) => v !== undefined)),
+    };
+    const app = await buildAuditApp(repo, db, {
+      auth: o.auth,
+      authz,
+      signingKey,
+      logger,
+      registry,
+      maxExportEvents: o.maxExportEvents ?? 100_000,
+    });
+    await app.ready();
+    const host = o.host ?? '::';
+    const port = await listen(app.server, { host, port: o.port ?? 0 });
+    const shownHost = host === '::' || host === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : host;
+    const runRetention = async (at?: Date) => {
+      const n = await repo.applyRetention(at);
+      if (n > 0) logger.info({ deleted: n }, 'retention deleted expired events');
+      return n;
+    };
+    const interval = o.retentionIntervalMs ?? 3_600_000;
+    const timer =
+      interval > 0
+        ? setInterval(() => {
+            runRetention().catch((err: unknown) =>
+              logger.warn({ err: (err as Error).message }, 'retention run failed'),
+            );
+          }, interval).unref()
+        : undefined;
+    let closed: Promise<void> | undefined;
+    return {
+      url: `http://${formatHostPort(shownHost, port)}`,
+      port,
+      publicKeyPem: signingKey.publicKeyPem,
+      runRetention,
+      close() {
+        closed ??= (async () => {
+          if (timer) clearInterval(timer);
+          await app.close();
+          if (ownsDb) await db.close();
+        })();
+        return closed;
+      },
+    };
+  } catch (err) {
+    if (ownsDb) await db.close().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { peerSkip, startPostgres, type PostgresServer } from '@precinct/testing';
+import { createPgDb, createPgliteDb, type Db } from '../src/db.js';
+import { migrate } from '../src/migrations.js';
+import { AuditRepository } from '../src/store.js';
+import type { AuditEventInput, Writer } from '../src/events.js';
+
+const writer: Writer = {
+  written_by: 'system:serviceaccount:ns:w',
+  written_by_kind: 'serviceaccount',
+  on_behalf_of: null,
+};
+const ev = (corr: string, extra: Partial<AuditEventInput> = {}): AuditEventInput => ({
+  event_type: 'test.event',
+  event_category: 'test',
+  event_action: 'do',
+  event_outcome: 'success',
+  correlation_id: corr,
+  event_data: { n: 1 },
+  ...extra,
+});
+
+const backends: Array<{ name: string; skip: string | false | undefined; open: () => Promise<Db> }> =
+  [];
+let pgServer: PostgresServer | undefined;
+backends.push({ name: 'pglite', skip: false, open: () => createPgliteDb() });
+backends.push({
+  name: 'postgres',
+  skip: peerSkip('postgres'),
+  open: async () => {
+    pgServer ??= await startPostgres();
+    return createPgDb(pgServer.url);
+  },
+});
+after(async () => {
+  await pgServer?.close();
+});
+
+for (const b of backends) {
+  describe(`storage on ${b.name}`, { skip: b.skip }, () => {
+    let db: Db;
+    let repo: AuditRepository;
+    before(async () => {
+      db = await b.open();
+      await migrate(db);
+      assert.deepEqual(await migrate(db), [], 'migrations are idempotent');
+      repo = new AuditRepository(db);
+    });
+    after(() => db.close());
+
+    test('a written chain verifies (positive control)', async () => {
+      await repo.insert([ev('c-ok'), ev('c-ok')], writer);
+      await repo.insert([ev('c-ok', { event_timestamp: '2024-01-15T00:00:00Z' })], writer);
+      const r = await repo.verify('c-ok');
+      assert.deepEqual(
+        { v: r.is_valid, n: r.events_checked, b: r.broken_links, t: r.tampered_events },
+        { v: true, n: 3, b: [], t: [] },
+      );
+    });
+
+    test('the trigger refuses UPDATE and DELETE', async () => {
+      await repo.insert([ev('c-trig')], writer);
+      await assert.rejects(
+        db.query("UPDATE audit_events SET actor_id = 'x' WHERE correlation_id = 'c-trig'"),
+        /append-only/,
+      );
+      await assert.rejects(
+        db.query("DELETE FROM audit_events WHERE correlation_id = 'c-trig'"),
+        /retention job/,
+      );
+    });
+
+    const tamper = async (sql: string) => {
+      await db.transaction(async (tx) => {
+        await tx.query('ALTER TABLE audit_events DISABLE TRIGGER USER');
+        await tx.query(sql);
+        await tx.query('ALTER TABLE audit_events ENABLE TRIGGER USER');
+      });
+    };
+
+    test('verification detects an edited row', async () => {
+      const [, second] = await repo.insert([ev('c-edit'), ev('c-edit'), ev('c-edit')], writer);
+      await tamper(
+        `UPDATE audit_events SET actor_id = 'mallory' WHERE event_id = '${second!.event_id}'`,
+      );
+      const r = await repo.verify('c-edit');
+      assert.equal(r.is_valid, false);
+      assert.deepEqual(r.tampered_events, [second!.event_id]);
+    });
+
+    test('verification detects a deleted row', async () => {
+      const [, second] = await repo.insert([ev('c-del'), ev('c-del'), ev('c-del')], writer);
+      await tamper(`DELETE FROM audit_events WHERE event_id = '${second!.event_id}'`);
+      const r = await repo.verify('c-del');
+      assert.equal(r.is_valid, false);
+      assert.equal(r.broken_links.length, 1);
+      assert.equal(r.tampered_events.length, 0);
+    });
+
+    test('verification detects the deleted last row', async () => {
+      const [, last] = await repo.insert([ev('c-dellast'), ev('c-dellast')], writer);
+      await tamper(`DELETE FROM audit_events WHERE event_id = '${last!.event_id}'`);
+      assert.equal((await repo.verify('c-dellast')).is_valid, false);
+    });
+
+    test('verification detects a reordered pair', async () => {
+      const [a, b2] = await repo.insert([ev('c-swap'), ev('c-swap'), ev('c-swap')], writer);
+      await tamper(
+        `UPDATE audit_events SET chain_seq = CASE chain_seq WHEN 1 THEN 2 ELSE 1 END WHERE event_id IN ('${a!.event_id}', '${b2!.event_id}')`,
+      );
+      const r = await repo.verify('c-swap');
+      assert.equal(r.is_valid, false);
+      assert.ok(r.tampered_events.length >= 1);
+    });
+
+    test('concurrent writers on one correlation produce one valid chain', async () => {
+      await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          repo.insert([ev('c-conc', { event_data: { i } }), ev('c-conc'), ev('c-other')], writer),
+        ),
+      );
+      const r = await repo.verify('c-conc');
+      assert.equal(r.is_valid, true);
+      assert.equal(r.events_checked, 40);
+      assert.equal((await repo.verify('c-other')).events_checked, 20);
+    });
+
+    test('retention deletes expired chain prefixes except under legal hold', async () => {
+      const old = { event_timestamp: '2020-01-01T00:00:00Z', retention_days: 1 };
+      await repo.insert([ev('c-ret', old), ev('c-ret', old), ev('c-ret')], writer);
+      await repo.insert([ev('c-hold', old), ev('c-hold', old)], writer);
+      await repo.placeHold('c-hold', 'litigation', 'system:serviceaccount:ns:legal');
+      const deleted = await repo.applyRetention();
+      assert.equal(deleted, 2);
+      const ret = await repo.verify('c-ret');
+      assert.deepEqual({ v: ret.is_valid, n: ret.events_checked }, { v: true, n: 1 });
+      const held = await repo.verify('c-hold');
+      assert.deepEqual({ v: held.is_valid, n: held.events_checked }, { v: true, n: 2 });
+      // Even the retention path cannot delete a held event.
+      await assert.rejects(
+        db.transaction(async (tx) => {
+          await tx.query("SELECT set_config('precinct.audit_retention', 'on', true)");
+          await tx.query("DELETE FROM audit_events WHERE correlation_id = 'c-hold'");
+        }),
+        /legal hold/,
+      );
+      assert.equal(await repo.releaseHold('c-hold'), true);
+      assert.equal(await repo.applyRetention(), 2);
+      assert.equal((await repo.verify('c-hold')).events_checked, 0);
+    });
+
+    test('query filters and keyset pagination', async () => {
+      await repo.insert(
+        Array.from({ length: 7 }, (_, i) =>
+          ev('c-page', { event_timestamp: `2025-03-0${i + 1}T00:00:00Z` }),
+        ),
+        writer,
+      );
+      const seen: string[] = [];
+      let after: { ts: string; id: string } | undefined;
+      for (;;) {
+        const p = await repo.query({ correlation_id: 'c-page' }, { limit: 3, after });
+        seen.push(...p.events.map((e) => e.event_timestamp));
+        if (!p.hasMore) break;
+        const last = p.events[p.events.length - 1]!;
+        after = { ts: last.event_timestamp, id: last.event_id };
+      }
+      assert.equal(seen.length, 7);
+      assert.deepEqual(seen, [...seen].sort().reverse());
+    });
+  });
+}

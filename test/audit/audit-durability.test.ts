@@ -1,0 +1,150 @@
+// Durability: kill -9 of the store and a PostgreSQL restart in the middle of a load run; every
+// event the client saw acknowledged is in the database afterwards and the chain is intact.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { peerSkip, startPostgres } from '@precinct/testing';
+import { AuditClient } from '@precinct/audit-store';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const childScript = fileURLToPath(new URL('./support/store-child.ts', import.meta.url));
+
+function startChild(
+  databaseUrl: string,
+  port: number,
+): Promise<{ proc: ChildProcess; port: number }> {
+  const proc = spawn(process.execPath, ['--import', './scripts/register-source.mjs', childScript], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), LOG_LEVEL: 'silent' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    proc.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    proc.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) resolve({ proc, port: Number(m[1]) });
+    });
+    proc.once('exit', (code) => reject(new Error(`store exited ${code}: ${err.slice(-2000)}`)));
+  });
+}
+
+test(
+  'acknowledged events survive kill -9 of the store and a database restart',
+  { skip: peerSkip('postgres'), timeout: 90_000 },
+  async (t) => {
+    const pgs = await startPostgres();
+    t.after(() => pgs.close());
+    let child = await startChild(pgs.url, 0);
+    const port = child.port;
+    t.after(() => {
+      child.proc.kill('SIGKILL');
+    });
+    const client = new AuditClient({
+      url: `http://127.0.0.1:${port}`,
+      token: () => 'unused',
+      batchSize: 25,
+      bufferSize: 200,
+      flushIntervalMs: 5,
+      retryBaseMs: 20,
+      retryMaxMs: 200,
+      requestTimeoutMs: 3000,
+    });
+    const N = 800;
+    const acked = new Set<number>();
+    let killed = false;
+    let restarted = false;
+    let back = false;
+    const disruptions: Promise<void>[] = [];
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < N; i++) {
+      writes.push(
+        client
+          .write({
+            event_type: 'load.tick',
+            event_category: 'load',
+            event_action: 'tick',
+            event_outcome: 'success',
+            correlation_id: i % 2 ? 'dur-a' : 'dur-b',
+            event_data: { i },
+          })
+          .then(() => {
+            acked.add(i);
+            if (!killed && acked.size >= N / 4) {
+              killed = true;
+              const dead = child.proc;
+              dead.kill('SIGKILL');
+              disruptions.push(
+                (async () => {
+                  if (dead.exitCode === null && dead.signalCode === null)
+                    await new Promise((r) => dead.once('exit', r));
+                  // The port may take a moment to be free again on a busy machine.
+                  for (let attempt = 1; ; attempt++) {
+                    try {
+                      child = await startChild(pgs.url, port);
+                      back = true;
+                      return;
+                    } catch (err) {
+                      if (attempt >= 10) {
+                        // Fail the test instead of leaving the client retrying forever.
+                        void client.close({ abort: true });
+                        throw err;
+                      }
+                      await new Promise((r) => setTimeout(r, 300));
+                    }
+                  }
+                })(),
+              );
+            }
+            // The database restarts only once the new store is up: a store that cannot migrate at
+            // start exits, which is not what this test is about.
+            if (back && !restarted && acked.size >= N / 2) {
+              restarted = true;
+              disruptions.push(pgs.restart());
+            }
+          }),
+      );
+    }
+    await Promise.allSettled(writes);
+    await Promise.all(disruptions);
+    await client.close();
+    assert.ok(killed && restarted, 'both disruptions happened during the load');
+    assert.equal(acked.size, N);
+
+    const db = new pg.Client({ connectionString: pgs.url });
+    db.on('error', () => {});
+    await db.connect();
+    const r = await db
+      .query<{ i: string; n: string }>(
+        "SELECT event_data->>'i' AS i, count(*) AS n FROM audit_events GROUP BY 1",
+      )
+      .finally(() => db.end());
+    const counts = new Map(r.rows.map((x) => [Number(x.i), Number(x.n)]));
+    const missing = [...acked].filter((i) => !counts.has(i));
+    assert.deepEqual(missing, [], 'every acknowledged event is stored');
+    const dups = [...counts.values()].filter((n) => n > 1).length;
+    // At-least-once: a batch committed just before the kill and retried is stored twice (no
+    // idempotency keys yet); report it rather than hide it.
+    t.diagnostic(`events stored more than once: ${dups}`);
+
+    // Chain check through a fresh store on the same database.
+    const verifier = await startChild(pgs.url, 0);
+    t.after(() => {
+      verifier.proc.kill('SIGKILL');
+    });
+    for (const corr of ['dur-a', 'dur-b']) {
+      const res = await fetch(`http://127.0.0.1:${verifier.port}/api/v1/audit/verify-chain`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ correlation_id: corr }),
+      });
+      const v = (await res.json()) as { is_valid: boolean; events_checked: number };
+      assert.equal(v.is_valid, true, corr);
+      assert.ok(v.events_checked >= N / 2, corr);
+    }
+  },
+);

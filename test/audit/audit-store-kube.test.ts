@@ -1,0 +1,138 @@
+// The audit store's authentication and RBAC against the real local Kubernetes auth API
+// (kube-dev): TokenReview + SubjectAccessReview with Kubernaut's tiers.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
+import {
+  cachingVerifier,
+  createSubjectAccessReviewAuthorizer,
+  createTokenReviewVerifier,
+  loadKubeConfig,
+} from '@precinct/kube';
+import { startAuditStore, type AuditStore } from '@precinct/audit-store';
+
+const NS = 'audit';
+const APPS = 'apps';
+let kd: KubeDev;
+let kc: KubeConfig;
+let core: CoreV1Api;
+let store: AuditStore;
+
+async function token(sa: string): Promise<string> {
+  const r = await core.createNamespacedServiceAccountToken({
+    name: sa,
+    namespace: APPS,
+    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+  });
+  return r.status!.token;
+}
+
+before(async () => {
+  kd = await startKubeDev({ listen: { host: '127.0.0.1', port: 0 }, advertiseHost: '127.0.0.1' });
+  kc = loadKubeConfig({ KUBECONFIG: kd.kubeconfigPath });
+  core = kc.makeApiClient(CoreV1Api);
+  for (const name of [NS, APPS]) await core.createNamespace({ body: { metadata: { name } } });
+  for (const name of ['writer', 'reader', 'nobody'])
+    await core.createNamespacedServiceAccount({ namespace: APPS, body: { metadata: { name } } });
+  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
+  const role = async (name: string, verbs: string[], sa: string) => {
+    await rbac.createNamespacedRole({
+      namespace: NS,
+      body: {
+        metadata: { name },
+        rules: [
+          {
+            apiGroups: [''],
+            resources: ['services'],
+            resourceNames: ['data-storage-service'],
+            verbs,
+          },
+        ],
+      },
+    });
+    await rbac.createNamespacedRoleBinding({
+      namespace: NS,
+      body: {
+        metadata: { name },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+        subjects: [{ kind: 'ServiceAccount', name: sa, namespace: APPS }],
+      },
+    });
+  };
+  await role('audit-writer', ['get', 'create'], 'writer');
+  await role('audit-reader', ['get'], 'reader');
+  store = await startAuditStore({
+    host: '127.0.0.1',
+    port: 0,
+    auth: {
+      verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig: kc })),
+      authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig: kc }),
+    },
+    authz: { namespace: NS },
+    retentionIntervalMs: 0,
+  });
+});
+after(async () => {
+  await store?.close();
+  await kd?.close();
+});
+
+const event = {
+  event_type: 'workflow.started',
+  event_category: 'workflow',
+  event_action: 'start',
+  event_outcome: 'success',
+  correlation_id: 'corr-kube',
+  actor_type: 'service',
+  actor_id: 'system:serviceaccount:kube-system:admin',
+};
+
+function call(path: string, tok: string | undefined, json?: unknown, method = 'POST') {
+  return fetch(new URL(path, store.url), {
+    method: json === undefined ? 'GET' : method,
+    headers: {
+      ...(tok ? { authorization: `Bearer ${tok}` } : {}),
+      ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
+      'x-remote-user': 'system:admin',
+      'impersonate-user': 'system:admin',
+    },
+    body: json === undefined ? undefined : JSON.stringify(json),
+  });
+}
+
+describe('audit store with kube-dev', () => {
+  test('RBAC tiers: writer writes, reader reads, others are refused', async () => {
+    const [writer, reader, nobody] = await Promise.all(['writer', 'reader', 'nobody'].map(token));
+    const cases: Array<[string, string | undefined, 'write' | 'read', number]> = [
+      ['writer writes (control)', writer, 'write', 201],
+      ['writer reads', writer, 'read', 200],
+      ['reader reads', reader, 'read', 200],
+      ['reader cannot write', reader, 'write', 403],
+      ['no RBAC: no read', nobody, 'read', 403],
+      ['no token', undefined, 'write', 401],
+      ['garbage token', 'not.a.token', 'read', 401],
+    ];
+    for (const [name, tok, op, status] of cases) {
+      const r =
+        op === 'write'
+          ? await call('/api/v1/audit/events', tok, event)
+          : await call('/api/v1/audit/events?correlation_id=corr-kube', tok);
+      assert.equal(r.status, status, name);
+    }
+    const q = await call('/api/v1/audit/events?correlation_id=corr-kube', reader);
+    const { data } = (await q.json()) as { data: Array<Record<string, unknown>> };
+    assert.equal(data.length, 1);
+    // Attribution is the verified ServiceAccount, whatever the body and headers claimed.
+    assert.equal(data[0]!.written_by, `system:serviceaccount:${APPS}:writer`);
+    assert.equal(data[0]!.actor_id, event.actor_id);
+  });
+
+  test('503 when the Kubernetes API is down', async () => {
+    const fresh = await token('writer');
+    await kd.close();
+    const r = await call('/api/v1/audit/events', fresh, event);
+    assert.equal(r.status, 503);
+    assert.equal((await call('/healthz', undefined)).status, 200);
+  });
+});
