@@ -32,6 +32,11 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     summary: 'tamper-evident audit events API with verified attribution',
     load: async () => (await import('@precinct/audit-store')).auditStoreCommand,
   },
+  {
+    name: 'audit',
+    summary: 'offline audit tools: verify-export checks a signed export',
+    load: async () => (await import('./audit.js')).auditCommand,
+  },
 ];
 
 function usage(): string {

@@ -2,7 +2,15 @@ import { resolve } from 'node:path';
 import { parseFlags, waitForShutdown, type Command } from '@precinct/runtime';
 import { startKubeDev } from '@precinct/kube-dev';
 import { startIdentityServer } from '@precinct/identity-server';
-import { cachingVerifier, createTokenReviewVerifier, loadKubeConfig } from '@precinct/kube';
+import { startAuditStore } from '@precinct/audit-store';
+import {
+  cachingVerifier,
+  createSubjectAccessReviewAuthorizer,
+  createTokenReviewVerifier,
+  loadKubeConfig,
+} from '@precinct/kube';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -26,6 +34,12 @@ export const upCommand: Command = {
         default: 'localhost',
         placeholder: 'HOST',
       },
+      'audit-port': {
+        type: 'string',
+        description: 'port of the audit store (0 = any free port)',
+        default: '8080',
+        placeholder: 'PORT',
+      },
       'kube-port': {
         type: 'string',
         description: 'port of the local Kubernetes auth API (0 = any free port)',
@@ -43,10 +57,12 @@ export const upCommand: Command = {
     });
     const advertiseHost = String(flags['advertise-host']);
     let identity;
+    let audit;
+    let kubeConfig;
     try {
       // Workloads attest with a projected ServiceAccount token (audience `precinct`), which
       // the identity server checks by TokenReview against kube-dev.
-      const kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
+      kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
       identity = await startIdentityServer({
         trustDomain: TRUST_DOMAIN,
         dataDir: resolve(dataDir, 'identity-server'),
@@ -63,7 +79,30 @@ export const upCommand: Command = {
           selectors: ['k8s:ns:default', 'k8s:sa:default'],
         });
       }
+      // The audit store on embedded PGlite, writers authenticated by TokenReview and
+      // authorized by SubjectAccessReview against kube-dev, exports signed with a key kept
+      // in the data dir so they verify across restarts.
+      const auditDir = resolve(dataDir, 'audit-store');
+      mkdirSync(auditDir, { recursive: true, mode: 0o700 });
+      const keyPath = resolve(auditDir, 'export-signing-key.pem');
+      if (!existsSync(keyPath)) {
+        const { privateKey } = generateKeyPairSync('ed25519');
+        writeFileSync(keyPath, privateKey.export({ format: 'pem', type: 'pkcs8' }), {
+          mode: 0o600,
+        });
+      }
+      audit = await startAuditStore({
+        dataDir: resolve(auditDir, 'db'),
+        port: Number(flags['audit-port']),
+        advertiseHost,
+        signingKeyPem: readFileSync(keyPath),
+        auth: {
+          verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig })),
+          authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
+        },
+      });
     } catch (err) {
+      await identity?.close();
       await kube.close();
       throw err;
     }
@@ -78,6 +117,7 @@ export const upCommand: Command = {
         `    admin API       ${identity.adminUrl} (token in ${resolve(dataDir, 'identity-server', 'admin.token')})`,
         `    OIDC issuer     ${identity.issuer}`,
         `    health          ${identity.healthUrl}`,
+        `  audit-store       ${audit.url} (PGlite in ${resolve(dataDir, 'audit-store', 'db')})`,
         '',
         'Try:',
         `  export KUBECONFIG=${kube.kubeconfigPath}`,
@@ -88,6 +128,7 @@ export const upCommand: Command = {
       ].join('\n'),
     );
     await waitForShutdown();
+    await audit.close();
     await identity.close();
     await kube.close();
   },

@@ -28,3 +28,20 @@ test('precinct up --help describes its flags; a bad flag is a usage error', () =
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /precinct up: .*--bogus/);
 });
+
+test('precinct audit lists its subcommands; an unknown one is a usage error', () => {
+  const ok = run('audit', '--help');
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /verify-export/);
+  const bad = run('audit', 'nope');
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /unknown subcommand "nope"/);
+});
+
+test('every command answers --help', () => {
+  for (const c of ['kube-dev', 'identity-server', 'entry', 'nats-callout', 'audit-store']) {
+    const r = run(c, '--help');
+    assert.equal(r.status, 0, `${c}: ${r.stderr}`);
+    assert.match(r.stdout, /Usage: precinct/, c);
+  }
+});

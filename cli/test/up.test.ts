@@ -14,9 +14,13 @@ test(
   async (t) => {
     const dir = tempDir();
     t.after(dir.cleanup);
-    const child = spawn(process.execPath, [bin, 'up', '--data-dir', dir.path, '--kube-port', '0'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      process.execPath,
+      [bin, 'up', '--data-dir', dir.path, '--kube-port', '0', '--audit-port', '0'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     t.after(() => child.kill('SIGKILL'));
     let out = '';
     child.stdout.on('data', (c) => (out += c));
@@ -90,6 +94,38 @@ test(
       body: JSON.stringify({ token }),
     });
     assert.equal(wrong.status, 401);
+    // The audit store: writers authenticated and authorized against kube-dev, attribution from
+    // the verified token, not from what the body or headers claim.
+    const auditUrl = /audit-store\s+(http:\/\/\S+)/.exec(out)![1]!;
+    const event = {
+      event_type: 'order.approved',
+      event_category: 'orders',
+      event_action: 'approve',
+      event_outcome: 'success',
+      correlation_id: 'order-42',
+      actor_type: 'user',
+      actor_id: 'alice',
+    };
+    const post = (headers: Record<string, string>) =>
+      fetch(`${auditUrl}/api/v1/audit/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify(event),
+      });
+    assert.equal((await post({})).status, 401);
+    run(
+      'create',
+      'clusterrolebinding',
+      'default-admin',
+      '--clusterrole=cluster-admin',
+      '--serviceaccount=default:default',
+    );
+    const created = await post({ authorization: `Bearer ${token}`, 'x-remote-user': 'mallory' });
+    assert.equal(created.status, 201);
+    assert.equal(
+      ((await created.json()) as { written_by: string }).written_by,
+      'system:serviceaccount:default:default',
+    );
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
