@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
 import {
   cachingVerifier,
   createSubjectAccessReviewAuthorizer,
@@ -11,9 +12,39 @@ import {
   parseFlags,
   waitForShutdown,
   type Command,
+  type ListenOptions,
 } from '@precinct/runtime';
+import { AuditStoreError } from './errors.js';
 import { verifyExport } from './export.js';
 import { startAuditStore } from './server.js';
+
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (keeps the default host). */
+function parseListen(value: string, fallbackHost: string): ListenOptions {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    throw new UsageError(`--listen must be HOST:PORT, [IPv6]:PORT or :PORT, got "${value}"`);
+  }
+  return { host: m[1] ?? (m[2] || fallbackHost), port };
+}
+
+/**
+ * The export key file. With `--data-dir` the store is meant to persist, so a missing key is
+ * created (0600) rather than silently replaced by an ephemeral one on every restart.
+ */
+function loadOrCreateSigningKey(file: string, persistent: boolean): Buffer {
+  if (existsSync(file)) return readFileSync(file);
+  if (!persistent) {
+    throw new UsageError(
+      `--signing-key ${file} does not exist (it is only created with --data-dir)`,
+    );
+  }
+  const pem = generateKeyPairSync('ed25519')
+    .privateKey.export({ type: 'pkcs8', format: 'pem' })
+    .toString();
+  writeFileSync(file, pem, { mode: 0o600, flag: 'wx' });
+  return Buffer.from(pem);
+}
 
 /** `precinct audit-store`: runs the store until SIGINT/SIGTERM. */
 export const auditStoreCommand: Command = {
@@ -27,12 +58,24 @@ export const auditStoreCommand: Command = {
       {
         'data-dir': {
           type: 'string',
-          description: 'PGlite data directory (default: in memory)',
+          description: 'PGlite data directory (default: in memory; ignored with DATABASE_URL)',
           placeholder: 'DIR',
+        },
+        listen: {
+          type: 'string',
+          description: 'address to listen on (default: HOST/PORT env, else [::]:8080)',
+          placeholder: 'HOST:PORT',
         },
         'signing-key': {
           type: 'string',
-          description: 'Ed25519 PKCS#8 PEM key that signs exports (default: ephemeral)',
+          description:
+            'Ed25519 PKCS#8 PEM key that signs exports, created 0600 if missing with --data-dir (default: ephemeral)',
+          placeholder: 'FILE',
+        },
+        'hmac-key-file': {
+          type: 'string',
+          description:
+            'key that turns chain hashes into HMAC-SHA256 (default: AUDIT_HMAC_KEY_FILE)',
           placeholder: 'FILE',
         },
         namespace: {
@@ -43,33 +86,59 @@ export const auditStoreCommand: Command = {
         },
         'no-auth': {
           type: 'boolean',
-          description: 'local development only: no Kubernetes auth, every writer is anonymous',
+          description: 'no Kubernetes auth, every writer is anonymous (needs --insecure-dev)',
+        },
+        'insecure-dev': {
+          type: 'boolean',
+          description: 'confirm --no-auth: for local demos only, never in a cluster',
         },
       },
-      'Environment: DATABASE_URL, AUDIT_HMAC_KEY_FILE, HOST, PORT (default 8080), KUBECONFIG.',
+      'Environment: DATABASE_URL (PostgreSQL), AUDIT_HMAC_KEY_FILE, HOST, PORT, KUBECONFIG.\n' +
+        'Auth is on by default: TokenReview + SubjectAccessReview with the kubeconfig or the\n' +
+        'in-cluster service account.',
     );
     if (!flags) return;
-    const listenOpts = listenOptionsFromEnv({ host: '::', port: 8080 });
+    if (flags['no-auth'] && !flags['insecure-dev']) {
+      throw new UsageError(
+        '--no-auth turns off attribution; add --insecure-dev to confirm a local demo',
+      );
+    }
+    const defaults = { host: '::', port: 8080 };
+    const listenOpts =
+      typeof flags.listen === 'string'
+        ? parseListen(flags.listen, defaults.host)
+        : listenOptionsFromEnv(defaults);
     let auth: Parameters<typeof startAuditStore>[0]['auth'] = false;
     if (!flags['no-auth']) {
-      const kubeConfig = loadKubeConfig();
+      let kubeConfig;
+      try {
+        kubeConfig = loadKubeConfig();
+      } catch (err) {
+        throw new AuditStoreError(
+          'ERR_CONFIG',
+          'no Kubernetes credentials (set KUBECONFIG or run in a pod); for a local demo only: --no-auth --insecure-dev',
+          { cause: err },
+        );
+      }
       auth = {
         verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig })),
         authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
       };
     }
-    const hmacFile = process.env.AUDIT_HMAC_KEY_FILE;
+    const dataDir = flags['data-dir'] as string | undefined;
+    const hmacFile =
+      (flags['hmac-key-file'] as string | undefined) ?? process.env.AUDIT_HMAC_KEY_FILE;
     const signingKey = flags['signing-key'] as string | undefined;
     const store = await startAuditStore({
       databaseUrl: process.env.DATABASE_URL || undefined,
-      dataDir: flags['data-dir'] as string | undefined,
+      dataDir,
       auth,
       authz: flags.namespace ? { namespace: flags.namespace as string } : undefined,
       hashKey: hmacFile ? readFileSync(hmacFile) : undefined,
-      signingKeyPem: signingKey ? readFileSync(signingKey) : undefined,
+      signingKeyPem: signingKey ? loadOrCreateSigningKey(signingKey, !!dataDir) : undefined,
       ...listenOpts,
     });
-    console.log(`audit store listening on ${store.url}`);
+    console.log(`audit-store listening on ${store.url}`);
     await waitForShutdown();
     await store.close();
   },

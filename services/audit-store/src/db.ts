@@ -55,6 +55,9 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
     connectionString: url,
     max: opts.max ?? 10,
     connectionTimeoutMillis: 5_000,
+    // A query on a connection that dies mid-flight (database restart) must fail, not hang:
+    // the request then answers 503 and the client retries.
+    query_timeout: 15_000,
   });
   // An idle client losing its connection (database restart) must not crash the process.
   pool.on('error', () => {});
