@@ -44,8 +44,7 @@ async function measure(store: 'pglite' | 'postgres'): Promise<{ rss: number; bas
   const { createLogger } = await import('@precinct/runtime');
   const { startIdentityServer } = await import('../services/identity-server/src/server.js');
   let pg: { url: string; close(): Promise<void> } | undefined;
-  if (store === 'postgres')
-    pg = await (await import('../services/identity-server/test/postgres.js')).startPostgres();
+  if (store === 'postgres') pg = await (await import('@precinct/testing')).startPostgres();
   globalThis.gc?.();
   const baseline = process.memoryUsage().rss;
   const server = await startIdentityServer({

@@ -58,11 +58,10 @@ export const upCommand: Command = {
     const advertiseHost = String(flags['advertise-host']);
     let identity;
     let audit;
-    let kubeConfig;
     try {
       // Workloads attest with a projected ServiceAccount token (audience `precinct`), which
       // the identity server checks by TokenReview against kube-dev.
-      kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
+      const kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
       identity = await startIdentityServer({
         trustDomain: TRUST_DOMAIN,
         dataDir: resolve(dataDir, 'identity-server'),

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requirePeer } from './peers.js';
 import { tempDir } from './tmp.js';
+import { stopProcess } from './process.js';
 
 /** A real nats-server started by a test. */
 export interface NatsServer {
@@ -83,13 +84,7 @@ export async function startNatsServer(config = '', opts: { startTimeoutMs?: numb
   const stop = async () => {
     const proc = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
-    timer.unref();
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(proc, 'SIGTERM', 5_000);
   };
 
   port = await startOnce();

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requirePeer } from './peers.js';
 import { tempDir } from './tmp.js';
+import { stopProcess } from './process.js';
 
 /** A real PostgreSQL server started by a test. */
 export interface PostgresServer {
@@ -128,14 +129,8 @@ export async function startPostgres(
   const stop = async () => {
     const proc = child;
     child = undefined;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
     // SIGINT = "fast" shutdown: disconnects clients, no waiting for them.
-    proc.kill('SIGINT');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    timer.unref();
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(proc, 'SIGINT', 10_000);
     logText = logText.replace(/database system is ready to accept connections/g, '(was ready)');
   };
 

@@ -1,14 +1,13 @@
 // The entry store on a real PostgreSQL (DATABASE_URL), as in production.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { peerSkip } from '@precinct/testing';
+import { peerSkip, startPostgres, type PostgresServer } from '@precinct/testing';
 import { EntryRegistry } from '../src/entries.js';
 import { IdentityServerError } from '../src/errors.js';
 import { openPostgres, type SqlClient } from '../src/store.js';
-import { startPostgres, type TestPostgres } from './postgres.js';
 
 describe('entries on PostgreSQL', { skip: peerSkip('postgres') }, () => {
-  let pg: TestPostgres;
+  let pg: PostgresServer;
   let db: SqlClient;
   before(async () => {
     pg = await startPostgres();

@@ -3,6 +3,8 @@
  * kept pure: it sees a snapshot of the RBAC objects and answers one question.
  */
 
+import type { NonResourceAttributes, ResourceAttributes, UserInfo } from '@precinct/kube';
+
 export const RBAC_GROUP = 'rbac.authorization.k8s.io';
 
 export interface PolicyRule {
@@ -45,27 +47,9 @@ export interface RbacPolicy {
   role(namespace: string, name: string): Role | undefined;
 }
 
-export interface UserInfo {
-  username: string;
-  uid?: string;
-  groups?: string[];
-  extra?: Record<string, string[]>;
-}
-
-export interface ResourceAttributes {
-  verb: string;
-  group?: string;
-  version?: string;
-  resource: string;
-  subresource?: string;
-  name?: string;
-  namespace?: string;
-}
-
-export interface NonResourceAttributes {
-  verb: string;
-  path: string;
-}
+// The request attributes are the ones @precinct/kube's SubjectAccessReview authorizer asks
+// about: one definition for both sides of the review.
+export type { UserInfo, ResourceAttributes, NonResourceAttributes };
 
 export type Attributes = ResourceAttributes | NonResourceAttributes;
 

