@@ -82,7 +82,15 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
       } catch (err) {
         throw wrapDbError(err);
       }
+      // A checked-out client has no pool listener: if the server drops the connection between
+      // two statements of this transaction (database restart), the client emits 'error', which
+      // unheard would crash the store. Here it only marks the connection broken; the pending or
+      // next statement fails and the request answers 503.
       let broken = false;
+      const onError = () => {
+        broken = true;
+      };
+      client.on('error', onError);
       try {
         await client.query('BEGIN');
         const tx: Queryable = {
@@ -105,6 +113,7 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
         }
         throw wrapDbError(err);
       } finally {
+        client.off('error', onError);
         client.release(broken ? true : undefined);
       }
     },

@@ -1,7 +1,3 @@
-// KNOWN FLAKY (excluded from `npm test`; run with `npm run test:flaky`): in about half the
-// runs on a 2-core machine the store stops acknowledging right after the PostgreSQL restart
-// (stuck at exactly N/2 acknowledged) until the watchdog aborts. The store's recovery from a
-// database restart under load is the suspect, not the test.
 // Durability: kill -9 of the store and a PostgreSQL restart in the middle of a load run; every
 // event the client saw acknowledged is in the database afterwards and the chain is intact.
 import { test } from 'node:test';
@@ -14,6 +10,7 @@ import { AuditClient } from '@precinct/audit-store';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const childScript = fileURLToPath(new URL('./support/store-child.ts', import.meta.url));
+let storeLog = '';
 
 function startChild(
   databaseUrl: string,
@@ -21,15 +18,18 @@ function startChild(
 ): Promise<{ proc: ChildProcess; port: number }> {
   const proc = spawn(process.execPath, ['--import', './scripts/register-source.mjs', childScript], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), LOG_LEVEL: 'silent' },
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: String(port), LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   return new Promise((resolve, reject) => {
     let out = '';
     let err = '';
-    proc.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    proc.stderr!.on('data', (b: Buffer) => {
+      err = (err + b.toString()).slice(-20_000);
+      storeLog = err;
+    });
     proc.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
+      out = (out + b.toString()).slice(-20_000);
       const m = /READY (\d+)/.exec(out);
       if (m) resolve({ proc, port: Number(m[1]) });
     });
@@ -61,6 +61,11 @@ test(
     // A watchdog: whatever goes wrong, the client stops retrying and the children die, so a
     // failing run ends instead of keeping the test process (and the suite) alive.
     const watchdog = setTimeout(() => {
+      t.diagnostic(
+        `watchdog: acked ${acked.size}/${N} killed=${killed} back=${back} restarted=${restarted}`,
+      );
+      t.diagnostic(`store log tail:\n${storeLog.slice(-4000)}`);
+      t.diagnostic(`postgres log tail:\n${pgs.log().slice(-4000)}`);
       void client.close({ abort: true });
       child.proc.kill('SIGKILL');
     }, 200_000);
