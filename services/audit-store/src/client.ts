@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { AuditStoreError } from './errors.js';
 import type { AuditEventInput } from './events.js';
 
@@ -30,7 +31,8 @@ interface Pending {
  * Buffered, batching writer. write() resolves once the event is committed by the store (or
  * rejects on a permanent 4xx); when the buffer is full, write() waits for room rather than
  * dropping anything. 5xx, 429 and network errors are retried forever with exponential backoff
- * and full jitter, until close() is told to give up.
+ * and full jitter, until close() is told to give up. Every batch carries an `Idempotency-Key`
+ * kept across its retries, so a batch whose 201 was lost is not stored twice.
  */
 export class AuditClient {
   private readonly buf: Pending[] = [];
@@ -119,6 +121,9 @@ export class AuditClient {
   }
 
   private async send(events: AuditEventInput[]): Promise<void> {
+    // One key for every attempt of this batch: a retry after a lost 201 is a replay, so each
+    // event is stored once.
+    const idempotencyKey = randomUUID();
     for (let attempt = 0; ; attempt++) {
       let retryable: boolean;
       let reason: string;
@@ -127,6 +132,7 @@ export class AuditClient {
           method: 'POST',
           headers: {
             'content-type': 'application/json',
+            'idempotency-key': `"${idempotencyKey}"`,
             authorization: `Bearer ${await this.opts.token()}`,
           },
           body: JSON.stringify(events),

@@ -2,6 +2,7 @@ export type AuditStoreErrorCode =
   | 'ERR_DB_UNAVAILABLE'
   | 'ERR_DB'
   | 'ERR_VALIDATION'
+  | 'ERR_IDEMPOTENCY_CONFLICT'
   | 'ERR_NOT_FOUND'
   | 'ERR_CONFIG'
   | 'ERR_EXPORT_SIGNATURE'

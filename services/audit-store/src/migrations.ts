@@ -93,6 +93,22 @@ CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events
   FOR EACH STATEMENT EXECUTE FUNCTION audit_events_no_truncate();
 `,
   },
+  {
+    version: 2,
+    name: 'idempotency keys',
+    // Scoped by writer: one writer can neither replay nor block another writer's key.
+    sql: `
+CREATE TABLE audit_idempotency_keys (
+  written_by text NOT NULL,
+  idempotency_key text NOT NULL,
+  request_hash text NOT NULL,
+  response jsonb,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (written_by, idempotency_key)
+);
+CREATE INDEX audit_idempotency_keys_created ON audit_idempotency_keys (created_at);
+`,
+  },
 ];
 
 /** Applies pending migrations in order, each in its own transaction, under an advisory lock. */

@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
+  type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -57,6 +59,11 @@ export interface AuditStoreOptions {
   logger?: Logger;
   /** How often the retention job runs; 0 disables it. Default 1 h. */
   retentionIntervalMs?: number;
+  /**
+   * How long an `Idempotency-Key` is remembered (a retry later than this writes again).
+   * Default 24 h; expired keys are removed by the retention job.
+   */
+  idempotencyTtlMs?: number;
   /** Most events one export may hold (it is signed as a whole). Default 100,000. */
   maxExportEvents?: number;
 }
@@ -125,6 +132,26 @@ class ValidationProblem extends Error {
   constructor(readonly errors: Array<{ field: string; message: string }>) {
     super('invalid request');
   }
+}
+
+/**
+ * The `Idempotency-Key` request header (IETF httpapi draft): a structured-field string
+ * (`"..."`) or, leniently, a bare token; 1..255 visible ASCII characters.
+ */
+function idempotencyKeyOf(req: FastifyRequest): string | undefined {
+  const raw = req.headers['idempotency-key'];
+  if (raw === undefined) return undefined;
+  const v = Array.isArray(raw) ? undefined : raw.trim();
+  const key = v && /^".*"$/.test(v) ? v.slice(1, -1) : v;
+  // Visible ASCII without '"' and '\\', so a key reads the same quoted or bare.
+  if (!key || key.length > 255 || !/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(key))
+    throw new ValidationProblem([
+      {
+        field: 'Idempotency-Key',
+        message: "must be 1..255 visible ASCII characters other than '\"' and '\\'",
+      },
+    ]);
+  return key;
 }
 
 function encodeCursor(ts: string, id: string): string {
@@ -197,6 +224,11 @@ export async function buildAuditApp(
     labelNames: ['reason'],
     registers: [opts.registry],
   });
+  const replays = new Counter({
+    name: 'precinct_audit_idempotent_replays_total',
+    help: 'Write requests answered from an earlier commit of the same idempotency key.',
+    registers: [opts.registry],
+  });
   const writeSeconds = new Histogram({
     name: 'precinct_audit_write_seconds',
     help: 'Time to commit one write request (single or batch).',
@@ -220,6 +252,12 @@ export async function buildAuditApp(
       return send(400, 'invalid request', { errors });
     }
     if (err instanceof AuditStoreError) {
+      if (err.code === 'ERR_IDEMPOTENCY_CONFLICT') {
+        failures.inc({ reason: 'idempotency_conflict' });
+        return send(422, 'idempotency key reused', {
+          detail: 'this Idempotency-Key was already used for a different request',
+        });
+      }
       if (err.code === 'ERR_DB_UNAVAILABLE') {
         req.log.warn({ code: err.code, err: err.message }, 'database unavailable');
         failures.inc({ reason: 'db_unavailable' });
@@ -269,14 +307,36 @@ export async function buildAuditApp(
       ? { written_by: req.identity.username, written_by_kind: 'serviceaccount', on_behalf_of: null }
       : { written_by: 'anonymous', written_by_kind: 'unauthenticated', on_behalf_of: null };
 
-  const write = async (req: FastifyRequest, events: AuditEventInput[], batch: boolean) => {
+  const write = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    events: AuditEventInput[],
+    batch: boolean,
+  ) => {
+    const key = idempotencyKeyOf(req);
     const bad = events.flatMap((e, i) => checkEvent(e, batch ? `[${i}].` : ''));
     if (bad.length) throw new ValidationProblem(bad);
     const end = writeSeconds.startTimer();
-    const stored = await repo.insert(events, writerOf(req));
+    const r = await repo.insert(
+      events,
+      writerOf(req),
+      new Date(),
+      key === undefined
+        ? undefined
+        : {
+            key,
+            requestHash: createHash('sha256')
+              .update(batch ? 'batch\n' : 'single\n')
+              .update(JSON.stringify(events))
+              .digest('hex'),
+          },
+    );
     end();
-    written.inc(stored.length);
-    return stored;
+    if (r.replayed) {
+      replays.inc();
+      reply.header('idempotent-replayed', 'true');
+    } else written.inc(r.events.length);
+    return r.events;
   };
 
   app.get('/healthz', { config: PUBLIC }, async () => ({ status: 'ok' }));
@@ -323,7 +383,7 @@ export async function buildAuditApp(
       },
     },
     async (req, reply) => {
-      const [e] = await write(req, [req.body as AuditEventInput], false);
+      const [e] = await write(req, reply, [req.body as AuditEventInput], false);
       return reply.code(201).send({ ...e!, message: 'audit event created' });
     },
   );
@@ -353,7 +413,7 @@ export async function buildAuditApp(
       },
     },
     async (req, reply) => {
-      const stored = await write(req, req.body as AuditEventInput[], true);
+      const stored = await write(req, reply, req.body as AuditEventInput[], true);
       return reply.code(201).send({
         event_ids: stored.map((e) => e.event_id),
         message: `${stored.length} audit events created`,
@@ -614,7 +674,9 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
     const host = o.host ?? '::';
     const port = await listen(app.server, { host, port: o.port ?? 0 });
     const shownHost = host === '::' || host === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : host;
+    const idemTtl = o.idempotencyTtlMs ?? 24 * 3_600_000;
     const runRetention = async (at?: Date) => {
+      await repo.expireIdempotencyKeys(at ?? new Date(), idemTtl);
       const n = await repo.applyRetention(at);
       if (n > 0) logger.info({ deleted: n }, 'retention deleted expired events');
       return n;

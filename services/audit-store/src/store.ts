@@ -63,6 +63,16 @@ export interface VerifyResult {
   tampered_events: string[];
 }
 
+/** What a write returns per event, and what an idempotent replay returns again. */
+export interface WriteReceipt {
+  event_id: string;
+  event_timestamp: string;
+  correlation_id: string;
+  chain_seq: number;
+  event_hash: string;
+  written_by: string;
+}
+
 export interface LegalHold {
   correlation_id: string;
   reason: string;
@@ -112,17 +122,44 @@ export class AuditRepository {
    * Appends events (all or nothing) and chains each under its correlation's chain-head row,
    * locked FOR UPDATE (via the upsert) in sorted order so concurrent batches cannot deadlock
    * or fork a chain. Resolves only after COMMIT.
+   *
+   * With an idempotency key, the key row is claimed first in the same transaction: a retry of a
+   * request that committed gets the first response back (`replayed`) and writes nothing; a
+   * concurrent duplicate waits on the first one's row lock and then replays; the same key with
+   * a different request is refused (ERR_IDEMPOTENCY_CONFLICT).
    */
   async insert(
     events: AuditEventInput[],
     writer: Writer,
     now = new Date(),
-  ): Promise<StoredEvent[]> {
+    idempotency?: { key: string; requestHash: string },
+  ): Promise<{ events: WriteReceipt[]; replayed: boolean }> {
     const rows = events.map((e) => toRow(e, writer, now));
     const months = new Set(rows.map((r) => monthStart(new Date(r.event_timestamp)).getTime()));
     for (const m of months) await this.ensurePartition(new Date(m));
     const corrs = [...new Set(rows.map((r) => r.correlation_id))].sort();
     return this.db.transaction(async (tx) => {
+      if (idempotency) {
+        const claimed = await tx.query(
+          `INSERT INTO audit_idempotency_keys (written_by, idempotency_key, request_hash)
+           VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1`,
+          [writer.written_by, idempotency.key, idempotency.requestHash],
+        );
+        if (claimed.rows.length === 0) {
+          const prior = await tx.query<{ request_hash: string; response: WriteReceipt[] }>(
+            `SELECT request_hash, response FROM audit_idempotency_keys
+             WHERE written_by = $1 AND idempotency_key = $2`,
+            [writer.written_by, idempotency.key],
+          );
+          const p = prior.rows[0];
+          if (!p || !p.response || p.request_hash !== idempotency.requestHash)
+            throw new AuditStoreError(
+              'ERR_IDEMPOTENCY_CONFLICT',
+              'idempotency key already used for a different request',
+            );
+          return { events: p.response, replayed: true };
+        }
+      }
       const heads = new Map<string, { seq: number; hash: string }>();
       const headParams: unknown[] = [GENESIS_HASH];
       const values = corrs.map((c) => {
@@ -168,8 +205,31 @@ export class AuditRepository {
          FROM (VALUES ${upValues.join(',')}) AS v(c, seq, hash) WHERE h.correlation_id = v.c`,
         up,
       );
-      return stored;
+      const receipts: WriteReceipt[] = stored.map((e) => ({
+        event_id: e.event_id,
+        event_timestamp: e.event_timestamp,
+        correlation_id: e.correlation_id,
+        chain_seq: e.chain_seq,
+        event_hash: e.event_hash,
+        written_by: e.written_by,
+      }));
+      if (idempotency)
+        await tx.query(
+          `UPDATE audit_idempotency_keys SET response = $3::jsonb
+           WHERE written_by = $1 AND idempotency_key = $2`,
+          [writer.written_by, idempotency.key, JSON.stringify(receipts)],
+        );
+      return { events: receipts, replayed: false };
     });
+  }
+
+  /** Forgets idempotency keys older than `ttlMs`; a retry after that writes again. */
+  async expireIdempotencyKeys(now: Date, ttlMs: number): Promise<number> {
+    const r = await this.db.query(
+      'DELETE FROM audit_idempotency_keys WHERE created_at < $1::timestamptz',
+      [new Date(now.getTime() - ttlMs).toISOString()],
+    );
+    return r.rowCount;
   }
 
   private where(f: EventFilter, params: unknown[]): string[] {

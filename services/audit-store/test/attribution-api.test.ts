@@ -320,6 +320,86 @@ describe('audit store API', () => {
     await bad.close();
   });
 
+  test('Idempotency-Key: a retry replays the first 201, a different body is 422, a bad key 400', async () => {
+    const count = async (corr: string) => {
+      const r = await call(`/api/v1/audit/events?correlation_id=${corr}`, { token: 'tok-reader' });
+      return ((await r.json()) as { data: unknown[] }).data.length;
+    };
+    const batch = [
+      { ...event, correlation_id: 'corr-idem' },
+      { ...event, correlation_id: 'corr-idem' },
+    ];
+    const send = (key: string | undefined, body: unknown, path = '/api/v1/audit/events/batch') =>
+      call(path, {
+        method: 'POST',
+        token: 'tok-writer',
+        json: body,
+        headers: key === undefined ? {} : { 'idempotency-key': key },
+      });
+    const first = await send('"batch-1"', batch);
+    assert.equal(first.status, 201);
+    assert.equal(first.headers.get('idempotent-replayed'), null);
+    const firstBody = await first.json();
+    const again = await send('"batch-1"', batch);
+    assert.equal(again.status, 201);
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(await again.json(), firstBody);
+    assert.equal(await count('corr-idem'), 2, 'stored once');
+    // Control: without a key, the same body is written again.
+    assert.equal((await send(undefined, batch)).status, 201);
+    assert.equal(await count('corr-idem'), 4);
+    const conflict = await send('"batch-1"', [batch[0]]);
+    assert.equal(conflict.status, 422);
+    assert.equal(conflict.headers.get('content-type'), 'application/problem+json; charset=utf-8');
+    assert.equal(await count('corr-idem'), 4, 'a conflicting reuse writes nothing');
+    // The same key on the single-event route is a different request, not a replay.
+    assert.equal((await send('"batch-1"', batch[0], '/api/v1/audit/events')).status, 422);
+    const single = await send('single-1', batch[0], '/api/v1/audit/events');
+    assert.equal(single.status, 201);
+    const singleBody = (await single.json()) as { event_id: string };
+    const singleAgain = await send('single-1', batch[0], '/api/v1/audit/events');
+    assert.deepEqual(
+      ((await singleAgain.json()) as { event_id: string }).event_id,
+      singleBody.event_id,
+    );
+    for (const bad of ['', '""', 'a b', 'x'.repeat(256), '"unterminated', 'caf\u00e9']) {
+      const r = await send(bad, batch);
+      assert.equal(r.status, 400, JSON.stringify(bad));
+      await r.arrayBuffer();
+    }
+    assert.equal(await count('corr-idem'), 5);
+  });
+
+  test('a batch whose 201 is lost is retried by the client and stored once', async () => {
+    let lose = 1;
+    const client = new AuditClient({
+      url: store.url,
+      token: () => 'tok-writer',
+      batchSize: 3,
+      flushIntervalMs: 5,
+      retryBaseMs: 5,
+      fetch: async (input, init) => {
+        const res = await fetch(input, init);
+        if (lose > 0 && res.status === 201) {
+          lose -= 1;
+          await res.arrayBuffer();
+          throw new TypeError('fetch failed: socket hang up (simulated after the commit)');
+        }
+        return res;
+      },
+    });
+    await Promise.all(
+      [1, 2, 3].map((i) =>
+        client.write({ ...event, correlation_id: 'corr-lost', event_data: { i } }),
+      ),
+    );
+    await client.close();
+    assert.equal(lose, 0, 'the first response was lost');
+    const r = await call('/api/v1/audit/events?correlation_id=corr-lost', { token: 'tok-reader' });
+    const data = ((await r.json()) as { data: Array<{ event_data: { i: number } }> }).data;
+    assert.deepEqual(data.map((e) => e.event_data.i).sort(), [1, 2, 3]);
+  });
+
   test('every operation in the checked-in OpenAPI document is served', async () => {
     const doc = (await (await call('/openapi.json')).json()) as {
       openapi: string;

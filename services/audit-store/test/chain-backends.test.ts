@@ -80,7 +80,8 @@ for (const b of backends) {
     };
 
     test('verification detects an edited row', async () => {
-      const [, second] = await repo.insert([ev('c-edit'), ev('c-edit'), ev('c-edit')], writer);
+      const [, second] = (await repo.insert([ev('c-edit'), ev('c-edit'), ev('c-edit')], writer))
+        .events;
       await tamper(
         `UPDATE audit_events SET actor_id = 'mallory' WHERE event_id = '${second!.event_id}'`,
       );
@@ -90,7 +91,8 @@ for (const b of backends) {
     });
 
     test('verification detects a deleted row', async () => {
-      const [, second] = await repo.insert([ev('c-del'), ev('c-del'), ev('c-del')], writer);
+      const [, second] = (await repo.insert([ev('c-del'), ev('c-del'), ev('c-del')], writer))
+        .events;
       await tamper(`DELETE FROM audit_events WHERE event_id = '${second!.event_id}'`);
       const r = await repo.verify('c-del');
       assert.equal(r.is_valid, false);
@@ -99,13 +101,14 @@ for (const b of backends) {
     });
 
     test('verification detects the deleted last row', async () => {
-      const [, last] = await repo.insert([ev('c-dellast'), ev('c-dellast')], writer);
+      const [, last] = (await repo.insert([ev('c-dellast'), ev('c-dellast')], writer)).events;
       await tamper(`DELETE FROM audit_events WHERE event_id = '${last!.event_id}'`);
       assert.equal((await repo.verify('c-dellast')).is_valid, false);
     });
 
     test('verification detects a reordered pair', async () => {
-      const [a, b2] = await repo.insert([ev('c-swap'), ev('c-swap'), ev('c-swap')], writer);
+      const [a, b2] = (await repo.insert([ev('c-swap'), ev('c-swap'), ev('c-swap')], writer))
+        .events;
       await tamper(
         `UPDATE audit_events SET chain_seq = CASE chain_seq WHEN 1 THEN 2 ELSE 1 END WHERE event_id IN ('${a!.event_id}', '${b2!.event_id}')`,
       );
@@ -148,6 +151,62 @@ for (const b of backends) {
       assert.equal(await repo.releaseHold('c-hold'), true);
       assert.equal(await repo.applyRetention(), 2);
       assert.equal((await repo.verify('c-hold')).events_checked, 0);
+    });
+
+    test('an idempotency key makes a retried batch a replay, not a second write', async () => {
+      const idem = { key: 'k-1', requestHash: 'h-1' };
+      const first = await repo.insert([ev('c-idem'), ev('c-idem')], writer, new Date(), idem);
+      assert.equal(first.replayed, false);
+      const again = await repo.insert([ev('c-idem'), ev('c-idem')], writer, new Date(), idem);
+      assert.equal(again.replayed, true);
+      assert.deepEqual(again.events, first.events, 'the first response, ids and hashes');
+      assert.equal((await repo.verify('c-idem')).events_checked, 2, 'stored once');
+      // Control: a new key writes again.
+      const other = { key: 'k-2', requestHash: 'h-1' };
+      assert.equal((await repo.insert([ev('c-idem')], writer, new Date(), other)).replayed, false);
+      assert.equal((await repo.verify('c-idem')).events_checked, 3);
+    });
+
+    test('an idempotency key reused for a different request is refused and writes nothing', async () => {
+      await repo.insert([ev('c-idem2')], writer, new Date(), { key: 'k-x', requestHash: 'a' });
+      await assert.rejects(
+        repo.insert([ev('c-idem2')], writer, new Date(), { key: 'k-x', requestHash: 'b' }),
+        (err: { code?: string }) => err.code === 'ERR_IDEMPOTENCY_CONFLICT',
+      );
+      assert.equal((await repo.verify('c-idem2')).events_checked, 1);
+    });
+
+    test('idempotency keys are scoped to the writer', async () => {
+      const idem = { key: 'shared', requestHash: 'h' };
+      await repo.insert([ev('c-idem3')], writer, new Date(), idem);
+      const other: Writer = { ...writer, written_by: 'system:serviceaccount:ns:other' };
+      const r = await repo.insert([ev('c-idem3')], other, new Date(), idem);
+      assert.equal(r.replayed, false, "another writer's key neither replays nor blocks");
+      assert.equal((await repo.verify('c-idem3')).events_checked, 2);
+    });
+
+    test('concurrent duplicates of one idempotent request store it once', async () => {
+      const idem = { key: 'k-conc', requestHash: 'h' };
+      const results = await Promise.all(
+        Array.from({ length: 8 }, () =>
+          repo.insert([ev('c-idem4'), ev('c-idem4')], writer, new Date(), idem),
+        ),
+      );
+      assert.equal(results.filter((r) => !r.replayed).length, 1);
+      const ids = new Set(results.flatMap((r) => r.events.map((e) => e.event_id)));
+      assert.equal(ids.size, 2, 'every duplicate got the same two ids');
+      assert.equal((await repo.verify('c-idem4')).events_checked, 2);
+    });
+
+    test('expired idempotency keys are forgotten', async () => {
+      await repo.insert([ev('c-idem5')], writer, new Date(), { key: 'k-old', requestHash: 'h' });
+      assert.equal(await repo.expireIdempotencyKeys(new Date(), 60_000), 0, 'fresh keys stay');
+      assert.ok((await repo.expireIdempotencyKeys(new Date(Date.now() + 120_000), 60_000)) >= 1);
+      const r = await repo.insert([ev('c-idem5')], writer, new Date(), {
+        key: 'k-old',
+        requestHash: 'h',
+      });
+      assert.equal(r.replayed, false);
     });
 
     test('query filters and keyset pagination', async () => {
