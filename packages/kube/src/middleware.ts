@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { KubeError } from './errors.js';
 import type { ServiceAccountIdentity } from './identity.js';
 import type { TokenVerifier } from './verifier.js';
-import type { Authorizer, NonResourceAttributes, ResourceAttributes } from './sar.js';
+import type { Authorizer, NonResourceAttributes, ResourceAttributes, UserInfo } from './sar.js';
 
 /** Headers through which a client could claim an identity. Removed before anything reads them. */
 const IDENTITY_HEADER_PREFIXES = ['impersonate-', 'x-remote-extra-'];
@@ -70,6 +70,8 @@ export interface KubeAuthOptions {
   registry?: Registry;
 }
 
+type Denied = { ok: false; problem: Problem };
+
 export type AuthOutcome =
   { ok: true; identity: ServiceAccountIdentity } | { ok: false; problem: Problem };
 
@@ -109,11 +111,7 @@ export function createKubeAuth(opts: KubeAuthOptions) {
   const counter = counterFor(opts.registry ?? defaultRegistry);
   const log = opts.logger;
 
-  function fail(
-    status: 401 | 403 | 503,
-    reason: string,
-    extra?: Record<string, unknown>,
-  ): AuthOutcome {
+  function fail(status: 401 | 403 | 503, reason: string, extra?: Record<string, unknown>): Denied {
     const result = status === 401 ? 'unauthenticated' : status === 403 ? 'denied' : 'unavailable';
     counter.inc({ result, reason });
     log?.warn({ reason, status, ...extra }, 'kube auth refused a request');
@@ -142,32 +140,52 @@ export function createKubeAuth(opts: KubeAuthOptions) {
         if (code === 'ERR_KUBE_UNAVAILABLE' || code === 'ERR_INTERNAL') return fail(503, code);
         return fail(401, code);
       }
-      if (attrs.length > 0) {
-        if (!opts.authorizer) return fail(503, 'ERR_NO_AUTHORIZER');
-        for (const a of attrs) {
-          try {
-            const d = await opts.authorizer.authorize(
-              {
-                username: identity.username,
-                ...(identity.uid ? { uid: identity.uid } : {}),
-                groups: identity.groups,
-                extra: identity.extra,
-              },
-              a,
-            );
-            if (!d.allowed) {
-              return fail(403, 'ERR_RBAC_DENIED', { user: identity.username, verb: a.verb });
-            }
-          } catch (err) {
-            const code = err instanceof KubeError ? err.code : 'ERR_INTERNAL';
-            return fail(503, code);
-          }
-        }
-      }
+      const denied = await authorizeAll(
+        {
+          username: identity.username,
+          ...(identity.uid ? { uid: identity.uid } : {}),
+          groups: identity.groups,
+          extra: identity.extra,
+        },
+        attrs,
+      );
+      if (denied) return denied;
       counter.inc({ result: 'allowed', reason: 'ok' });
       return { ok: true, identity };
     },
+    /**
+     * RBAC only, for a caller another mechanism already authenticated (an mTLS peer's SPIFFE
+     * ID, say, which Kubernetes RBAC can bind as a User). Same decisions, metric and log as
+     * `check`; resolves undefined when every attribute set is allowed.
+     */
+    async authorize(
+      user: UserInfo,
+      attrs: Array<ResourceAttributes | NonResourceAttributes>,
+    ): Promise<Denied | undefined> {
+      const denied = await authorizeAll(user, attrs);
+      if (denied) return denied;
+      counter.inc({ result: 'allowed', reason: 'ok' });
+      return undefined;
+    },
   };
+
+  async function authorizeAll(
+    user: UserInfo,
+    attrs: Array<ResourceAttributes | NonResourceAttributes>,
+  ): Promise<Denied | undefined> {
+    if (attrs.length === 0) return undefined;
+    if (!opts.authorizer) return fail(503, 'ERR_NO_AUTHORIZER');
+    for (const a of attrs) {
+      try {
+        const d = await opts.authorizer.authorize(user, a);
+        if (!d.allowed) return fail(403, 'ERR_RBAC_DENIED', { user: user.username, verb: a.verb });
+      } catch (err) {
+        const code = err instanceof KubeError ? err.code : 'ERR_INTERNAL';
+        return fail(503, code);
+      }
+    }
+    return undefined;
+  }
 }
 
 export function resolveAttrs<Req>(

@@ -10,11 +10,24 @@ import Fastify, {
 } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
+  createKubeAuth,
   kubeAuthFastifyPlugin,
+  parseServiceAccountUsername,
+  stripIdentityHeaders,
   type Authorizer,
   type ResourceAttributes,
   type TokenVerifier,
 } from '@precinct/kube';
+import { DELEGATION_HEADER, DelegationError, type DelegationVerifier } from '@precinct/delegation';
+import {
+  authorizeAny,
+  spiffeFastify,
+  tlsServerOptions,
+  type Authorizer as SpiffeAuthorizer,
+  type SpiffeTlsServerOptions,
+  type X509BundleSource,
+  type X509SvidSource,
+} from '@precinct/spiffe';
 import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
 import { createPgDb, createPgliteDb, type Db } from './db.js';
 import { AuditStoreError } from './errors.js';
@@ -49,8 +62,32 @@ export interface AuditStoreOptions {
   port?: number;
   /** Host printed in `url` when listening on a wildcard address. Default `localhost`. */
   advertiseHost?: string;
-  /** Kubernetes auth; `false` only for local development (every writer is `anonymous`). */
+  /**
+   * Kubernetes auth: bearer ServiceAccount tokens (TokenReview/JWKS) and SubjectAccessReview.
+   * With `spiffe`, only the authorizer is used (RBAC for the SPIFFE ID). `false` only for
+   * local development (writers are `anonymous`, or their SPIFFE ID with `spiffe`).
+   */
   auth: { verifier: TokenVerifier; authorizer: Authorizer } | false;
+  /**
+   * SPIFFE mTLS on the main port: every caller presents an X.509-SVID that chains to its
+   * trust domain's bundle; `written_by` is its SPIFFE ID and RBAC is asked for that ID as a
+   * Kubernetes User (groups: its trust domain, `spiffe://<td>`). Bearer tokens are then not
+   * used. Probes move to a plain-HTTP port (`healthPort`), since they cannot present an SVID.
+   */
+  spiffe?: {
+    svidSource: X509SvidSource;
+    bundleSource: X509BundleSource;
+    /** A TLS-level gate before RBAC. Default: any SVID that verifies. */
+    authorizer?: SpiffeAuthorizer;
+    /** Plain-HTTP port for /healthz, /readyz, /metrics. Default 0 (a free port). */
+    healthPort?: number;
+  };
+  /**
+   * Verifies `Precinct-Delegation` tokens (an agent writing for a person): the token's actor
+   * must be the verified caller; its subject is recorded as `on_behalf_of`. Without it, a
+   * request carrying the header is refused rather than recorded without the person.
+   */
+  delegation?: DelegationVerifier;
   authz?: Partial<AuthzTarget>;
   /** Chain hashes become HMAC-SHA256 under this key. */
   hashKey?: Buffer;
@@ -71,6 +108,8 @@ export interface AuditStoreOptions {
 export interface AuditStore {
   url: string;
   port: number;
+  /** With `spiffe`: the plain-HTTP probe/metrics address. */
+  healthUrl?: string;
   /** Exports are signed by this key; give it to `verify-export`. */
   publicKeyPem: string;
   /** Runs the retention job once; resolves with the number of events deleted. */
@@ -191,12 +230,61 @@ function fieldOf(e: { instancePath: string; params: Record<string, unknown> }): 
   return `${path}${extra}`.replace(/^\./, '') || '(body)';
 }
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified caller when it is not a bearer-token identity (SPIFFE mTLS). */
+    caller?: { written_by: string; written_by_kind: string };
+    /** The person a verified delegation token says the caller acts for. */
+    onBehalfOf?: string;
+  }
+}
+
+/** Who is writing, from proof only: the mTLS peer or the verified bearer token. */
+function callerOf(req: FastifyRequest): { written_by: string; written_by_kind: string } {
+  if (req.caller) return req.caller;
+  if (req.identity)
+    return {
+      written_by: req.identity.username,
+      written_by_kind: parseServiceAccountUsername(req.identity.username)
+        ? 'serviceaccount'
+        : 'user',
+    };
+  return { written_by: 'anonymous', written_by_kind: 'unauthenticated' };
+}
+
+/** `/healthz`, `/readyz` (database reachable) and `/metrics`: public, never authenticated. */
+function addProbeRoutes(
+  app: FastifyInstance,
+  db: Db,
+  registry: Registry,
+  config: { kubeAuth: false },
+): void {
+  app.get('/healthz', { config }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { config }, async (_req, reply) => {
+    try {
+      await db.query('SELECT 1');
+      return { status: 'ok' };
+    } catch {
+      return reply
+        .code(503)
+        .type('application/problem+json')
+        .send({ type: 'about:blank', title: 'database unreachable', status: 503 });
+    }
+  });
+  app.get('/metrics', { config }, async (_req, reply) =>
+    reply.type(registry.contentType).send(await registry.metrics()),
+  );
+}
+
 /** Builds the Fastify app (not listening). */
 export async function buildAuditApp(
   repo: AuditRepository,
   db: Db,
   opts: {
     auth: AuditStoreOptions['auth'];
+    /** From `tlsServerOptions()`: the app serves SPIFFE mTLS. */
+    spiffeTls?: SpiffeTlsServerOptions;
+    delegation?: DelegationVerifier;
     authz: AuthzTarget;
     signingKey: SigningKey;
     logger: Logger;
@@ -205,6 +293,7 @@ export async function buildAuditApp(
   },
 ): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.spiffeTls ? { https: opts.spiffeTls } : {}),
     loggerInstance: opts.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.bodyBytes,
@@ -282,7 +371,40 @@ export async function buildAuditApp(
       .send({ type: 'about:blank', title: 'not found', status: 404 }),
   );
 
-  if (opts.auth) {
+  const denied = (reply: FastifyReply, status: number, title: string) =>
+    reply
+      .code(status)
+      .type('application/problem+json')
+      .send({ type: 'about:blank', title, status });
+  if (opts.spiffeTls) {
+    // spiffeServer (installed by the plugin) hands only authenticated connections to Fastify,
+    // so every request here has a verified peer SPIFFE ID.
+    await app.register(spiffeFastify, { tlsOptions: opts.spiffeTls });
+    const rbac = opts.auth
+      ? createKubeAuth({
+          verifier: opts.auth.verifier,
+          authorizer: opts.auth.authorizer,
+          logger: opts.logger,
+          registry: opts.registry,
+        })
+      : undefined;
+    app.addHook('onRequest', async (req, reply) => {
+      stripIdentityHeaders(req.headers);
+      const route = req.routeOptions.config.kubeAuth;
+      if (route === false) return;
+      const id = req.spiffeId;
+      if (!id) return denied(reply, 401, 'authentication failed');
+      if (rbac) {
+        const attrs = typeof route === 'function' ? route(req) : (route ?? []);
+        const no = await rbac.authorize(
+          { username: id.toString(), groups: [id.trustDomain.idString()] },
+          Array.isArray(attrs) ? attrs : [attrs],
+        );
+        if (no) return denied(reply, no.problem.status, no.problem.title);
+      }
+      req.caller = { written_by: id.toString(), written_by_kind: 'spiffe' };
+    });
+  } else if (opts.auth) {
     await app.register(kubeAuthFastifyPlugin, {
       verifier: opts.auth.verifier,
       authorizer: opts.auth.authorizer,
@@ -290,6 +412,40 @@ export async function buildAuditApp(
       registry: opts.registry,
     });
   }
+  app.decorateRequest('caller', undefined);
+  app.decorateRequest('onBehalfOf', undefined);
+  const delegations = new Counter({
+    name: 'precinct_audit_delegation_total',
+    help: 'Requests that carried a delegation token, by result and reason.',
+    labelNames: ['result', 'reason'],
+    registers: [opts.registry],
+  });
+  // After authentication (hooks run in registration order): a delegation token is believed
+  // only when it verifies and names the verified caller as its actor.
+  app.addHook('onRequest', async (req, reply) => {
+    const raw = req.headers[DELEGATION_HEADER];
+    delete req.headers[DELEGATION_HEADER];
+    if (raw === undefined || req.routeOptions.config.kubeAuth === false) return;
+    const refuse = (status: 401 | 503, reason: string) => {
+      delegations.inc({ result: 'refused', reason });
+      req.log.warn({ reason, status }, 'delegation token refused');
+      return denied(
+        reply,
+        status,
+        status === 401 ? 'authentication failed' : 'authentication unavailable',
+      );
+    };
+    if (!opts.delegation) return refuse(401, 'not_configured');
+    if (typeof raw !== 'string') return refuse(401, 'malformed');
+    try {
+      const d = await opts.delegation.verify(raw, { actor: callerOf(req).written_by });
+      req.onBehalfOf = d.subject;
+      delegations.inc({ result: 'accepted', reason: 'ok' });
+    } catch (err) {
+      if (!(err instanceof DelegationError)) throw err;
+      return refuse(err.reason === 'jwks_unavailable' ? 503 : 401, err.reason);
+    }
+  });
   const attr = (verb: string): ResourceAttributes => ({
     verb,
     resource: opts.authz.resource,
@@ -302,10 +458,10 @@ export async function buildAuditApp(
   const HOLD = { kubeAuth: [attr('update')] };
   const PUBLIC = { kubeAuth: false as const };
 
-  const writerOf = (req: FastifyRequest): Writer =>
-    req.identity
-      ? { written_by: req.identity.username, written_by_kind: 'serviceaccount', on_behalf_of: null }
-      : { written_by: 'anonymous', written_by_kind: 'unauthenticated', on_behalf_of: null };
+  const writerOf = (req: FastifyRequest): Writer => ({
+    ...callerOf(req),
+    on_behalf_of: req.onBehalfOf ?? null,
+  });
 
   const write = async (
     req: FastifyRequest,
@@ -339,21 +495,7 @@ export async function buildAuditApp(
     return r.events;
   };
 
-  app.get('/healthz', { config: PUBLIC }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { config: PUBLIC }, async (_req, reply) => {
-    try {
-      await db.query('SELECT 1');
-      return { status: 'ok' };
-    } catch {
-      return reply
-        .code(503)
-        .type('application/problem+json')
-        .send({ type: 'about:blank', title: 'database unreachable', status: 503 });
-    }
-  });
-  app.get('/metrics', { config: PUBLIC }, async (_req, reply) =>
-    reply.type(opts.registry.contentType).send(await opts.registry.metrics()),
-  );
+  addProbeRoutes(app, db, opts.registry, PUBLIC);
   app.get('/openapi.json', { config: PUBLIC }, async (_req, reply) =>
     reply.type('application/json').send(openapi),
   );
@@ -662,8 +804,17 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
       namespace: defaultNamespace(),
       ...Object.fromEntries(Object.entries(o.authz ?? {}).filter(([, v]) => v !== undefined)),
     };
+    const spiffeTls = o.spiffe
+      ? tlsServerOptions(
+          o.spiffe.svidSource,
+          o.spiffe.bundleSource,
+          o.spiffe.authorizer ?? authorizeAny(),
+        )
+      : undefined;
     const app = await buildAuditApp(repo, db, {
       auth: o.auth,
+      ...(spiffeTls ? { spiffeTls } : {}),
+      ...(o.delegation ? { delegation: o.delegation } : {}),
       authz,
       signingKey,
       logger,
@@ -674,6 +825,21 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
     const host = o.host ?? '::';
     const port = await listen(app.server, { host, port: o.port ?? 0 });
     const shownHost = host === '::' || host === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : host;
+    let probes: FastifyInstance | undefined;
+    let healthUrl: string | undefined;
+    if (o.spiffe) {
+      probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });
+      addProbeRoutes(probes, db, registry, { kubeAuth: false });
+      try {
+        await probes.ready();
+        const hp = await listen(probes.server, { host, port: o.spiffe.healthPort ?? 0 });
+        healthUrl = `http://${formatHostPort(shownHost, hp)}`;
+      } catch (err) {
+        await app.close();
+        await probes.close();
+        throw err;
+      }
+    }
     const idemTtl = o.idempotencyTtlMs ?? 24 * 3_600_000;
     const runRetention = async (at?: Date) => {
       await repo.expireIdempotencyKeys(at ?? new Date(), idemTtl);
@@ -692,13 +858,15 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
         : undefined;
     let closed: Promise<void> | undefined;
     return {
-      url: `http://${formatHostPort(shownHost, port)}`,
+      url: `${spiffeTls ? 'https' : 'http'}://${formatHostPort(shownHost, port)}`,
       port,
+      ...(healthUrl ? { healthUrl } : {}),
       publicKeyPem: signingKey.publicKeyPem,
       runRetention,
       close() {
         closed ??= (async () => {
           if (timer) clearInterval(timer);
+          await probes?.close();
           await app.close();
           if (ownsDb) await db.close();
         })();

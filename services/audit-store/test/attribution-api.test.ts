@@ -7,6 +7,12 @@ import {
   type ServiceAccountIdentity,
   type TokenVerifier,
 } from '@precinct/kube';
+import {
+  createDelegationIssuer,
+  createDelegationVerifier,
+  generateDelegationKey,
+  type DelegationIssuer,
+} from '@precinct/delegation';
 import { AuditClient } from '../src/client.js';
 import { verifyExport } from '../src/export.js';
 import { startAuditStore, type AuditStore } from '../src/server.js';
@@ -67,12 +73,23 @@ describe('audit store API', () => {
       },
       body: init.json !== undefined ? JSON.stringify(init.json) : init.body,
     });
+  let issuer: DelegationIssuer;
   before(async () => {
+    issuer = createDelegationIssuer({
+      issuer: 'https://idp.test',
+      alg: 'EdDSA',
+      ...(await generateDelegationKey('EdDSA')),
+    });
     store = await startAuditStore({
       host: '127.0.0.1',
       port: 0,
       auth: { verifier, authorizer },
       authz: { namespace: 'audit' },
+      delegation: createDelegationVerifier({
+        issuer: 'https://idp.test',
+        audience: 'audit',
+        jwks: await issuer.jwks(),
+      }),
       retentionIntervalMs: 0,
     });
   });
@@ -154,6 +171,71 @@ describe('audit store API', () => {
     assert.equal(stored!.written_by, 'system:serviceaccount:apps:writer');
     assert.equal(stored!.written_by_kind, 'serviceaccount');
     assert.equal(stored!.actor_id, 'admin', "the body's actor is kept as the writer's claim");
+  });
+
+  test('delegation over a bearer-token caller: on_behalf_of from a verified token only', async () => {
+    const WRITER = 'system:serviceaccount:apps:writer';
+    const write = (corr: string, headers: Record<string, string>) =>
+      call('/api/v1/audit/events', {
+        method: 'POST',
+        token: 'tok-writer',
+        headers,
+        json: { ...event, correlation_id: corr },
+      });
+    const read = async (corr: string) => {
+      const q = await call(`/api/v1/audit/events?correlation_id=${corr}`, { token: 'tok-reader' });
+      return ((await q.json()) as { data: Array<Record<string, unknown>> }).data;
+    };
+    const good = await issuer.issue({ subject: 'carol', actors: [WRITER], audience: 'audit' });
+    const ok = await write('corr-dlg', { 'precinct-delegation': good });
+    assert.equal(ok.status, 201);
+    const [e] = await read('corr-dlg');
+    assert.deepEqual(
+      { by: e!.written_by, kind: e!.written_by_kind, obo: e!.on_behalf_of },
+      { by: WRITER, kind: 'serviceaccount', obo: 'carol' },
+    );
+    // The reader holds a token naming the writer: presenting it does not make it the writer.
+    const stolen = await call('/api/v1/audit/verify-chain', {
+      method: 'POST',
+      token: 'tok-reader',
+      headers: { 'precinct-delegation': good },
+      json: { correlation_id: 'corr-dlg' },
+    });
+    assert.equal(stolen.status, 401);
+    const bad = await write('corr-dlg-bad', { 'precinct-delegation': `${good}x` });
+    assert.equal(bad.status, 401);
+    assert.equal((await read('corr-dlg-bad')).length, 0);
+    // No header: no on_behalf_of (control for the header being what sets it).
+    await write('corr-dlg-none', {});
+    assert.equal((await read('corr-dlg-none'))[0]!.on_behalf_of, null);
+    // Public routes ignore the header.
+    assert.equal((await call('/healthz', { headers: { 'precinct-delegation': 'x' } })).status, 200);
+  });
+
+  test('a delegation header on a store without a delegation verifier is refused, not ignored', async () => {
+    const plain = await startAuditStore({
+      host: '127.0.0.1',
+      port: 0,
+      auth: { verifier, authorizer },
+      authz: { namespace: 'audit' },
+      retentionIntervalMs: 0,
+    });
+    try {
+      const post = (headers: Record<string, string>) =>
+        fetch(new URL('/api/v1/audit/events', plain.url), {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            authorization: 'Bearer tok-writer',
+            ...headers,
+          },
+          body: JSON.stringify(event),
+        });
+      assert.equal((await post({ 'precinct-delegation': 'a.b.c' })).status, 401);
+      assert.equal((await post({})).status, 201);
+    } finally {
+      await plain.close();
+    }
   });
 
   test('401 / 403 / 503', async () => {
