@@ -4,7 +4,12 @@
 // and delegation tokens from @precinct/delegation.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { tempDir } from '@precinct/testing';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
@@ -40,6 +45,7 @@ let identity: IdentityServer;
 let store: AuditStore;
 let issuer: DelegationIssuer;
 const sources = new Map<string, X509Source>();
+const addresses = new Map<string, string>();
 const agents: Agent[] = [];
 
 const event = (corr: string) => ({
@@ -153,6 +159,7 @@ before(async () => {
     });
     assert.equal(res.status, 200, await res.clone().text());
     const { address } = (await res.json()) as { address: string };
+    addresses.set(sa, address);
     sources.set(sa, await X509Source.create({ address, timeoutMs: 20_000 }));
   }
 
@@ -329,4 +336,80 @@ describe('delegation: an agent writing for a person', () => {
     assert.equal(ok.status, 201);
     assert.equal((await stored('dl-ok'))[0]!.on_behalf_of, 'bob');
   });
+});
+
+test('`precinct audit-store --spiffe --delegation-*` serves mTLS with delegation, probes on plain HTTP', async (t) => {
+  const dir = tempDir('precinct-audit-spiffe-cli-');
+  t.after(dir.cleanup);
+  const jwksFile = join(dir.path, 'delegation-jwks.json');
+  writeFileSync(jwksFile, JSON.stringify(await issuer.jwks()));
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      './scripts/register-source.mjs',
+      'cli/src/main.ts',
+      'audit-store',
+      '--spiffe',
+      '--listen',
+      '127.0.0.1:0',
+      '--health-listen',
+      '127.0.0.1:0',
+      '--namespace',
+      NS,
+      '--delegation-issuer',
+      DELEGATION_ISSUER,
+      '--delegation-jwks',
+      jwksFile,
+      '--delegation-audience',
+      AUDIENCE,
+    ],
+    {
+      cwd: root,
+      env: {
+        ...process.env,
+        LOG_LEVEL: 'warn',
+        HOST: '',
+        PORT: '',
+        DATABASE_URL: '',
+        KUBECONFIG: kd.kubeconfigPath,
+        SPIFFE_ENDPOINT_SOCKET: addresses.get('store')!,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const urls = await new Promise<{ main: string; probes: string }>((resolve, reject) => {
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening on (https:\/\/\S+)/.exec(out);
+      const p = /probes and metrics on (http:\/\/\S+)/.exec(out);
+      if (m && p) resolve({ main: m[1]!, probes: p[1]! });
+    });
+    child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+  assert.equal((await fetch(new URL('/readyz', urls.probes))).status, 200);
+  const token = await issuer.issue({ subject: 'dave', actors: [AGENT_ID], audience: AUDIENCE });
+  const res = await mtlsFetch('agent')(new URL('/api/v1/audit/events', urls.main), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'precinct-delegation': token },
+    body: JSON.stringify(event('cli-1')),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  const q = await mtlsFetch('agent')(
+    new URL('/api/v1/audit/events?correlation_id=cli-1', urls.main),
+  );
+  const [e] = ((await q.json()) as { data: Array<Record<string, unknown>> }).data;
+  assert.deepEqual({ by: e!.written_by, obo: e!.on_behalf_of }, { by: AGENT_ID, obo: 'dave' });
+  // RBAC is asked of kube-dev: the stranger may read but not write.
+  const denied = await mtlsFetch('stranger')(new URL('/api/v1/audit/events', urls.main), {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(event('cli-2')),
+  });
+  assert.equal(denied.status, 403);
 });

@@ -14,6 +14,9 @@ import {
   type Command,
   type ListenOptions,
 } from '@precinct/runtime';
+import type { JWK } from 'jose';
+import { createDelegationVerifier } from '@precinct/delegation';
+import { X509Source } from '@precinct/spiffe';
 import { AuditStoreError } from './errors.js';
 import { verifyExport } from './export.js';
 import { startAuditStore } from './server.js';
@@ -44,6 +47,34 @@ function loadOrCreateSigningKey(file: string, persistent: boolean): Buffer {
     .toString();
   writeFileSync(file, pem, { mode: 0o600, flag: 'wx' });
   return Buffer.from(pem);
+}
+
+/** A JWKS URL (fetched and cached by the verifier) or a file holding a JWKS. */
+function loadJwks(value: string): URL | { keys: JWK[] } {
+  if (/^https?:\/\//i.test(value)) return new URL(value);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(value, 'utf8'));
+  } catch (err) {
+    throw new UsageError(
+      `--delegation-jwks ${value}: not an http(s) URL nor a readable JSON file (${(err as Error).message})`,
+    );
+  }
+  if (typeof doc !== 'object' || doc === null || !Array.isArray((doc as { keys?: unknown }).keys))
+    throw new UsageError(`--delegation-jwks ${value}: not a JSON Web Key Set ({"keys": [...]})`);
+  return doc as { keys: JWK[] };
+}
+
+async function openX509Source(): Promise<X509Source> {
+  try {
+    return await X509Source.create({ timeoutMs: 30_000 });
+  } catch (err) {
+    throw new AuditStoreError(
+      'ERR_CONFIG',
+      `no X.509-SVID from the Workload API at ${process.env.SPIFFE_ENDPOINT_SOCKET}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
 }
 
 /** `precinct audit-store`: runs the store until SIGINT/SIGTERM. */
@@ -84,6 +115,33 @@ export const auditStoreCommand: Command = {
             'namespace of the RBAC object (default: POD_NAMESPACE, SA namespace, default)',
           placeholder: 'NS',
         },
+        spiffe: {
+          type: 'boolean',
+          description:
+            'serve SPIFFE mTLS: the SVID comes from the Workload API (SPIFFE_ENDPOINT_SOCKET), callers are attributed by SPIFFE ID',
+        },
+        'health-listen': {
+          type: 'string',
+          description:
+            'with --spiffe: plain-HTTP address for /healthz, /readyz, /metrics (default [::]:8081)',
+          placeholder: 'HOST:PORT',
+        },
+        'delegation-issuer': {
+          type: 'string',
+          description:
+            'accept Precinct-Delegation tokens from this issuer (needs --delegation-jwks)',
+          placeholder: 'URL',
+        },
+        'delegation-jwks': {
+          type: 'string',
+          description: "the delegation issuer's public keys: an http(s) URL or a JWKS file",
+          placeholder: 'URL|FILE',
+        },
+        'delegation-audience': {
+          type: 'string',
+          description: 'audience delegation tokens must name (default: data-storage-service)',
+          placeholder: 'NAME',
+        },
         'no-auth': {
           type: 'boolean',
           description: 'no Kubernetes auth, every writer is anonymous (needs --insecure-dev)',
@@ -93,9 +151,11 @@ export const auditStoreCommand: Command = {
           description: 'confirm --no-auth: for local demos only, never in a cluster',
         },
       },
-      'Environment: DATABASE_URL (PostgreSQL), AUDIT_HMAC_KEY_FILE, HOST, PORT, KUBECONFIG.\n' +
+      'Environment: DATABASE_URL (PostgreSQL), AUDIT_HMAC_KEY_FILE, HOST, PORT, KUBECONFIG,\n' +
+        'SPIFFE_ENDPOINT_SOCKET (with --spiffe).\n' +
         'Auth is on by default: TokenReview + SubjectAccessReview with the kubeconfig or the\n' +
-        'in-cluster service account.',
+        'in-cluster service account. With --spiffe, callers present X.509-SVIDs and RBAC is\n' +
+        'asked for their SPIFFE ID as a User (and spiffe://<trust domain> as a Group).',
     );
     if (!flags) return;
     if (flags['no-auth'] && !flags['insecure-dev']) {
@@ -108,6 +168,29 @@ export const auditStoreCommand: Command = {
       typeof flags.listen === 'string'
         ? parseListen(flags.listen, defaults.host)
         : listenOptionsFromEnv(defaults);
+    if (flags['health-listen'] !== undefined && !flags.spiffe)
+      throw new UsageError('--health-listen only applies with --spiffe');
+    const delegationIssuer = flags['delegation-issuer'] as string | undefined;
+    const delegationJwks = flags['delegation-jwks'] as string | undefined;
+    if ((delegationIssuer === undefined) !== (delegationJwks === undefined))
+      throw new UsageError('--delegation-issuer and --delegation-jwks go together');
+    if (flags['delegation-audience'] !== undefined && delegationIssuer === undefined)
+      throw new UsageError('--delegation-audience needs --delegation-issuer');
+    const delegation =
+      delegationIssuer !== undefined && delegationJwks !== undefined
+        ? createDelegationVerifier({
+            issuer: delegationIssuer,
+            audience:
+              (flags['delegation-audience'] as string | undefined) ?? 'data-storage-service',
+            jwks: loadJwks(delegationJwks),
+          })
+        : undefined;
+    if (flags.spiffe && !process.env.SPIFFE_ENDPOINT_SOCKET)
+      throw new UsageError('--spiffe needs SPIFFE_ENDPOINT_SOCKET (the Workload API address)');
+    const healthListen: { host?: string; port: number } =
+      typeof flags['health-listen'] === 'string'
+        ? parseListen(flags['health-listen'], listenOpts.host ?? '::')
+        : { port: 8081 };
     let auth: Parameters<typeof startAuditStore>[0]['auth'] = false;
     if (!flags['no-auth']) {
       let kubeConfig;
@@ -125,6 +208,8 @@ export const auditStoreCommand: Command = {
         authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
       };
     }
+    // Only after every flag checked out: the source holds a Workload API stream open.
+    const source = flags.spiffe ? await openX509Source() : undefined;
     const dataDir = flags['data-dir'] as string | undefined;
     const hmacFile =
       (flags['hmac-key-file'] as string | undefined) ?? process.env.AUDIT_HMAC_KEY_FILE;
@@ -133,14 +218,30 @@ export const auditStoreCommand: Command = {
       databaseUrl: process.env.DATABASE_URL || undefined,
       dataDir,
       auth,
+      ...(source
+        ? {
+            spiffe: {
+              svidSource: source,
+              bundleSource: source,
+              healthPort: healthListen.port,
+              ...(healthListen.host ? { healthHost: healthListen.host } : {}),
+            },
+          }
+        : {}),
+      ...(delegation ? { delegation } : {}),
       authz: flags.namespace ? { namespace: flags.namespace as string } : undefined,
       hashKey: hmacFile ? readFileSync(hmacFile) : undefined,
       signingKeyPem: signingKey ? loadOrCreateSigningKey(signingKey, !!dataDir) : undefined,
       ...listenOpts,
+    }).catch(async (err: unknown) => {
+      await source?.close();
+      throw err;
     });
     console.log(`audit-store listening on ${store.url}`);
+    if (store.healthUrl) console.log(`audit-store probes and metrics on ${store.healthUrl}`);
     await waitForShutdown();
     await store.close();
+    await source?.close();
   },
 };
 

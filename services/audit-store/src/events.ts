@@ -296,6 +296,55 @@ export function canonicalJson(v: unknown): string {
     .join(',')}}`;
 }
 
+/** Keys of the canonical form, in its order (the order `canonicalJson` sorts them into). */
+const CANONICAL_KEYS = COLUMNS.filter((c) => c !== 'event_hash').sort();
+const KEY_JSON = new Map(CANONICAL_KEYS.map((k) => [k, `${JSON.stringify(k)}:`]));
+
+/**
+ * An event's canonical form (see `linkHash`) with its two chain fields left open: everything
+ * but `chain_seq` and `prev_hash` is known before the writing transaction locks the chain head,
+ * so this part of the work is done outside it.
+ */
+export interface LinkTemplate {
+  /** From `{` up to and including `"chain_seq":`. */
+  readonly pre: string;
+  /** From after the `chain_seq` value up to and including `"prev_hash":`. */
+  readonly mid: string;
+  /** From after the `prev_hash` value to the closing `}`. */
+  readonly post: string;
+}
+
+export function linkTemplate(
+  e: Omit<StoredEvent, 'chain_seq' | 'prev_hash' | 'event_hash'>,
+): LinkTemplate {
+  const segs: [string[], string[], string[]] = [[], [], []];
+  let seg = 0;
+  for (const k of CANONICAL_KEYS) {
+    if (k === 'chain_seq' || k === 'prev_hash') {
+      seg++;
+      continue;
+    }
+    const v = (e as Record<string, unknown>)[k];
+    if (v !== undefined) segs[seg as 0 | 1 | 2].push(`${KEY_JSON.get(k)!}${canonicalJson(v)}`);
+  }
+  return {
+    pre: `{${segs[0].map((p) => `${p},`).join('')}"chain_seq":`,
+    mid: `,${segs[1].map((p) => `${p},`).join('')}"prev_hash":`,
+    post: `${segs[2].map((p) => `,${p}`).join('')}}`,
+  };
+}
+
+/** `linkHash` of the templated event with these chain fields; the same bytes, faster. */
+export function templateHash(
+  t: LinkTemplate,
+  chainSeq: number,
+  prevHash: string,
+  key?: Buffer,
+): string {
+  const data = `${prevHash}\n${t.pre}${canonicalJson(chainSeq)}${t.mid}${canonicalJson(prevHash)}${t.post}`;
+  return (key ? createHmac('sha256', key) : createHash('sha256')).update(data).digest('hex');
+}
+
 /**
  * The hash of one chain link: hex SHA-256 (or HMAC-SHA256 with `key`) of
  * `prev_hash + "\n" + canonicalJson(every column except event_hash)`.

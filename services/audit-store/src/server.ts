@@ -81,6 +81,8 @@ export interface AuditStoreOptions {
     authorizer?: SpiffeAuthorizer;
     /** Plain-HTTP port for /healthz, /readyz, /metrics. Default 0 (a free port). */
     healthPort?: number;
+    /** Host for the probe port. Default: the main host. */
+    healthHost?: string;
   };
   /**
    * Verifies `Precinct-Delegation` tokens (an agent writing for a person): the token's actor
@@ -832,7 +834,10 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
       addProbeRoutes(probes, db, registry, { kubeAuth: false });
       try {
         await probes.ready();
-        const hp = await listen(probes.server, { host, port: o.spiffe.healthPort ?? 0 });
+        const hp = await listen(probes.server, {
+          host: o.spiffe.healthHost ?? host,
+          port: o.spiffe.healthPort ?? 0,
+        });
         healthUrl = `http://${formatHostPort(shownHost, hp)}`;
       } catch (err) {
         await app.close();

@@ -5,21 +5,47 @@ import {
   GENESIS_HASH,
   fromDbRow,
   linkHash,
+  linkTemplate,
+  templateHash,
   toRow,
   type AuditEventInput,
   type StoredEvent,
   type Writer,
 } from './events.js';
 
-const CAST: Partial<Record<(typeof COLUMNS)[number], string>> = {
+/** The columns known before the chain head is read, in COLUMNS order. */
+const DATA_COLUMNS = COLUMNS.filter(
+  (c): c is Exclude<(typeof COLUMNS)[number], 'chain_seq' | 'prev_hash' | 'event_hash'> =>
+    c !== 'chain_seq' && c !== 'prev_hash' && c !== 'event_hash',
+);
+/** SQL types of the audit_events columns (migration 1). */
+const TYPE: Record<(typeof DATA_COLUMNS)[number], string> = {
   event_id: 'uuid',
+  version: 'text',
+  event_type: 'text',
   event_timestamp: 'timestamptz',
+  event_category: 'text',
+  event_action: 'text',
+  event_outcome: 'text',
+  actor_type: 'text',
+  actor_id: 'text',
+  actor_ip: 'text',
+  resource_type: 'text',
+  resource_id: 'text',
+  correlation_id: 'text',
   parent_event_id: 'uuid',
+  namespace: 'text',
+  cluster_id: 'text',
+  severity: 'text',
   duration_ms: 'integer',
+  error_code: 'text',
+  error_message: 'text',
   retention_days: 'integer',
   is_sensitive: 'boolean',
   event_data: 'jsonb',
-  chain_seq: 'integer',
+  written_by: 'text',
+  written_by_kind: 'text',
+  on_behalf_of: 'text',
 };
 
 /** Filters of GET /api/v1/audit/events (and the export). */
@@ -80,6 +106,28 @@ export interface LegalHold {
   placed_at: string;
 }
 
+const NEEDS_ESCAPE = /["\\]/;
+
+/**
+ * A PostgreSQL array literal (`{"a","b",NULL}`) of strings, numbers and booleans, for an
+ * `$n::type[]` parameter. Both drivers pass a string parameter through as its text, so this does
+ * the per-element quoting once, up front, instead of the driver doing it for every query.
+ * Every element is quoted; inside quotes only `"` and `\` need a backslash.
+ */
+export function arrayLiteral(values: ReadonlyArray<string | number | boolean | null>): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (i > 0) out += ',';
+    if (v === null || v === undefined) out += 'NULL';
+    else {
+      const t = String(v);
+      out += NEEDS_ESCAPE.test(t) ? `"${t.replace(/["\\]/g, '\\$&')}"` : `"${t}"`;
+    }
+  }
+  return `${out}}`;
+}
+
 function monthStart(d: Date): Date {
   return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
 }
@@ -138,6 +186,14 @@ export class AuditRepository {
     const months = new Set(rows.map((r) => monthStart(new Date(r.event_timestamp)).getTime()));
     for (const m of months) await this.ensurePartition(new Date(m));
     const corrs = [...new Set(rows.map((r) => r.correlation_id))].sort();
+    // Everything that does not depend on the chain heads is prepared before the transaction
+    // locks them: the canonical form of each event (all but its chain fields) and the columns.
+    const templates = rows.map(linkTemplate);
+    const columns = DATA_COLUMNS.map((c) =>
+      arrayLiteral(
+        c === 'event_data' ? rows.map((r) => JSON.stringify(r.event_data)) : rows.map((r) => r[c]),
+      ),
+    );
     return this.db.transaction(async (tx) => {
       if (idempotency) {
         const claimed = await tx.query(
@@ -160,57 +216,59 @@ export class AuditRepository {
           return { events: p.response, replayed: true };
         }
       }
-      const heads = new Map<string, { seq: number; hash: string }>();
-      const headParams: unknown[] = [GENESIS_HASH];
-      const values = corrs.map((c) => {
-        headParams.push(c);
-        return `($${headParams.length}, 0, $1)`;
-      });
+      // Creates missing heads and locks every head of the batch, one row after another in the
+      // order of `corrs` (WITH ORDINALITY ... ORDER BY keeps it), so that two batches lock their
+      // common correlations in the same order and cannot deadlock.
       const r = await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
-        `INSERT INTO audit_chain_heads (correlation_id, seq, last_hash) VALUES ${values.join(',')}
+        `INSERT INTO audit_chain_heads (correlation_id, seq, last_hash)
+         SELECT c, 0, $1 FROM unnest($2::text[]) WITH ORDINALITY AS v(c, n) ORDER BY n
          ON CONFLICT (correlation_id) DO UPDATE SET seq = audit_chain_heads.seq
          RETURNING correlation_id, seq, last_hash`,
-        headParams,
+        [GENESIS_HASH, arrayLiteral(corrs)],
       );
+      const heads = new Map<string, { seq: number; hash: string }>();
       for (const h of r.rows)
         heads.set(h.correlation_id, { seq: Number(h.seq), hash: h.last_hash });
-      const stored: StoredEvent[] = rows.map((row) => {
-        const head = heads.get(row.correlation_id)!;
-        const linked = { ...row, chain_seq: head.seq + 1, prev_hash: head.hash };
-        const event_hash = linkHash(linked, this.hashKey);
+      const chainSeq: number[] = new Array(rows.length);
+      const prevHash: string[] = new Array(rows.length);
+      const eventHash: string[] = new Array(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const head = heads.get(rows[i]!.correlation_id)!;
         head.seq += 1;
-        head.hash = event_hash;
-        return { ...linked, event_hash };
-      });
-      const params: unknown[] = [];
-      const tuples = stored.map((e) => {
-        const ph = COLUMNS.map((c) => {
-          const v = e[c];
-          params.push(c === 'event_data' ? JSON.stringify(v) : v);
-          return CAST[c] ? `$${params.length}::${CAST[c]}` : `$${params.length}`;
-        });
-        return `(${ph.join(',')})`;
-      });
+        chainSeq[i] = head.seq;
+        prevHash[i] = head.hash;
+        head.hash = eventHash[i] = templateHash(templates[i]!, head.seq, head.hash, this.hashKey);
+      }
+      const hc: string[] = [];
+      const hs: number[] = [];
+      const hh: string[] = [];
+      for (const [c, h] of heads) {
+        hc.push(c);
+        hs.push(h.seq);
+        hh.push(h.hash);
+      }
+      const params = [...columns, ...[chainSeq, prevHash, eventHash, hc, hs, hh].map(arrayLiteral)];
+      const n = params.length;
+      // One statement, one round trip: the events (one array parameter per column) and the
+      // new chain heads.
       await tx.query(
-        `INSERT INTO audit_events (${COLUMNS.join(',')}) VALUES ${tuples.join(',')}`,
+        `WITH ins AS (
+           INSERT INTO audit_events (${[...DATA_COLUMNS, 'chain_seq', 'prev_hash', 'event_hash'].join(',')})
+           SELECT * FROM unnest(${[...DATA_COLUMNS.map((c) => TYPE[c]), 'integer', 'text', 'text']
+             .map((t, i) => `$${i + 1}::${t}[]`)
+             .join(',')})
+         )
+         UPDATE audit_chain_heads h SET seq = v.seq, last_hash = v.hash
+         FROM unnest($${n - 2}::text[], $${n - 1}::integer[], $${n}::text[]) AS v(c, seq, hash)
+         WHERE h.correlation_id = v.c`,
         params,
       );
-      const up: unknown[] = [];
-      const upValues = [...heads].map(([c, h]) => {
-        up.push(c, h.seq, h.hash);
-        return `($${up.length - 2}, $${up.length - 1}::integer, $${up.length})`;
-      });
-      await tx.query(
-        `UPDATE audit_chain_heads h SET seq = v.seq, last_hash = v.hash
-         FROM (VALUES ${upValues.join(',')}) AS v(c, seq, hash) WHERE h.correlation_id = v.c`,
-        up,
-      );
-      const receipts: WriteReceipt[] = stored.map((e) => ({
+      const receipts: WriteReceipt[] = rows.map((e, i) => ({
         event_id: e.event_id,
         event_timestamp: e.event_timestamp,
         correlation_id: e.correlation_id,
-        chain_seq: e.chain_seq,
-        event_hash: e.event_hash,
+        chain_seq: chainSeq[i]!,
+        event_hash: eventHash[i]!,
         written_by: e.written_by,
       }));
       if (idempotency)

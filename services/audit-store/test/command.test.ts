@@ -61,7 +61,35 @@ test('bad flag combinations are usage errors', async (t) => {
       /does not exist/,
     ],
     ['positional argument', ['serve'], /serve/],
+    ['--health-listen without --spiffe', ['--health-listen', ':9000'], /--spiffe/],
+    [
+      '--delegation-issuer without its keys',
+      ['--delegation-issuer', 'https://idp.example'],
+      /--delegation-jwks/,
+    ],
+    ['--delegation-jwks without an issuer', ['--delegation-jwks', 'keys.json'], /go together/],
+    [
+      '--delegation-audience without an issuer',
+      ['--delegation-audience', 'x'],
+      /--delegation-issuer/,
+    ],
+    [
+      '--delegation-jwks that is no key set',
+      [
+        '--delegation-issuer',
+        'https://idp.example',
+        '--delegation-jwks',
+        join(dir.path, 'absent.json'),
+      ],
+      /not an http\(s\) URL nor a readable JSON file/,
+    ],
+    ['--spiffe without a Workload API address', ['--spiffe'], /SPIFFE_ENDPOINT_SOCKET/],
   ];
+  const savedSocket = process.env.SPIFFE_ENDPOINT_SOCKET;
+  delete process.env.SPIFFE_ENDPOINT_SOCKET;
+  t.after(() => {
+    if (savedSocket !== undefined) process.env.SPIFFE_ENDPOINT_SOCKET = savedSocket;
+  });
   for (const [name, argv, message] of cases) {
     await assert.rejects(
       auditStoreCommand.run(argv),
