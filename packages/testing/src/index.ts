@@ -1,4 +1,5 @@
 export { requirePeer, peerSkip, findPeer, type Peer } from './peers.js';
 export { tempDir } from './tmp.js';
+export { createNetnsHost, netnsSkip, type NetnsHost } from './netns.js';
 export { startNatsServer, type NatsServer } from './nats.js';
 export { startPostgres, type PostgresServer } from './postgres.js';
