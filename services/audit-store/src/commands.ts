@@ -97,6 +97,12 @@ export const auditStoreCommand: Command = {
           description: 'address to listen on (default: HOST/PORT env, else [::]:8080)',
           placeholder: 'HOST:PORT',
         },
+        'advertise-host': {
+          type: 'string',
+          description:
+            'host in the printed URLs when listening on a wildcard address (default: localhost)',
+          placeholder: 'HOST',
+        },
         'signing-key': {
           type: 'string',
           description:
@@ -233,6 +239,9 @@ export const auditStoreCommand: Command = {
       hashKey: hmacFile ? readFileSync(hmacFile) : undefined,
       signingKeyPem: signingKey ? loadOrCreateSigningKey(signingKey, !!dataDir) : undefined,
       ...listenOpts,
+      ...(typeof flags['advertise-host'] === 'string'
+        ? { advertiseHost: flags['advertise-host'] }
+        : {}),
     }).catch(async (err: unknown) => {
       await source?.close();
       throw err;

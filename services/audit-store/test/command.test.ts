@@ -130,8 +130,10 @@ test(
         join(dir.path, 'pg'),
         '--signing-key',
         keyFile,
+        '--advertise-host',
+        'audit.example',
       ],
-      { HOST: '127.0.0.1', PORT: '0' },
+      { PORT: '0' },
     );
     t.after(() => child.kill('SIGKILL'));
     let out = '';
@@ -145,8 +147,9 @@ test(
       });
       child.on('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
     });
+    assert.match(url, /^http:\/\/audit\.example:\d+$/, 'the advertised host is printed');
     assert.doesNotMatch(url, /:8080$|:0$/);
-    const health = await fetch(`${url}/healthz`);
+    const health = await fetch(`http://127.0.0.1:${new URL(url).port}/healthz`);
     assert.equal(health.status, 200);
     assert.equal(statSync(keyFile).mode & 0o777, 0o600);
     const exited = once(child, 'exit');
