@@ -33,6 +33,11 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('@precinct/audit-store')).auditStoreCommand,
   },
   {
+    name: 'delegate',
+    summary: 'issue a local delegation token (an agent acting for a person)',
+    load: async () => (await import('./delegation.js')).delegateCommand,
+  },
+  {
     name: 'audit',
     summary: 'offline audit tools: verify-export checks a signed export',
     load: async () => (await import('./audit.js')).auditCommand,

@@ -10,6 +10,12 @@ import {
   loadKubeConfig,
 } from '@precinct/kube';
 import { generateKeyPairSync } from 'node:crypto';
+import { createDelegationVerifier } from '@precinct/delegation';
+import {
+  LOCAL_AUDIT_AUDIENCE,
+  LOCAL_DELEGATION_ISSUER,
+  localDelegationKeys,
+} from './delegation.js';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 
 /** The trust domain of the local platform. */
@@ -90,6 +96,8 @@ export const upCommand: Command = {
           mode: 0o600,
         });
       }
+      // Delegation tokens from the local issuer (`precinct delegate`) become on_behalf_of.
+      const delegationKeys = await localDelegationKeys(dataDir, true);
       audit = await startAuditStore({
         dataDir: resolve(auditDir, 'db'),
         port: Number(flags['audit-port']),
@@ -99,6 +107,11 @@ export const upCommand: Command = {
           verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig })),
           authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
         },
+        delegation: createDelegationVerifier({
+          issuer: LOCAL_DELEGATION_ISSUER,
+          audience: LOCAL_AUDIT_AUDIENCE,
+          jwks: delegationKeys.jwks,
+        }),
       });
     } catch (err) {
       await identity?.close();
@@ -117,6 +130,7 @@ export const upCommand: Command = {
         `    OIDC issuer     ${identity.issuer}`,
         `    health          ${identity.healthUrl}`,
         `  audit-store       ${audit.url} (PGlite in ${resolve(dataDir, 'audit-store', 'db')})`,
+        `  delegation        issuer ${LOCAL_DELEGATION_ISSUER} (precinct delegate --data-dir ${dataDir} --subject alice --actor system:serviceaccount:default:default)`,
         '',
         'Try:',
         `  export KUBECONFIG=${kube.kubeconfigPath}`,

@@ -39,9 +39,34 @@ test('precinct audit lists its subcommands; an unknown one is a usage error', ()
 });
 
 test('every command answers --help', () => {
-  for (const c of ['kube-dev', 'identity-server', 'entry', 'nats-callout', 'audit-store']) {
+  for (const c of [
+    'kube-dev',
+    'identity-server',
+    'entry',
+    'nats-callout',
+    'audit-store',
+    'delegate',
+  ]) {
     const r = run(c, '--help');
     assert.equal(r.status, 0, `${c}: ${r.stderr}`);
     assert.match(r.stdout, /Usage: precinct/, c);
+  }
+});
+
+test('precinct delegate: missing flags and a missing platform are usage errors', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--actor', 'a'], /--subject is required/],
+    [['--subject', 'alice'], /--actor is required/],
+    [['--subject', 'alice', '--actor', 'a', '--ttl', '86400'], /--ttl/],
+    [
+      ['--subject', 'alice', '--actor', 'a', '--data-dir', '/nonexistent/precinct'],
+      /start the local platform first/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const r = run('delegate', ...args);
+    assert.equal(r.status, 2, args.join(' '));
+    assert.match(r.stderr, message);
+    assert.equal(r.stdout, '', 'no token printed');
   }
 });

@@ -126,6 +126,43 @@ test(
       ((await created.json()) as { written_by: string }).written_by,
       'system:serviceaccount:default:default',
     );
+    // An agent writing for a person: `precinct delegate` mints the token the store verifies.
+    const delegation = execFileSync(
+      process.execPath,
+      [
+        bin,
+        'delegate',
+        '--data-dir',
+        dir.path,
+        '--subject',
+        'alice',
+        '--actor',
+        'system:serviceaccount:default:default',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    ).trim();
+    const onBehalf = await post({
+      authorization: `Bearer ${token}`,
+      'precinct-delegation': delegation,
+    });
+    assert.equal(onBehalf.status, 201);
+    const q = await fetch(`${auditUrl}/api/v1/audit/events?correlation_id=order-42`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const obo = ((await q.json()) as { data: Array<{ on_behalf_of: string | null }> }).data.map(
+      (e) => e.on_behalf_of,
+    );
+    assert.deepEqual(obo.sort(), ['alice', null].sort());
+    // A token naming another agent is refused.
+    const other = execFileSync(
+      process.execPath,
+      [bin, 'delegate', '--data-dir', dir.path, '--subject', 'alice', '--actor', 'spiffe://x/y'],
+      { encoding: 'utf8', timeout: 30_000 },
+    ).trim();
+    assert.equal(
+      (await post({ authorization: `Bearer ${token}`, 'precinct-delegation': other })).status,
+      401,
+    );
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
