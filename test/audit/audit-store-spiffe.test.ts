@@ -259,7 +259,6 @@ describe('SPIFFE callers', () => {
   test('AuditClient writes over mTLS with a SPIFFE fetch', async () => {
     const client = new AuditClient({
       url: store.url,
-      token: () => 'unused-over-mtls',
       fetch: mtlsFetch('agent'),
       flushIntervalMs: 5,
     });

@@ -5,8 +5,11 @@ import type { AuditEventInput } from './events.js';
 export interface AuditClientOptions {
   /** Base URL of the store, e.g. `http://audit-store:8080`. */
   url: string;
-  /** Returns the bearer token for each request (projected tokens rotate). */
-  token: () => string | Promise<string>;
+  /**
+   * Returns the bearer token for each request (projected tokens rotate). Leave it out when
+   * the caller authenticates with its SVID over SPIFFE mTLS (a `fetch` with a SPIFFE agent).
+   */
+  token?: () => string | Promise<string>;
   /** Events held in memory before write() waits (backpressure). Default 10,000. */
   bufferSize?: number;
   /** Events per batch request, at most 1000. Default 500. */
@@ -37,7 +40,10 @@ interface Pending {
 export class AuditClient {
   private readonly buf: Pending[] = [];
   private readonly waiters: Array<() => void> = [];
-  private readonly opts: Required<Omit<AuditClientOptions, 'fetch'>> & { fetch: typeof fetch };
+  private readonly opts: Required<Omit<AuditClientOptions, 'fetch' | 'token'>> & {
+    fetch: typeof fetch;
+    token?: AuditClientOptions['token'];
+  };
   private timer?: NodeJS.Timeout;
   private inflight?: Promise<void>;
   private closed = false;
@@ -133,7 +139,7 @@ export class AuditClient {
           headers: {
             'content-type': 'application/json',
             'idempotency-key': `"${idempotencyKey}"`,
-            authorization: `Bearer ${await this.opts.token()}`,
+            ...(this.opts.token ? { authorization: `Bearer ${await this.opts.token()}` } : {}),
           },
           body: JSON.stringify(events),
           signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
