@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { KubeConfigError } from './errors.js';
+import { clientNode } from './client-node.js';
 
 /** Where a pod finds its ServiceAccount (the prefix is injectable for tests). */
 export const IN_CLUSTER_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -14,7 +15,7 @@ export function loadKubeConfig(
   env: NodeJS.ProcessEnv = process.env,
   inClusterPrefix = '',
 ): KubeConfig {
-  const kc = new KubeConfig();
+  const kc = new (clientNode().KubeConfig)();
   const list = env.KUBECONFIG?.split(':').filter(Boolean) ?? [];
   if (list.length > 0) {
     const file = list.find((f) => existsSync(f));

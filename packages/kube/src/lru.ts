@@ -1,16 +1,37 @@
 /**
  * A bounded map with per-entry expiry, least recently used evicted first. Hand-written (a Map
  * keeps insertion order, so delete+set moves an entry to the back): the hot path of every
- * cached verification, and 30 lines need no dependency.
+ * cached verification, and 40 lines need no dependency.
+ *
+ * Sized for hundreds of thousands of entries, so an entry is the value alone: its expiry is
+ * part of the value (read back with `expiryOf`), in the units of `deadline` below.
  */
 export class TtlLru<V> {
-  private readonly map = new Map<string, { value: V; expiresAt: number }>();
+  private readonly map = new Map<string, V>();
+  private readonly base: number;
 
   constructor(
     private readonly maxEntries: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number,
+    private readonly expiryOf: (value: V) => number,
   ) {
     if (!(maxEntries > 0)) throw new TypeError('maxEntries must be positive');
+    this.base = now();
+  }
+
+  /**
+   * The expiry a value should carry to end at or before `atMs` (same clock as `now`): whole
+   * seconds since this cache was made, rounded down. Small integers, so V8 keeps them inside
+   * the value (or as the value) instead of a 16-byte heap number each; rounding down means an
+   * entry can end up to a second early, never late.
+   */
+  deadline(atMs: number): number {
+    return Math.floor((atMs - this.base) / 1000);
+  }
+
+  private expired(value: V): boolean {
+    // Written so that NaN counts as expired.
+    return !(this.expiryOf(value) * 1000 + this.base > this.now());
   }
 
   get size(): number {
@@ -18,21 +39,19 @@ export class TtlLru<V> {
   }
 
   get(key: string): V | undefined {
-    const e = this.map.get(key);
-    if (!e) return undefined;
-    if (e.expiresAt <= this.now()) {
-      this.map.delete(key);
-      return undefined;
-    }
+    const v = this.map.get(key);
+    if (v === undefined) return undefined;
     this.map.delete(key);
-    this.map.set(key, e);
-    return e.value;
+    if (this.expired(v)) return undefined;
+    this.map.set(key, v);
+    return v;
   }
 
-  set(key: string, value: V, ttlMs: number): void {
-    if (!(ttlMs > 0)) return;
+  /** Stores `value` unless its expiry has already passed. */
+  set(key: string, value: V): void {
     this.map.delete(key);
-    this.map.set(key, { value, expiresAt: this.now() + ttlMs });
+    if (this.expired(value)) return;
+    this.map.set(key, value);
     if (this.map.size > this.maxEntries) {
       const oldest = this.map.keys().next().value;
       if (oldest !== undefined) this.map.delete(oldest);

@@ -1,11 +1,8 @@
-import {
-  AuthorizationV1Api,
-  type KubeConfig,
-  type V1SubjectAccessReviewSpec,
-} from '@kubernetes/client-node';
+import type { KubeConfig, V1SubjectAccessReviewSpec } from '@kubernetes/client-node';
 import { KubeUnavailableError } from './errors.js';
 import { TtlLru } from './lru.js';
-import { sha256 } from './cache.js';
+import { cacheKey as digest } from './cache.js';
+import { clientNode } from './client-node.js';
 
 export interface UserInfo {
   username: string;
@@ -67,9 +64,46 @@ export interface SubjectAccessReviewAuthorizerOptions {
   now?: () => number;
 }
 
-const ALLOWED = Object.freeze({ allowed: true, denied: false });
-const DENIED = Object.freeze({ allowed: false, denied: true });
-const NOT_ALLOWED = Object.freeze({ allowed: false, denied: false });
+/**
+ * A cached decision. Nearly all are one of three answers without a reason; those are a number,
+ * `deadline * 4 + answer` (a small integer V8 keeps inside the Map, no object at all). The rest
+ * (a reason, or a deadline too large to encode exactly) are a Decision.
+ */
+type Cached = number | Decision;
+const NOT_ALLOWED = 0;
+const ALLOWED = 1;
+const DENIED = 2;
+
+class Decision {
+  constructor(
+    readonly until: number,
+    readonly allowed: boolean,
+    readonly denied: boolean,
+    readonly reason: string | undefined,
+  ) {}
+}
+
+function encode(until: number, allowed: boolean, denied: boolean, reason?: string): Cached {
+  const packed = until * 4 + (allowed ? ALLOWED : denied ? DENIED : NOT_ALLOWED);
+  return reason || !Number.isSafeInteger(packed)
+    ? new Decision(until, allowed, denied, reason)
+    : packed;
+}
+
+const expiryOf = (c: Cached): number => (typeof c === 'number' ? Math.floor(c / 4) : c.until);
+
+function decode(c: Cached): AuthorizationDecision {
+  if (typeof c !== 'number') {
+    return {
+      allowed: c.allowed,
+      denied: c.denied,
+      ...(c.reason ? { reason: c.reason } : {}),
+      cached: true,
+    };
+  }
+  const answer = c - Math.floor(c / 4) * 4;
+  return { allowed: answer === ALLOWED, denied: answer === DENIED, cached: true };
+}
 
 export function isNonResource(
   a: ResourceAttributes | NonResourceAttributes,
@@ -93,7 +127,7 @@ function cacheKey(user: UserInfo, attrs: ResourceAttributes | NonResourceAttribu
         attrs.name ?? '',
         attrs.namespace ?? '',
       ];
-  return sha256(
+  return digest(
     JSON.stringify([user.username, user.uid ?? '', [...(user.groups ?? [])].sort(), extra, a]),
   );
 }
@@ -110,7 +144,10 @@ export function createSubjectAccessReviewAuthorizer(
   if (!opts.kubeConfig && !opts.review) {
     throw new TypeError('createSubjectAccessReviewAuthorizer: kubeConfig or review is required');
   }
-  const api = opts.kubeConfig?.makeApiClient(AuthorizationV1Api);
+  // Only without `review` is @kubernetes/client-node needed (and loaded).
+  const api = opts.review
+    ? undefined
+    : opts.kubeConfig!.makeApiClient(clientNode().AuthorizationV1Api);
   const review =
     opts.review ??
     (async (spec: SubjectAccessReviewSpec): Promise<SubjectAccessReviewStatus> => {
@@ -124,10 +161,7 @@ export function createSubjectAccessReviewAuthorizer(
       };
     });
   const now = opts.now ?? Date.now;
-  const cache = new TtlLru<{ allowed: boolean; denied: boolean; reason?: string }>(
-    opts.maxEntries ?? 50_000,
-    now,
-  );
+  const cache = new TtlLru<Cached>(opts.maxEntries ?? 50_000, now, expiryOf);
   const inflight = new Map<string, Promise<AuthorizationDecision>>();
   const allowedTtl = opts.allowedTtlMs ?? 300_000;
   const deniedTtl = opts.deniedTtlMs ?? 30_000;
@@ -154,15 +188,8 @@ export function createSubjectAccessReviewAuthorizer(
     const allowed = status.allowed === true && status.denied !== true;
     const denied = status.denied === true;
     const reason = status.reason;
-    // Most decisions carry no reason: share two frozen values instead of one object each.
-    const entry = reason
-      ? { allowed, denied, reason }
-      : allowed
-        ? ALLOWED
-        : denied
-          ? DENIED
-          : NOT_ALLOWED;
-    cache.set(key, entry, allowed ? allowedTtl : deniedTtl);
+    const until = cache.deadline(now() + (allowed ? allowedTtl : deniedTtl));
+    cache.set(key, encode(until, allowed, denied, reason));
     return { allowed, denied, ...(reason ? { reason } : {}), cached: false };
   }
 
@@ -173,7 +200,7 @@ export function createSubjectAccessReviewAuthorizer(
     authorize(user, attrs) {
       const key = cacheKey(user, attrs);
       const hit = cache.get(key);
-      if (hit) return Promise.resolve({ ...hit, cached: true });
+      if (hit !== undefined) return Promise.resolve(decode(hit));
       let p = inflight.get(key);
       if (!p) {
         p = ask(user, attrs, key).finally(() => inflight.delete(key));

@@ -1,4 +1,5 @@
-import { AuthenticationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { clientNode } from './client-node.js';
 import { KubeAuthError, KubeUnavailableError } from './errors.js';
 import { MAX_TOKEN_BYTES } from './jwt.js';
 import { parseServiceAccountUsername, type ServiceAccountIdentity } from './identity.js';
@@ -26,7 +27,7 @@ function unverifiedExp(token: string): Date | undefined {
  * cachingVerifier.
  */
 export function createTokenReviewVerifier(opts: TokenReviewVerifierOptions): TokenVerifier {
-  const api = opts.kubeConfig.makeApiClient(AuthenticationV1Api);
+  const api = opts.kubeConfig.makeApiClient(clientNode().AuthenticationV1Api);
   return {
     async verify(token) {
       if (!token) throw new KubeAuthError('ERR_TOKEN_MISSING', 'no token');
