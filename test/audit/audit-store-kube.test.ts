@@ -2,7 +2,7 @@
 // (kube-dev): TokenReview + SubjectAccessReview with Kubernaut's tiers.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
 import {
   cachingVerifier,
@@ -10,6 +10,7 @@ import {
   createTokenReviewVerifier,
   loadKubeConfig,
 } from '@precinct/kube';
+import { grantAuditVerbs } from './support/rbac.js';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
 
 const NS = 'audit';
@@ -35,31 +36,8 @@ before(async () => {
   for (const name of [NS, APPS]) await core.createNamespace({ body: { metadata: { name } } });
   for (const name of ['writer', 'reader', 'nobody'])
     await core.createNamespacedServiceAccount({ namespace: APPS, body: { metadata: { name } } });
-  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-  const role = async (name: string, verbs: string[], sa: string) => {
-    await rbac.createNamespacedRole({
-      namespace: NS,
-      body: {
-        metadata: { name },
-        rules: [
-          {
-            apiGroups: [''],
-            resources: ['services'],
-            resourceNames: ['data-storage-service'],
-            verbs,
-          },
-        ],
-      },
-    });
-    await rbac.createNamespacedRoleBinding({
-      namespace: NS,
-      body: {
-        metadata: { name },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
-        subjects: [{ kind: 'ServiceAccount', name: sa, namespace: APPS }],
-      },
-    });
-  };
+  const role = (name: string, verbs: string[], sa: string) =>
+    grantAuditVerbs(kc, NS, name, verbs, { kind: 'ServiceAccount', name: sa, namespace: APPS });
   await role('audit-writer', ['get', 'create'], 'writer');
   await role('audit-reader', ['get'], 'reader');
   store = await startAuditStore({

@@ -11,7 +11,7 @@ import * as tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@precinct/testing';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { CoreV1Api, RbacAuthorizationV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
 import {
   cachingVerifier,
@@ -28,6 +28,7 @@ import {
   type DelegationIssuer,
 } from '@precinct/delegation';
 import { AuditClient, startAuditStore, type AuditStore } from '@precinct/audit-store';
+import { grantAuditVerbs } from './support/rbac.js';
 
 const TD = 'audit.test';
 const NS = 'audit';
@@ -104,31 +105,8 @@ before(async () => {
   const sas = ['store', 'agent', 'stranger'];
   for (const name of sas)
     await core.createNamespacedServiceAccount({ namespace: APPS, body: { metadata: { name } } });
-  const rbac = kc.makeApiClient(RbacAuthorizationV1Api);
-  const role = async (name: string, verbs: string[], subject: { kind: string; name: string }) => {
-    await rbac.createNamespacedRole({
-      namespace: NS,
-      body: {
-        metadata: { name },
-        rules: [
-          {
-            apiGroups: [''],
-            resources: ['services'],
-            resourceNames: ['data-storage-service'],
-            verbs,
-          },
-        ],
-      },
-    });
-    await rbac.createNamespacedRoleBinding({
-      namespace: NS,
-      body: {
-        metadata: { name },
-        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
-        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', ...subject }],
-      },
-    });
-  };
+  const role = (name: string, verbs: string[], subject: { kind: string; name: string }) =>
+    grantAuditVerbs(kc, NS, name, verbs, { apiGroup: 'rbac.authorization.k8s.io', ...subject });
   // The agent's SPIFFE ID may write; every workload of the trust domain may read.
   await role('audit-writer', ['get', 'create'], { kind: 'User', name: AGENT_ID });
   await role('audit-reader', ['get'], { kind: 'Group', name: `spiffe://${TD}` });

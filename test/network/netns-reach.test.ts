@@ -35,6 +35,9 @@ describe('reachable from another network namespace', { skip }, () => {
   let identity: IdentityServer;
   const dir = tempDir('precinct-netns-');
 
+  const kubectlInNs = (...args: string[]) =>
+    ns.exec(findPeer('kubectl')!, ['--kubeconfig', kd.kubeconfigPath, ...args]);
+
   /** A one-line fetch run by Node inside the namespace; prints `status body`. */
   const fetchFromNs = (url: string, init: RequestInit = {}) =>
     ns.exec(
@@ -94,29 +97,13 @@ describe('reachable from another network namespace', { skip }, () => {
       kubeconfig,
       new RegExp(`server: "?https://${ns.hostAddress4.replace(/\./g, '\\.')}:`),
     );
-    const r = await ns.exec(findPeer('kubectl')!, [
-      '--kubeconfig',
-      kd.kubeconfigPath,
-      'create',
-      'token',
-      'default',
-      '-n',
-      'default',
-    ]);
+    const r = await kubectlInNs('create', 'token', 'default', '-n', 'default');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout.trim(), /^eyJ[\w-]+\.[\w-]+\.[\w-]+$/);
   });
 
   test('a workload in the namespace writes to the audit store over IPv4 and IPv6', async () => {
-    const tok = await ns.exec(findPeer('kubectl')!, [
-      '--kubeconfig',
-      kd.kubeconfigPath,
-      'create',
-      'token',
-      'default',
-      '-n',
-      'default',
-    ]);
+    const tok = await kubectlInNs('create', 'token', 'default', '-n', 'default');
     assert.equal(tok.code, 0, tok.stderr);
     // Grant the writer tier to default/default.
     const admin = join(dir.path, 'rbac.yaml');
@@ -137,13 +124,7 @@ describe('reachable from another network namespace', { skip }, () => {
         '',
       ].join('\n'),
     );
-    const applied = await ns.exec(findPeer('kubectl')!, [
-      '--kubeconfig',
-      kd.kubeconfigPath,
-      'apply',
-      '-f',
-      admin,
-    ]);
+    const applied = await kubectlInNs('apply', '-f', admin);
     assert.equal(applied.code, 0, applied.stderr);
     assert.match(store.url, new RegExp(`^http://${ns.hostAddress4.replace(/\./g, '\\.')}:`));
     const port = new URL(store.url).port;
