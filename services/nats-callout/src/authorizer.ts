@@ -1,4 +1,3 @@
-import { fromCurveSeed, type KeyPair } from '@nats-io/nkeys';
 import type { Logger } from '@precinct/runtime';
 import type { CalloutMetrics } from './metrics.js';
 import {
@@ -10,6 +9,7 @@ import {
 } from './nats-jwt.js';
 import { buildPermissions } from './permissions.js';
 import type { ServiceAccountSource } from './serviceaccounts.js';
+import { XkeyBox } from './xkey.js';
 
 /** The part of a verified ServiceAccount identity the callout uses (@precinct/kube's shape). */
 export interface VerifiedServiceAccount {
@@ -53,6 +53,8 @@ export type DecisionReason =
 
 const MAX_TOKEN_BYTES = 16 * 1024;
 const MAX_REQUEST_BYTES = 64 * 1024;
+const utf8 = new TextDecoder();
+const utf8Encoder = new TextEncoder();
 
 /** Claims of the server's authorization request (fields the callout reads). */
 interface AuthorizationRequest {
@@ -119,7 +121,7 @@ function tokenReason(err: unknown): DecisionReason {
 export class Authorizer {
   readonly #o: AuthorizerOptions;
   readonly #signer: NkeySigner;
-  readonly #xkp?: KeyPair;
+  readonly #xkey?: XkeyBox;
 
   constructor(opts: AuthorizerOptions) {
     this.#o = opts;
@@ -127,7 +129,7 @@ export class Authorizer {
     if (!this.#signer.publicKey.startsWith('A')) {
       throw new TypeError('the signing key must be an account seed (SA...)');
     }
-    if (opts.xkeySeed) this.#xkp = fromCurveSeed(new TextEncoder().encode(opts.xkeySeed));
+    if (opts.xkeySeed) this.#xkey = new XkeyBox(opts.xkeySeed);
   }
 
   /** The account public key (the `issuer` in the server's auth_callout block). */
@@ -137,7 +139,7 @@ export class Authorizer {
 
   /** The xkey public key (the `xkey` in the server's auth_callout block), if configured. */
   get xkeyPublicKey(): string | undefined {
-    return this.#xkp?.getPublicKey();
+    return this.#xkey?.publicKey;
   }
 
   async decide(data: Uint8Array, serverXkey: string | undefined): Promise<Decision> {
@@ -155,7 +157,12 @@ export class Authorizer {
     this.#o.metrics.requests.inc({ result: decision.result, reason: decision.reason });
     this.#o.metrics.decisionSeconds.observe({ result: decision.result }, seconds);
     const level = decision.result === 'allowed' ? 'debug' : 'info';
-    log[level]({ result: decision.result, reason: decision.reason, ...ctx }, 'nats authorization');
+    if (log.isLevelEnabled(level)) {
+      log[level](
+        { result: decision.result, reason: decision.reason, ...ctx },
+        'nats authorization',
+      );
+    }
     return decision;
   }
 
@@ -173,9 +180,9 @@ export class Authorizer {
     let plain = data;
     const encrypted = serverXkey !== undefined && serverXkey !== '';
     if (encrypted) {
-      if (!this.#xkp) return drop('request_encrypted_no_xkey');
+      if (!this.#xkey) return drop('request_encrypted_no_xkey');
       if (!isPublicNkey(serverXkey, 'X')) return drop('request_decrypt_failed');
-      const opened = this.#xkp.open(data, serverXkey);
+      const opened = this.#xkey.open(data, serverXkey);
       if (!opened) return drop('request_decrypt_failed');
       plain = opened;
     }
@@ -185,7 +192,7 @@ export class Authorizer {
     let serverId: string;
     let userNkey: string;
     try {
-      const claims = decodeNatsJwt<AuthorizationRequest>(new TextDecoder().decode(plain));
+      const claims = decodeNatsJwt<AuthorizationRequest>(utf8.decode(plain));
       req = claims.nats;
       serverId = req.server_id?.id ?? '';
       userNkey = req.user_nkey ?? '';
@@ -214,8 +221,8 @@ export class Authorizer {
         this.#signer,
         now,
       );
-      const bytes = new TextEncoder().encode(jwt);
-      return encrypted ? this.#xkp!.seal(bytes, serverXkey) : bytes;
+      const bytes = utf8Encoder.encode(jwt);
+      return encrypted ? this.#xkey!.seal(bytes, serverXkey) : bytes;
     };
     const deny = async (reason: DecisionReason): Promise<Decision> => ({
       result: 'denied',

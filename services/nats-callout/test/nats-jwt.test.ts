@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { createAccount, createServer, createUser } from '@nats-io/nkeys';
 import { decode as thirdPartyDecode, encodeAuthorizationResponse } from '@nats-io/jwt';
 import { decodeNatsJwt, encodeNatsJwt, nkeySigner } from '../src/nats-jwt.js';
@@ -55,3 +56,66 @@ test('we verify JWTs signed by @nats-io/jwt, and reject tampering', async () => 
     assert.throws(() => decodeNatsJwt(bad), bad);
   }
 });
+
+test('jti is the SHA-256 of the claims without it, so it differs when the claims do', () => {
+  const signer = nkeySigner(dec(createAccount().getSeed()));
+  const user = createUser().getPublicKey();
+  const jwt = encodeNatsJwt({ sub: user, aud: 'APP', nats: { type: 'user' } }, signer, 1_000_000);
+  const claims = JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString()) as Record<
+    string,
+    unknown
+  >;
+  const { jti, ...rest } = claims;
+  const digest = createHash('sha256').update(JSON.stringify(rest)).digest();
+  assert.equal(jti, base32(digest));
+  assert.deepEqual(rest, {
+    sub: user,
+    aud: 'APP',
+    nats: { type: 'user', version: 2 },
+    iat: 1000,
+    iss: signer.publicKey,
+  });
+  const other = encodeNatsJwt({ sub: user, aud: 'APP', nats: { type: 'user' } }, signer, 2_000_000);
+  assert.notEqual(decodeNatsJwt(other).jti, jti);
+});
+
+test('the header is checked on every JWT, also after good ones were seen', () => {
+  const signer = nkeySigner(dec(createAccount().getSeed()));
+  const good = encodeNatsJwt({ sub: 'x', nats: {} }, signer);
+  for (let i = 0; i < 3; i++) decodeNatsJwt(good);
+  const [, body] = good.split('.');
+  for (const header of [
+    { typ: 'JWT', alg: 'none' },
+    { typ: 'JWT', alg: 'ed25519' },
+    { typ: 'JOSE', alg: 'ed25519-nkey' },
+    null,
+  ]) {
+    const h = Buffer.from(JSON.stringify(header)).toString('base64url');
+    const payload = `${h}.${body}`;
+    // Correctly signed over the altered header: only the header check can refuse it.
+    const sig = signer.sign(Buffer.from(payload)).toString('base64url');
+    assert.throws(() => decodeNatsJwt(`${payload}.${sig}`), /not a v2 NATS JWT/);
+  }
+  // Another spelling of a valid header (as Go's encoder may write it) is accepted.
+  const h = Buffer.from(JSON.stringify({ alg: 'ed25519-nkey', typ: 'jwt' })).toString('base64url');
+  const payload = `${h}.${body}`;
+  const sig = signer.sign(Buffer.from(payload)).toString('base64url');
+  assert.equal(decodeNatsJwt(`${payload}.${sig}`).sub, 'x');
+});
+
+function base32(b: Uint8Array): string {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let out = '';
+  let bits = 0;
+  let value = 0;
+  for (const byte of b) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      out += A[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  if (bits > 0) out += A[(value << (5 - bits)) & 31];
+  return out;
+}
