@@ -5,20 +5,21 @@
 //
 // Two processes, both started by this one:
 // - `measure`, the library as it runs in production: plain JavaScript (this file bundled with
-//   the workspace sources it imports by esbuild, tsx's own dependency, into
-//   node_modules/.cache/precinct-bench/; third-party packages stay imports of node_modules),
-//   no tsx. It reads its RSS with the library loaded and the verifier and authorizer set up
-//   (the baseline), then with the caches filled. KUBE_BENCH_FROM_SOURCE=1 runs it from source
-//   under tsx instead, to see what the loader costs.
+//   the workspace sources it imports by esbuild into node_modules/.cache/precinct-bench/, see
+//   support/bundle.ts; third-party packages stay imports of node_modules), no tsx. It reads
+//   its RSS with the library loaded and the verifier and authorizer set up (the baseline),
+//   then with the caches filled. KUBE_BENCH_FROM_SOURCE=1 runs it from source under tsx
+//   instead, to see what the loader costs.
 // - the reference, a bare `node` (nothing imported) holding as many SHA-256 keys (base64url)
 //   in a plain Map of small objects: what the simplest cache costs per entry.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { generateKeyPairSync, sign } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { bundle } from './support/bundle.js';
 import { printTable } from './table.js';
 
 const N = Number(process.env.BENCH_ENTRIES ?? 100_000);
@@ -169,41 +170,11 @@ async function child(args: string[]): Promise<Sample> {
   return JSON.parse(out) as Sample;
 }
 
-/** This file and the workspace sources it imports as one ES module; returns its path. */
-async function bundle(): Promise<string> {
-  const { build } = await import('esbuild');
-  const dir = fileURLToPath(new URL('../node_modules/.cache/precinct-bench/', import.meta.url));
-  mkdirSync(dir, { recursive: true });
-  const outfile = join(dir, 'kube-memory.mjs');
-  await build({
-    entryPoints: [fileURLToPath(import.meta.url)],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    conditions: ['precinct-source'],
-    logLevel: 'warning',
-    plugins: [
-      {
-        name: 'node-modules-external',
-        setup(b) {
-          // Workspace packages are bundled (from source); everything else stays an import.
-          b.onResolve({ filter: /^[^./]/ }, (a) =>
-            a.path.startsWith('@precinct/') ? undefined : { path: a.path, external: true },
-          );
-        },
-      },
-    ],
-  });
-  return outfile;
-}
-
 async function main(): Promise<void> {
   const ours = await child(
     FROM_SOURCE
       ? ['--import', './scripts/register-source.mjs', fileURLToPath(import.meta.url), 'measure']
-      : [await bundle(), 'measure'],
+      : [await bundle(import.meta.url), 'measure'],
   );
   const ref = await child(['--input-type=module', '-e', REFERENCE]);
   const perEntry = (s: Sample, what: 'rss' | 'heap') =>

@@ -29,7 +29,8 @@ export interface IdentityServerOptions {
   trustDomain: string;
   /**
    * Keys (keys.json, 0600), the embedded database, the admin token and the sockets. Without
-   * it, everything lives in memory and a temp dir, and is gone after close().
+   * it, keys and the admin token live in memory, the database and the sockets in a temp dir,
+   * all gone after close().
    */
   dataDir?: string;
   /** PostgreSQL instead of the embedded PGlite. */
@@ -157,7 +158,7 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       db = await openPostgres(opts.databaseUrl, (err) =>
         logger.warn({ reason: err.message }, 'PostgreSQL dropped an idle connection'),
       );
-    } else db = await openPglite(opts.dataDir ? join(opts.dataDir, 'db') : undefined);
+    } else db = await openPglite(join(workDir, 'db'));
     cleanups.push(() => db.close());
     const entries = await EntryRegistry.open(db, trustDomain);
     const adminToken =
