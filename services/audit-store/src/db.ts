@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { AuditStoreError } from './errors.js';
 
 export interface Queryable {
@@ -11,11 +11,25 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
 }
 
+/** The statements of one transaction. */
+export interface Transaction extends Queryable {
+  /**
+   * Runs the transaction's last statement and commits: node-postgres sends COMMIT as soon as
+   * the statement's result is in, without a round trip through the caller's code (which may be
+   * busy). Resolves with the statement's result once COMMIT succeeded; throws (and nothing is
+   * committed) when either fails. Nothing may follow it in the transaction.
+   */
+  queryAndCommit<T = Record<string, unknown>>(
+    sql: string,
+    params?: unknown[],
+  ): Promise<{ rows: T[]; rowCount: number }>;
+}
+
 /** One small interface over node-postgres and PGlite. */
 export interface Db extends Queryable {
   readonly kind: 'postgres' | 'pglite';
   /** Runs `fn` in one transaction: COMMIT when it resolves, ROLLBACK when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  transaction<T>(fn: (tx: Transaction) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -91,9 +105,10 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
         broken = true;
       };
       client.on('error', onError);
+      let committed = false;
       try {
         await client.query('BEGIN');
-        const tx: Queryable = {
+        const tx: Transaction = {
           async query(sql, params) {
             const r = await client.query(sql, params as unknown[]);
             return { rows: r.rows, rowCount: r.rowCount ?? 0 };
@@ -101,9 +116,25 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
           async exec(sql) {
             await client.query(sql);
           },
+          async queryAndCommit(sql, params) {
+            // Both queued at once: the client sends COMMIT when the statement completes. After
+            // a failed statement PostgreSQL answers that COMMIT with a rollback.
+            const statement = client.query(sql, params as unknown[]);
+            const commit = client.query('COMMIT');
+            let r: pg.QueryResult;
+            try {
+              r = await statement;
+            } catch (err) {
+              await commit.catch(() => {});
+              throw err;
+            }
+            await commit;
+            committed = true;
+            return { rows: r.rows, rowCount: r.rowCount ?? 0 };
+          },
         };
         const out = await fn(tx);
-        await client.query('COMMIT');
+        if (!committed) await client.query('COMMIT');
         return out;
       } catch (err) {
         try {
@@ -125,6 +156,8 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
 
 /** Embedded PGlite: in memory, or persisted in `dataDir`. */
 export async function createPgliteDb(dataDir?: string): Promise<Db> {
+  // Loaded on first use: a store on PostgreSQL never needs the embedded database's code.
+  const { PGlite } = await import('@electric-sql/pglite');
   const db = dataDir ? await PGlite.create(dataDir) : await PGlite.create();
   const wrap = (x: { query: PGlite['query']; exec: PGlite['exec'] }): Queryable => ({
     async exec(sql: string) {
@@ -150,7 +183,11 @@ export async function createPgliteDb(dataDir?: string): Promise<Db> {
     exec: self.exec,
     async transaction(fn) {
       try {
-        return await db.transaction((tx) => fn(wrap(tx)));
+        return await db.transaction((tx) => {
+          const q = wrap(tx);
+          // In process there is no round trip to save: the transaction commits when fn resolves.
+          return fn({ ...q, queryAndCommit: q.query });
+        });
       } catch (err) {
         throw wrapDbError(err);
       }

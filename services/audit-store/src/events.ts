@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomUUID } from 'node:crypto';
+import { createHash, createHmac, hash as oneShotHash, randomUUID } from 'node:crypto';
 
 /** Bounds: one event's `event_data`, a batch, and (in the server) the request body. */
 export const LIMITS = {
@@ -215,13 +215,14 @@ export function checkEvent(
 ): Array<{ field: string; message: string }> {
   const bad: Array<{ field: string; message: string }> = [];
   if (e.event_data !== undefined) {
-    const size = Buffer.byteLength(JSON.stringify(e.event_data));
+    const json = JSON.stringify(e.event_data);
+    const size = Buffer.byteLength(json);
     if (size > LIMITS.eventDataBytes)
       bad.push({
         field: `${prefix}event_data`,
         message: `must be at most ${LIMITS.eventDataBytes} bytes as JSON`,
       });
-    if (JSON.stringify(e.event_data).includes('\\u0000'))
+    if (json.includes('\\u0000'))
       bad.push({ field: `${prefix}event_data`, message: 'must not contain NUL characters' });
   }
   if (e.event_timestamp !== undefined && Number.isNaN(Date.parse(e.event_timestamp)))
@@ -284,21 +285,48 @@ export function fromDbRow(r: Record<string, unknown>): StoredEvent {
   return out as unknown as StoredEvent;
 }
 
-/** JSON with object keys sorted at every depth; no whitespace. */
-export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .filter((k) => o[k] !== undefined)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-    .join(',')}}`;
+/**
+ * Strings JSON.stringify writes as they are, between quotes: no `"`, `\`, control character
+ * (below U+0020) or surrogate (it escapes lone ones; paired ones take the slow path too).
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what JSON escapes
+const PLAIN_STRING = /^[^"\\\u0000-\u001f\ud800-\udfff]*$/;
+
+/** JSON.stringify of a string, skipping its escaping pass when there is nothing to escape. */
+function jsonString(s: string): string {
+  return PLAIN_STRING.test(s) ? `"${s}"` : JSON.stringify(s);
 }
 
-/** Keys of the canonical form, in its order (the order `canonicalJson` sorts them into). */
-const CANONICAL_KEYS = COLUMNS.filter((c) => c !== 'event_hash').sort();
-const KEY_JSON = new Map(CANONICAL_KEYS.map((k) => [k, `${JSON.stringify(k)}:`]));
+/**
+ * JSON with object keys sorted at every depth; no whitespace; object members whose value is
+ * `undefined` left out, other values JSON.stringify would drop written as `null`. Part of every
+ * stored hash: its output must never change (test/hash-pin.test.ts pins it, and checks it
+ * against the first, array-method version on random values). Written with loops only because
+ * it runs for every event of every write.
+ */
+export function canonicalJson(v: unknown): string {
+  if (typeof v === 'string') return jsonString(v);
+  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
+  if (Array.isArray(v)) {
+    let s = '[';
+    for (let i = 0; i < v.length; i++) {
+      if (i > 0) s += ',';
+      // A hole of a sparse array: `map` skipped it and `join` wrote nothing.
+      if (i in v) s += canonicalJson(v[i]);
+    }
+    return `${s}]`;
+  }
+  const o = v as Record<string, unknown>;
+  const keys = Object.keys(o).sort();
+  let s = '{';
+  for (const k of keys) {
+    const x = o[k];
+    if (x === undefined) continue;
+    if (s.length > 1) s += ',';
+    s += `${jsonString(k)}:${canonicalJson(x)}`;
+  }
+  return `${s}}`;
+}
 
 /**
  * An event's canonical form (see `linkHash`) with its two chain fields left open: everything
@@ -317,22 +345,57 @@ export interface LinkTemplate {
 export function linkTemplate(
   e: Omit<StoredEvent, 'chain_seq' | 'prev_hash' | 'event_hash'>,
 ): LinkTemplate {
-  const segs: [string[], string[], string[]] = [[], [], []];
-  let seg = 0;
-  for (const k of CANONICAL_KEYS) {
-    if (k === 'chain_seq' || k === 'prev_hash') {
-      seg++;
-      continue;
-    }
-    const v = (e as Record<string, unknown>)[k];
-    if (v !== undefined) segs[seg as 0 | 1 | 2].push(`${KEY_JSON.get(k)!}${canonicalJson(v)}`);
-  }
+  // The members in canonical (sorted) key order, written out: this runs for every event, and
+  // property reads by name are much cheaper than by computed key. `member` leaves out an
+  // undefined value, as canonicalJson does. test/hash-pin.test.ts holds this to linkHash.
+  const pre = [
+    member('"actor_id":', e.actor_id),
+    member('"actor_ip":', e.actor_ip),
+    member('"actor_type":', e.actor_type),
+  ];
+  const mid = [
+    member('"cluster_id":', e.cluster_id),
+    member('"correlation_id":', e.correlation_id),
+    member('"duration_ms":', e.duration_ms),
+    member('"error_code":', e.error_code),
+    member('"error_message":', e.error_message),
+    member('"event_action":', e.event_action),
+    member('"event_category":', e.event_category),
+    member('"event_data":', e.event_data),
+    member('"event_id":', e.event_id),
+    member('"event_outcome":', e.event_outcome),
+    member('"event_timestamp":', e.event_timestamp),
+    member('"event_type":', e.event_type),
+    member('"is_sensitive":', e.is_sensitive),
+    member('"namespace":', e.namespace),
+    member('"on_behalf_of":', e.on_behalf_of),
+    member('"parent_event_id":', e.parent_event_id),
+  ];
+  const post = [
+    member('"resource_id":', e.resource_id),
+    member('"resource_type":', e.resource_type),
+    member('"retention_days":', e.retention_days),
+    member('"severity":', e.severity),
+    member('"version":', e.version),
+    member('"written_by":', e.written_by),
+    member('"written_by_kind":', e.written_by_kind),
+  ];
+  const p = present(pre);
+  const m = present(mid);
+  const q = present(post);
   return {
-    pre: `{${segs[0].map((p) => `${p},`).join('')}"chain_seq":`,
-    mid: `,${segs[1].map((p) => `${p},`).join('')}"prev_hash":`,
-    post: `${segs[2].map((p) => `,${p}`).join('')}}`,
+    pre: `{${p.length ? `${p.join(',')},` : ''}"chain_seq":`,
+    mid: `,${m.length ? `${m.join(',')},` : ''}"prev_hash":`,
+    post: `${q.length ? `,${q.join(',')}` : ''}}`,
   };
 }
+
+/** `"key":value` of one canonical member, or '' for an undefined value (left out). */
+function member(keyJson: string, v: unknown): string {
+  return v === undefined ? '' : keyJson + canonicalJson(v);
+}
+/** The members that are there. */
+const present = (ms: string[]) => (ms.includes('') ? ms.filter((x) => x !== '') : ms);
 
 /** `linkHash` of the templated event with these chain fields; the same bytes, faster. */
 export function templateHash(
@@ -342,7 +405,10 @@ export function templateHash(
   key?: Buffer,
 ): string {
   const data = `${prevHash}\n${t.pre}${canonicalJson(chainSeq)}${t.mid}${canonicalJson(prevHash)}${t.post}`;
-  return (key ? createHmac('sha256', key) : createHash('sha256')).update(data).digest('hex');
+  // crypto.hash: the same digest as createHash(...).update(data) (UTF-8), without the object.
+  return key
+    ? createHmac('sha256', key).update(data).digest('hex')
+    : oneShotHash('sha256', data, 'hex');
 }
 
 /**

@@ -9,44 +9,129 @@ import {
   templateHash,
   toRow,
   type AuditEventInput,
+  type LinkTemplate,
   type StoredEvent,
   type Writer,
 } from './events.js';
 
-/** The columns known before the chain head is read, in COLUMNS order. */
-const DATA_COLUMNS = COLUMNS.filter(
-  (c): c is Exclude<(typeof COLUMNS)[number], 'chain_seq' | 'prev_hash' | 'event_hash'> =>
-    c !== 'chain_seq' && c !== 'prev_hash' && c !== 'event_hash',
-);
-/** SQL types of the audit_events columns (migration 1). */
-const TYPE: Record<(typeof DATA_COLUMNS)[number], string> = {
-  event_id: 'uuid',
-  version: 'text',
-  event_type: 'text',
-  event_timestamp: 'timestamptz',
-  event_category: 'text',
-  event_action: 'text',
-  event_outcome: 'text',
-  actor_type: 'text',
-  actor_id: 'text',
-  actor_ip: 'text',
-  resource_type: 'text',
-  resource_id: 'text',
-  correlation_id: 'text',
-  parent_event_id: 'uuid',
-  namespace: 'text',
-  cluster_id: 'text',
-  severity: 'text',
-  duration_ms: 'integer',
-  error_code: 'text',
-  error_message: 'text',
-  retention_days: 'integer',
-  is_sensitive: 'boolean',
-  event_data: 'jsonb',
-  written_by: 'text',
-  written_by_kind: 'text',
-  on_behalf_of: 'text',
-};
+type DataColumn = Exclude<
+  (typeof COLUMNS)[number],
+  'chain_seq' | 'prev_hash' | 'event_hash' | 'event_data'
+>;
+/**
+ * The columns known before the chain heads are read, but event_data, with their SQL types
+ * (migration 1), in COLUMNS order.
+ */
+const DATA_COLUMNS: ReadonlyArray<readonly [DataColumn, string]> = [
+  ['event_id', 'uuid'],
+  ['version', 'text'],
+  ['event_type', 'text'],
+  ['event_timestamp', 'timestamptz'],
+  ['event_category', 'text'],
+  ['event_action', 'text'],
+  ['event_outcome', 'text'],
+  ['actor_type', 'text'],
+  ['actor_id', 'text'],
+  ['actor_ip', 'text'],
+  ['resource_type', 'text'],
+  ['resource_id', 'text'],
+  ['correlation_id', 'text'],
+  ['parent_event_id', 'uuid'],
+  ['namespace', 'text'],
+  ['cluster_id', 'text'],
+  ['severity', 'text'],
+  ['duration_ms', 'integer'],
+  ['error_code', 'text'],
+  ['error_message', 'text'],
+  ['retention_days', 'integer'],
+  ['is_sensitive', 'boolean'],
+  ['written_by', 'text'],
+  ['written_by_kind', 'text'],
+  ['on_behalf_of', 'text'],
+];
+
+/**
+ * The statement that writes a batch's events and its new chain heads: one statement, one round
+ * trip while the heads are locked. A column whose value differs between the batch's events is
+ * one array parameter; a column with one value for the whole batch (the writer's columns, and
+ * often defaults, nulls, the arrival time) is one scalar parameter, so PostgreSQL has less
+ * to parse. Parameters, in order: the varying columns' arrays, the chain_seq, prev_hash and
+ * event_hash arrays, every event_data as one JSON array (all zipped into rows by ROWS FROM),
+ * the constant columns' values, then the new heads as three arrays.
+ */
+function insertEventsSql(varying: readonly boolean[], idempotency: boolean): string {
+  const key = `${idempotency ? 'i' : '-'}${varying.map((v) => (v ? '1' : '0')).join('')}`;
+  let sql = insertSqlCache.get(key);
+  if (sql) return sql;
+  const arrays = DATA_COLUMNS.filter((_, i) => varying[i]);
+  const scalars = DATA_COLUMNS.filter((_, i) => !varying[i]);
+  let n = 0;
+  const unnests = [...arrays.map(([, t]) => t), 'integer', 'text', 'text'].map(
+    (t) => `unnest($${++n}::${t}[])`,
+  );
+  const data = `jsonb_array_elements($${++n}::jsonb)`;
+  const values = scalars.map(([, t]) => `$${++n}::${t}`);
+  const cols = [
+    ...arrays.map(([c]) => c),
+    'chain_seq',
+    'prev_hash',
+    'event_hash',
+    'event_data',
+    ...scalars.map(([c]) => c),
+  ];
+  // With an idempotency key, the response a retry gets back (its key row was claimed earlier
+  // in the transaction): (written_by, key, response) after the heads.
+  const idem = idempotency
+    ? `, idem AS (
+  UPDATE audit_idempotency_keys SET response = $${n + 6}::jsonb
+  WHERE written_by = $${n + 4} AND idempotency_key = $${n + 5}
+)`
+    : '';
+  sql = `WITH ins AS (
+  INSERT INTO audit_events (${cols.join(', ')})
+  SELECT ${['u.*', ...values].join(', ')}
+  FROM ROWS FROM (${[...unnests, data].join(', ')}) AS u
+)${idem}
+UPDATE audit_chain_heads h SET seq = v.seq, last_hash = v.hash
+FROM unnest($${n + 1}::text[], $${n + 2}::integer[], $${n + 3}::text[]) AS v(c, seq, hash)
+WHERE h.correlation_id = v.c`;
+  if (insertSqlCache.size >= 256) insertSqlCache.clear();
+  insertSqlCache.set(key, sql);
+  return sql;
+}
+const insertSqlCache = new Map<string, string>();
+
+/** How many correlations' heads a repository remembers as existing. */
+const KNOWN_HEADS_MAX = 100_000;
+
+/** A batch made ready for its transaction (see `insert`). */
+interface PreparedBatch {
+  rows: ReadonlyArray<ReturnType<typeof toRow>>;
+  templates: readonly LinkTemplate[];
+  /** Its correlations, sorted: the order their heads are locked in. */
+  corrs: readonly string[];
+  /** Per DATA_COLUMNS entry, whether its value differs between the events. */
+  varying: readonly boolean[];
+  /** The varying columns' array literals. */
+  arrays: readonly string[];
+  /** The other columns' values, as text (or null). */
+  scalars: ReadonlyArray<string | null>;
+  /** Every event_data, as one JSON array. */
+  eventData: string;
+}
+
+/** A batch's place in its correlations' queue (see `AuditRepository.queue`). */
+interface Turn {
+  leave?: () => void;
+}
+
+/** Thrown (and the transaction rolled back) when a head believed to exist is not there. */
+class HeadMissing extends Error {}
+
+/** Lets other requests' callbacks run (a transaction holding chain heads is waiting for one). */
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** Events prepared between two yields. */
+const PREPARE_CHUNK = 100;
 
 /** Filters of GET /api/v1/audit/events (and the export). */
 export interface EventFilter {
@@ -107,25 +192,25 @@ export interface LegalHold {
 }
 
 const NEEDS_ESCAPE = /["\\]/;
+const ESCAPE = /["\\]/g;
 
 /**
  * A PostgreSQL array literal (`{"a","b",NULL}`) of strings, numbers and booleans, for an
- * `$n::type[]` parameter. Both drivers pass a string parameter through as its text, so this does
- * the per-element quoting once, up front, instead of the driver doing it for every query.
- * Every element is quoted; inside quotes only `"` and `\` need a backslash.
+ * `$n::type[]` parameter. Both drivers pass a string parameter through as its text, so the
+ * per-element quoting is done here, once, up front (not by the driver while the transaction
+ * holds chain heads). Every element is quoted; inside quotes only `"` and `\` take a backslash.
  */
 export function arrayLiteral(values: ReadonlyArray<string | number | boolean | null>): string {
-  let out = '{';
+  const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (i > 0) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
+    if (v === null || v === undefined) parts[i] = 'NULL';
     else {
       const t = String(v);
-      out += NEEDS_ESCAPE.test(t) ? `"${t.replace(/["\\]/g, '\\$&')}"` : `"${t}"`;
+      parts[i] = NEEDS_ESCAPE.test(t) ? `"${t.replace(ESCAPE, '\\$&')}"` : `"${t}"`;
     }
   }
-  return `${out}}`;
+  return `{${parts.join(',')}}`;
 }
 
 function monthStart(d: Date): Date {
@@ -135,6 +220,10 @@ function monthStart(d: Date): Date {
 /** The storage operations; one instance per store. */
 export class AuditRepository {
   private readonly partitions = new Set<string>();
+  /** Correlations whose chain head row exists (committed); heads are never deleted. */
+  private readonly knownHeads = new Set<string>();
+  /** Per correlation, the completion of the last batch of this store queued for it. */
+  private readonly tails = new Map<string, Promise<void>>();
   constructor(
     private readonly db: Db,
     private readonly hashKey?: Buffer,
@@ -182,18 +271,105 @@ export class AuditRepository {
     now = new Date(),
     idempotency?: { key: string; requestHash: string },
   ): Promise<{ events: WriteReceipt[]; replayed: boolean }> {
-    const rows = events.map((e) => toRow(e, writer, now));
+    if (events.length === 0) return { events: [], replayed: false };
+    // Everything that does not depend on the chain heads is prepared before the transaction
+    // locks them: each event's row and canonical form (all but its chain fields), and the
+    // column arrays. In chunks, so that a concurrent write holding chain heads is not kept
+    // waiting for the event loop while this one is being prepared.
+    const rows: Array<ReturnType<typeof toRow>> = [];
+    const templates: LinkTemplate[] = [];
+    for (let i = 0; i < events.length; i++) {
+      if (i > 0 && i % PREPARE_CHUNK === 0) await yieldToEventLoop();
+      const row = toRow(events[i]!, writer, now);
+      rows.push(row);
+      templates.push(linkTemplate(row));
+    }
     const months = new Set(rows.map((r) => monthStart(new Date(r.event_timestamp)).getTime()));
     for (const m of months) await this.ensurePartition(new Date(m));
     const corrs = [...new Set(rows.map((r) => r.correlation_id))].sort();
-    // Everything that does not depend on the chain heads is prepared before the transaction
-    // locks them: the canonical form of each event (all but its chain fields) and the columns.
-    const templates = rows.map(linkTemplate);
-    const columns = DATA_COLUMNS.map((c) =>
-      arrayLiteral(
-        c === 'event_data' ? rows.map((r) => JSON.stringify(r.event_data)) : rows.map((r) => r[c]),
-      ),
-    );
+    const varying: boolean[] = [];
+    const arrays: string[] = [];
+    const scalars: Array<string | null> = [];
+    for (const [c] of DATA_COLUMNS) {
+      const first = rows[0]![c];
+      if (rows.every((r) => r[c] === first)) {
+        varying.push(false);
+        scalars.push(first === null ? null : String(first));
+      } else {
+        if (arrays.length % 8 === 7) await yieldToEventLoop();
+        varying.push(true);
+        arrays.push(arrayLiteral(rows.map((r) => r[c])));
+      }
+    }
+    const batch: PreparedBatch = {
+      rows,
+      templates,
+      corrs,
+      varying,
+      arrays,
+      scalars,
+      eventData: JSON.stringify(rows.map((r) => r.event_data)),
+    };
+    const turn: Turn = {};
+    const attempt = (headsExist: boolean) =>
+      this.write(writer, idempotency, batch, headsExist, turn).finally(() => {
+        // After COMMIT (or ROLLBACK): the next batch of these correlations may go.
+        turn.leave?.();
+        turn.leave = undefined;
+      });
+    const cached = corrs.every((c) => this.knownHeads.has(c));
+    let out: { events: WriteReceipt[]; replayed: boolean };
+    try {
+      out = await attempt(cached);
+    } catch (err) {
+      // A head this store saw is gone (deleted by hand: the store never deletes one). Nothing
+      // was written; once more, creating heads as needed.
+      if (!(cached && (err as { cause?: unknown }).cause instanceof HeadMissing)) throw err;
+      for (const c of corrs) this.knownHeads.delete(c);
+      out = await attempt(false);
+    }
+    if (!out.replayed) this.rememberHeads(corrs);
+    return out;
+  }
+
+  /**
+   * Waits until every earlier batch of this store that shares a correlation with `corrs` has
+   * finished; returns the function that lets later ones go. A batch only ever waits for
+   * batches that queued before it, so the waits cannot form a cycle.
+   */
+  private async queue(corrs: readonly string[]): Promise<() => void> {
+    let leave!: () => void;
+    const done = new Promise<void>((resolve) => (leave = resolve));
+    const before = new Set<Promise<void>>();
+    for (const c of corrs) {
+      const t = this.tails.get(c);
+      if (t) before.add(t);
+      this.tails.set(c, done);
+    }
+    if (before.size > 0) await Promise.all(before);
+    return () => {
+      for (const c of corrs) if (this.tails.get(c) === done) this.tails.delete(c);
+      leave();
+    };
+  }
+
+  private rememberHeads(corrs: readonly string[]): void {
+    for (const c of corrs) this.knownHeads.add(c);
+    // Oldest first (a Set iterates in insertion order): a bounded cache.
+    for (const c of this.knownHeads) {
+      if (this.knownHeads.size <= KNOWN_HEADS_MAX) break;
+      this.knownHeads.delete(c);
+    }
+  }
+
+  /** The writing transaction of `insert`; `headsExist`: every head of the batch exists. */
+  private write(
+    writer: Writer,
+    idempotency: { key: string; requestHash: string } | undefined,
+    { rows, templates, corrs, varying, arrays, scalars, eventData }: PreparedBatch,
+    headsExist: boolean,
+    turn: Turn,
+  ): Promise<{ events: WriteReceipt[]; replayed: boolean }> {
     return this.db.transaction(async (tx) => {
       if (idempotency) {
         const claimed = await tx.query(
@@ -216,16 +392,35 @@ export class AuditRepository {
           return { events: p.response, replayed: true };
         }
       }
-      // Creates missing heads and locks every head of the batch, one row after another in the
-      // order of `corrs` (WITH ORDINALITY ... ORDER BY keeps it), so that two batches lock their
-      // common correlations in the same order and cannot deadlock.
-      const r = await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
-        `INSERT INTO audit_chain_heads (correlation_id, seq, last_hash)
-         SELECT c, 0, $1 FROM unnest($2::text[]) WITH ORDINALITY AS v(c, n) ORDER BY n
-         ON CONFLICT (correlation_id) DO UPDATE SET seq = audit_chain_heads.seq
-         RETURNING correlation_id, seq, last_hash`,
-        [GENESIS_HASH, arrayLiteral(corrs)],
-      );
+      // Batches of this store that share a correlation take turns here, in the order they got
+      // here, so that the next one locks the heads after the previous one committed rather
+      // than while its COMMIT is on the way: the lock is then cheap (no row changed under it).
+      // The row locks below stay the guarantee (several stores may share one database). A
+      // batch waits here holding no lock another batch can wait for: its idempotency key is
+      // its own (a second request with the same key waits at the claim above, before its turn),
+      // and it has locked no head yet; and every batch it waits for has its connection.
+      turn.leave = await this.queue(corrs);
+      // Locks every head of the batch, one row after another in the order of `corrs` (sorted;
+      // WITH ORDINALITY ... ORDER BY keeps that order), so that two batches lock their common
+      // correlations in the same order and cannot deadlock. When every head is known to exist
+      // (heads are never deleted), a row lock (SELECT ... FOR UPDATE) is enough; otherwise an
+      // upsert creates the missing ones and locks all, in the same order.
+      const r = headsExist
+        ? await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
+            `SELECT h.correlation_id, h.seq, h.last_hash
+             FROM unnest($1::text[]) WITH ORDINALITY AS v(c, n)
+             JOIN audit_chain_heads h ON h.correlation_id = v.c
+             ORDER BY v.n FOR UPDATE OF h`,
+            [arrayLiteral(corrs)],
+          )
+        : await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
+            `INSERT INTO audit_chain_heads (correlation_id, seq, last_hash)
+             SELECT c, 0, $1 FROM unnest($2::text[]) WITH ORDINALITY AS v(c, n) ORDER BY n
+             ON CONFLICT (correlation_id) DO UPDATE SET seq = audit_chain_heads.seq
+             RETURNING correlation_id, seq, last_hash`,
+            [GENESIS_HASH, arrayLiteral(corrs)],
+          );
+      if (r.rows.length !== corrs.length) throw new HeadMissing();
       const heads = new Map<string, { seq: number; hash: string }>();
       for (const h of r.rows)
         heads.set(h.correlation_id, { seq: Number(h.seq), hash: h.last_hash });
@@ -247,22 +442,6 @@ export class AuditRepository {
         hs.push(h.seq);
         hh.push(h.hash);
       }
-      const params = [...columns, ...[chainSeq, prevHash, eventHash, hc, hs, hh].map(arrayLiteral)];
-      const n = params.length;
-      // One statement, one round trip: the events (one array parameter per column) and the
-      // new chain heads.
-      await tx.query(
-        `WITH ins AS (
-           INSERT INTO audit_events (${[...DATA_COLUMNS, 'chain_seq', 'prev_hash', 'event_hash'].join(',')})
-           SELECT * FROM unnest(${[...DATA_COLUMNS.map((c) => TYPE[c]), 'integer', 'text', 'text']
-             .map((t, i) => `$${i + 1}::${t}[]`)
-             .join(',')})
-         )
-         UPDATE audit_chain_heads h SET seq = v.seq, last_hash = v.hash
-         FROM unnest($${n - 2}::text[], $${n - 1}::integer[], $${n}::text[]) AS v(c, seq, hash)
-         WHERE h.correlation_id = v.c`,
-        params,
-      );
       const receipts: WriteReceipt[] = rows.map((e, i) => ({
         event_id: e.event_id,
         event_timestamp: e.event_timestamp,
@@ -271,12 +450,19 @@ export class AuditRepository {
         event_hash: eventHash[i]!,
         written_by: e.written_by,
       }));
-      if (idempotency)
-        await tx.query(
-          `UPDATE audit_idempotency_keys SET response = $3::jsonb
-           WHERE written_by = $1 AND idempotency_key = $2`,
-          [writer.written_by, idempotency.key, JSON.stringify(receipts)],
-        );
+      // The last statement; COMMIT follows it at once (the heads stay locked until then).
+      await tx.queryAndCommit(insertEventsSql(varying, idempotency !== undefined), [
+        ...arrays,
+        arrayLiteral(chainSeq),
+        arrayLiteral(prevHash),
+        arrayLiteral(eventHash),
+        eventData,
+        ...scalars,
+        arrayLiteral(hc),
+        arrayLiteral(hs),
+        arrayLiteral(hh),
+        ...(idempotency ? [writer.written_by, idempotency.key, JSON.stringify(receipts)] : []),
+      ]);
       return { events: receipts, replayed: false };
     });
   }

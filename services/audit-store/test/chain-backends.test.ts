@@ -209,6 +209,78 @@ for (const b of backends) {
       assert.equal(r.replayed, false);
     });
 
+    test('every value is stored as written, through array and scalar parameters', async () => {
+      // Strings that need quoting or escaping in an array literal, nulls and the text NULL,
+      // empty strings; some columns alike across the batch (scalar parameters), some not.
+      const tricky = ['x"y', 'a\\b', '{,}', 'NULL', '', ' lead', 'trail ', 'é😀\u2028', '"', '\\'];
+      const events = tricky.map((t, i) =>
+        ev('c-values', {
+          actor_id: t,
+          actor_ip: i % 2 ? t : undefined,
+          resource_id: `r${t}`,
+          namespace: 'same',
+          error_message: i === 3 ? 'NULL' : undefined,
+          parent_event_id: i % 3 ? undefined : '0B7E6F5C-3D2A-4C1B-9E8F-7A6B5C4D3E2F',
+          duration_ms: i % 4 ? i : undefined,
+          is_sensitive: i % 2 === 0,
+          event_timestamp: `2025-05-0${1 + (i % 3)}T01:02:03.${String(i).padStart(3, '0')}Z`,
+          event_data: { t, nested: { '"k"': [t, null, i] }, i },
+        }),
+      );
+      const { events: receipts } = await repo.insert(events, writer);
+      const { events: stored } = await repo.query({ correlation_id: 'c-values' }, { limit: 100 });
+      const byId = new Map(stored.map((e) => [e.event_id, e]));
+      receipts.forEach((rc, i) => {
+        const e = byId.get(rc.event_id)!;
+        const want = events[i]!;
+        assert.equal(e.actor_id, want.actor_id);
+        assert.equal(e.actor_ip, want.actor_ip ?? null);
+        assert.equal(e.resource_id, want.resource_id);
+        assert.equal(e.namespace, 'same');
+        assert.equal(e.error_message, want.error_message ?? null);
+        assert.equal(e.parent_event_id, want.parent_event_id?.toLowerCase() ?? null);
+        assert.equal(e.duration_ms, want.duration_ms ?? null);
+        assert.equal(e.is_sensitive, want.is_sensitive);
+        assert.equal(e.event_timestamp, want.event_timestamp);
+        assert.deepEqual(e.event_data, want.event_data);
+        assert.equal(e.written_by, writer.written_by);
+        assert.equal(e.on_behalf_of, null);
+        assert.equal(e.event_hash, rc.event_hash);
+      });
+      const v = await repo.verify('c-values');
+      assert.deepEqual({ v: v.is_valid, n: v.events_checked }, { v: true, n: tricky.length });
+      // A batch of one: every column a scalar parameter.
+      await repo.insert([ev('c-values', { actor_id: 'x"y\\' })], writer);
+      assert.equal((await repo.verify('c-values')).is_valid, true);
+    });
+
+    test('a chain head deleted by hand is created again, as before', async () => {
+      await repo.insert([ev('c-lost'), ev('c-lost')], writer);
+      await db.query("DELETE FROM audit_chain_heads WHERE correlation_id = 'c-lost'");
+      // This repository remembers the head; the write must still go through.
+      const r = await repo.insert([ev('c-lost')], writer);
+      assert.equal(r.events[0]!.chain_seq, 1, 'a new head starts at 1, as the upsert always did');
+    });
+
+    test('two stores on one database write shared correlations without forking a chain', async () => {
+      const other = new AuditRepository(db);
+      const corrs = ['c-two-a', 'c-two-b', 'c-two-c', 'c-two-d'];
+      const batch = (k: number) =>
+        Array.from({ length: 8 }, (_, j) =>
+          ev(corrs[(j * (k + 1)) % corrs.length]!, { event_data: { k, j } }),
+        );
+      await Promise.all(
+        Array.from({ length: 12 }, (_, k) => (k % 2 ? repo : other).insert(batch(k), writer)),
+      );
+      let total = 0;
+      for (const c of corrs) {
+        const v = await repo.verify(c);
+        assert.equal(v.is_valid, true, `${c}: ${JSON.stringify(v.broken_links)}`);
+        total += v.events_checked;
+      }
+      assert.equal(total, 12 * 8);
+    });
+
     test('query filters and keyset pagination', async () => {
       await repo.insert(
         Array.from({ length: 7 }, (_, i) =>

@@ -85,3 +85,34 @@ test(
     assert.equal(r.length, 1);
   },
 );
+
+test(
+  'queryAndCommit commits with the statement, and a failing statement commits nothing',
+  { skip },
+  async () => {
+    await db.query('CREATE TABLE qac (n integer PRIMARY KEY)');
+    const r = await db.transaction(async (tx) => {
+      await tx.query('INSERT INTO qac VALUES (1)');
+      return (await tx.queryAndCommit<{ n: number }>('INSERT INTO qac VALUES (2) RETURNING n'))
+        .rows;
+    });
+    assert.deepEqual(r, [{ n: 2 }]);
+    // The statement fails (duplicate key): the COMMIT queued behind it becomes a rollback, and
+    // the transaction's earlier insert is gone too.
+    await assert.rejects(
+      db.transaction(async (tx) => {
+        await tx.query('INSERT INTO qac VALUES (3)');
+        await tx.queryAndCommit('INSERT INTO qac VALUES (1)');
+      }),
+      (err: { code?: string }) => err.code === 'ERR_DB',
+    );
+    const rows = (await db.query<{ n: number }>('SELECT n FROM qac ORDER BY n')).rows;
+    assert.deepEqual(
+      rows.map((x) => x.n),
+      [1, 2],
+    );
+    // The connection is usable afterwards, in and out of transactions.
+    for (let i = 0; i < 3; i++)
+      assert.equal((await db.transaction((tx) => tx.query('SELECT 1'))).rows.length, 1);
+  },
+);
