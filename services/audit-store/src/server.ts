@@ -238,6 +238,8 @@ declare module 'fastify' {
     caller?: { written_by: string; written_by_kind: string };
     /** The person a verified delegation token says the caller acts for. */
     onBehalfOf?: string;
+    /** SHA-256 of the JSON body as received, when the request carries an Idempotency-Key. */
+    bodyHash?: string;
   }
 }
 
@@ -303,6 +305,19 @@ export async function buildAuditApp(
   });
   app.addSchema(eventInputSchema);
   app.addSchema(storedEventSchema);
+  // Fastify's own JSON parser (prototype-poisoning checks included), keeping the body's hash:
+  // the idempotency check compares requests by their bytes, which a retry sends unchanged,
+  // instead of serializing a 1000-event batch again.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser(
+    'application/json',
+    { parseAs: 'string' },
+    (req: FastifyRequest, body: string | Buffer, done) => {
+      if (req.headers['idempotency-key'] !== undefined)
+        req.bodyHash = createHash('sha256').update(body).digest('hex');
+      parseJson(req, body as string, done);
+    },
+  );
 
   const written = new Counter({
     name: 'precinct_audit_events_written_total',
@@ -416,6 +431,7 @@ export async function buildAuditApp(
   }
   app.decorateRequest('caller', undefined);
   app.decorateRequest('onBehalfOf', undefined);
+  app.decorateRequest('bodyHash', undefined);
   const delegations = new Counter({
     name: 'precinct_audit_delegation_total',
     help: 'Requests that carried a delegation token, by result and reason.',
@@ -483,10 +499,7 @@ export async function buildAuditApp(
         ? undefined
         : {
             key,
-            requestHash: createHash('sha256')
-              .update(batch ? 'batch\n' : 'single\n')
-              .update(JSON.stringify(events))
-              .digest('hex'),
+            requestHash: `${batch ? 'batch' : 'single'}:${req.bodyHash ?? ''}`,
           },
     );
     end();
