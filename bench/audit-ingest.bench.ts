@@ -29,6 +29,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPostgres } from '@precinct/testing';
+import { COLUMNS } from '../services/audit-store/src/events.js';
 import { bundle } from './support/bundle.js';
 import { percentile, printTable, type Row } from './table.js';
 
@@ -114,38 +115,8 @@ const varied = (i: number): BenchEvent => ({
   event_data: { i, path: '/api/x', status: 200 },
 });
 
-/** The audit_events columns, in the order the reference inserts them. */
-const COLS = [
-  'event_id',
-  'version',
-  'event_type',
-  'event_timestamp',
-  'event_category',
-  'event_action',
-  'event_outcome',
-  'actor_type',
-  'actor_id',
-  'actor_ip',
-  'resource_type',
-  'resource_id',
-  'correlation_id',
-  'parent_event_id',
-  'namespace',
-  'cluster_id',
-  'severity',
-  'duration_ms',
-  'error_code',
-  'error_message',
-  'retention_days',
-  'is_sensitive',
-  'event_data',
-  'written_by',
-  'written_by_kind',
-  'on_behalf_of',
-  'chain_seq',
-  'prev_hash',
-  'event_hash',
-];
+/** The audit_events columns, in the order the reference inserts them (the store's order). */
+const COLS = COLUMNS;
 /** A row as the store would store the event (defaults filled; chain values stand-ins). */
 const storedValues = (e: BenchEvent, k: number, now: string): unknown[] => [
   crypto.randomUUID(),
