@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { matchesIpv6San } from './helpers.js';
 import type { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
@@ -16,22 +17,30 @@ test('parseListen accepts host:port, [v6]:port and :port; rejects the rest', () 
   }
 });
 
-test('an IPv6 advertise host is bracketed in the kubeconfig and issuer, and clients use it', async (t) => {
-  const kd = await startKubeDev({ listen: { host: '::1', port: 0 }, advertiseHost: '::1' });
-  t.after(() => kd.close());
-  assert.equal(kd.url, `https://[::1]:${kd.port}`);
-  assert.equal(kd.issuer, kd.url);
-  assert.match(
-    readFileSync(kd.kubeconfigPath, 'utf8'),
-    new RegExp(`server: "https://\\[::1\\]:${kd.port}"`),
-  );
-  const kc = new KubeConfig();
-  kc.loadFromFile(kd.kubeconfigPath);
-  const sa = await kc
-    .makeApiClient(CoreV1Api)
-    .readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
-  assert.equal(sa.metadata?.name, 'default');
-});
+test(
+  'an IPv6 advertise host is bracketed in the kubeconfig and issuer, and clients use it',
+  {
+    skip: matchesIpv6San()
+      ? false
+      : 'this Node cannot match IPv6 SANs (nodejs/node#64144); Node 20 and fixed releases run it',
+  },
+  async (t) => {
+    const kd = await startKubeDev({ listen: { host: '::1', port: 0 }, advertiseHost: '::1' });
+    t.after(() => kd.close());
+    assert.equal(kd.url, `https://[::1]:${kd.port}`);
+    assert.equal(kd.issuer, kd.url);
+    assert.match(
+      readFileSync(kd.kubeconfigPath, 'utf8'),
+      new RegExp(`server: "https://\\[::1\\]:${kd.port}"`),
+    );
+    const kc = new KubeConfig();
+    kc.loadFromFile(kd.kubeconfigPath);
+    const sa = await kc
+      .makeApiClient(CoreV1Api)
+      .readNamespacedServiceAccount({ name: 'default', namespace: 'default' });
+    assert.equal(sa.metadata?.name, 'default');
+  },
+);
 
 test('a custom advertise host is in the serving certificate and the issuer', async (t) => {
   const kd = await startKubeDev({
