@@ -148,6 +148,12 @@ export const auditStoreCommand: Command = {
           description: 'audience delegation tokens must name (default: data-storage-service)',
           placeholder: 'NAME',
         },
+        'idempotency-ttl': {
+          type: 'string',
+          description:
+            'how long an Idempotency-Key is remembered, in seconds (default: 86400); a retry later than this writes again',
+          placeholder: 'SECONDS',
+        },
         'no-auth': {
           type: 'boolean',
           description: 'no Kubernetes auth, every writer is anonymous (needs --insecure-dev)',
@@ -174,6 +180,13 @@ export const auditStoreCommand: Command = {
       typeof flags.listen === 'string'
         ? parseListen(flags.listen, defaults.host)
         : listenOptionsFromEnv(defaults);
+    const idemTtl =
+      flags['idempotency-ttl'] === undefined ? undefined : Number(flags['idempotency-ttl']);
+    if (
+      idemTtl !== undefined &&
+      (!Number.isInteger(idemTtl) || idemTtl < 60 || idemTtl > 30 * 86400)
+    )
+      throw new UsageError('--idempotency-ttl must be whole seconds, 60..2592000 (30 days)');
     if (flags['health-listen'] !== undefined && !flags.spiffe)
       throw new UsageError('--health-listen only applies with --spiffe');
     const delegationIssuer = flags['delegation-issuer'] as string | undefined;
@@ -235,6 +248,7 @@ export const auditStoreCommand: Command = {
           }
         : {}),
       ...(delegation ? { delegation } : {}),
+      ...(idemTtl !== undefined ? { idempotencyTtlMs: idemTtl * 1000 } : {}),
       authz: flags.namespace ? { namespace: flags.namespace as string } : undefined,
       hashKey: hmacFile ? readFileSync(hmacFile) : undefined,
       signingKeyPem: signingKey ? loadOrCreateSigningKey(signingKey, !!dataDir) : undefined,

@@ -62,6 +62,8 @@ test('bad flag combinations are usage errors', async (t) => {
     ],
     ['positional argument', ['serve'], /serve/],
     ['--health-listen without --spiffe', ['--health-listen', ':9000'], /--spiffe/],
+    ['--idempotency-ttl not a number', ['--idempotency-ttl', '1h'], /--idempotency-ttl/],
+    ['--idempotency-ttl too short', ['--idempotency-ttl', '5'], /--idempotency-ttl/],
     [
       '--delegation-issuer without its keys',
       ['--delegation-issuer', 'https://idp.example'],
@@ -132,6 +134,8 @@ test(
         keyFile,
         '--advertise-host',
         'audit.example',
+        '--idempotency-ttl',
+        '3600',
       ],
       { PORT: '0' },
     );
