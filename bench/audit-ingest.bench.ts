@@ -29,8 +29,9 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPostgres } from '@precinct/testing';
-import { COLUMNS } from '../services/audit-store/src/events.js';
+import { COLUMNS, type AuditEventInput } from '../services/audit-store/src/events.js';
 import { bundle } from './support/bundle.js';
+import { procMemory } from './support/memory.js';
 import { percentile, printTable, type Row } from './table.js';
 
 const BATCH = 1000;
@@ -47,30 +48,8 @@ const WRITER = 'system:serviceaccount:bench:writer';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const childScript = fileURLToPath(new URL('./support/audit-store-child.ts', import.meta.url));
 
-interface BenchEvent {
-  version?: string;
-  event_type: string;
-  event_timestamp?: string;
-  event_category: string;
-  event_action: string;
-  event_outcome: 'success' | 'failure' | 'pending';
-  actor_type?: string;
-  actor_id?: string;
-  actor_ip?: string;
-  resource_type?: string;
-  resource_id?: string;
-  correlation_id: string;
-  parent_event_id?: string;
-  namespace?: string;
-  cluster_id?: string;
-  severity?: string;
-  duration_ms?: number;
-  error_code?: string;
-  error_message?: string;
-  retention_days?: number;
-  is_sensitive?: boolean;
-  event_data: Record<string, unknown>;
-}
+/** An event as the bench sends it: always with `event_data`. */
+type BenchEvent = AuditEventInput & { event_data: Record<string, unknown> };
 
 /** The issue's events: 1000 correlations, a few fields varying, the rest alike or absent. */
 const uniform = (i: number): BenchEvent => ({
@@ -167,9 +146,8 @@ async function twoWriters<T>(items: T[], run: (item: T) => Promise<void>): Promi
 
 /** VmRSS and VmHWM (peak RSS) of a process, in MB. */
 function memOf(pid: number): { rss: number; hwm: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
-  return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+  const m = procMemory(pid);
+  return { rss: m.rss / 1024 / 1024, hwm: m.peak / 1024 / 1024 };
 }
 
 /** CPU time (user + system, ms) of a process and, with `children`, of its child processes. */

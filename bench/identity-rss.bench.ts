@@ -17,12 +17,13 @@
 // loader costs. BENCH_ENTRIES and BENCH_WORKLOADS change the counts.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { bundle } from './support/bundle.js';
+import { procMemory, settleHeap } from './support/memory.js';
 import { printTable, type Row } from './table.js';
 
 const ENTRIES = Number(process.env.BENCH_ENTRIES ?? 10_000);
@@ -56,20 +57,10 @@ function self(script: string): string[] {
 
 /** Full collections until the heap stops shrinking, then the figures from /proc. */
 async function memory(): Promise<Memory> {
-  const gc = globalThis.gc;
-  if (!gc) throw new Error('run with --expose-gc');
-  let last = Infinity;
-  for (let i = 0; i < 5; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 20));
-    const h = process.memoryUsage().heapUsed;
-    if (h >= last - 64 * 1024) break;
-    last = h;
-  }
-  const status = readFileSync('/proc/self/status', 'utf8');
-  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)![1]) * 1024;
+  await settleHeap();
+  const { rss, peak } = procMemory();
   const m = process.memoryUsage();
-  return { rss: kb('VmRSS'), peak: kb('VmHWM'), heapUsed: m.heapUsed, external: m.external };
+  return { rss, peak, heapUsed: m.heapUsed, external: m.external };
 }
 
 /** The workloads: one client per address, each with a FetchX509SVID stream. */

@@ -20,6 +20,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundle } from './support/bundle.js';
+import { settleHeap } from './support/memory.js';
 import { printTable } from './table.js';
 
 const N = Number(process.env.BENCH_ENTRIES ?? 100_000);
@@ -34,19 +35,9 @@ interface Sample {
   entries: number;
 }
 
-/** Full collections until the heap stops shrinking, then the figures. */
-// (The reference runs SETTLE_JS below, the same in JavaScript.)
+/** The heap settled, then RSS and heap in use. */
 async function settle(): Promise<{ rss: number; heap: number }> {
-  const gc = globalThis.gc;
-  if (!gc) throw new Error('run with --expose-gc');
-  let last = Infinity;
-  for (let i = 0; i < 5; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 20));
-    const h = process.memoryUsage().heapUsed;
-    if (h >= last - 64 * 1024) break;
-    last = h;
-  }
+  await settleHeap();
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed };
 }
@@ -131,15 +122,10 @@ async function measure(): Promise<Sample> {
   };
 }
 
-const SETTLE_JS = `async function settle() {
-  let last = Infinity;
-  for (let i = 0; i < 5; i++) {
-    gc();
-    await new Promise((r) => setTimeout(r, 20));
-    const h = process.memoryUsage().heapUsed;
-    if (h >= last - 64 * 1024) break;
-    last = h;
-  }
+// The reference's settle(): settleHeap's own source (it imports nothing), then the figures.
+const SETTLE_JS = `const settleHeap = ${settleHeap.toString()};
+async function settle() {
+  await settleHeap();
   const m = process.memoryUsage();
   return { rss: m.rss, heap: m.heapUsed };
 }`;

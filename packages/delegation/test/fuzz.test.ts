@@ -6,18 +6,7 @@ import {
   type DelegationFailureReason,
 } from '@precinct/delegation';
 import { AGENT, AUDIENCE, ISSUER, makeKey, sign, type TestKey } from './support.js';
-
-/** mulberry32: a small seeded PRNG, so a failing mutation can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '@precinct/testing';
 
 const ALPHABET =
   'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_' + '.=+/ \t\n\u0000é🦀"{}';
@@ -74,7 +63,7 @@ async function fuzz(key: TestKey, seed: number, rounds: number) {
   });
   const token = await sign(key);
   const expected = (await verifier.verify(token, { actor: AGENT })).claims; // positive control
-  const rnd = prng(seed);
+  const rnd = seededRandom(seed);
   const reasons = new Map<DelegationFailureReason, number>();
   let noOps = 0;
   for (let round = 0; round < rounds; round++) {

@@ -31,6 +31,7 @@ export {
   createKubeAuth,
   createNodeHttpAuth,
   stripIdentityHeaders,
+  resolveAttrs,
   bearerToken,
   problem,
   sendProblem,

@@ -188,6 +188,7 @@ export function createKubeAuth(opts: KubeAuthOptions) {
   }
 }
 
+/** The attribute sets a route asks RBAC for (none for a public route). */
 export function resolveAttrs<Req>(
   route: RouteAuthorization<Req> | undefined | false,
   req: Req,

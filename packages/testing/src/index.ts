@@ -3,3 +3,4 @@ export { tempDir } from './tmp.js';
 export { createNetnsHost, netnsSkip, type NetnsHost } from './netns.js';
 export { startNatsServer, type NatsServer } from './nats.js';
 export { startPostgres, type PostgresServer } from './postgres.js';
+export { seededRandom } from './random.js';

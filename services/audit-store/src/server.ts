@@ -13,6 +13,7 @@ import {
   createKubeAuth,
   kubeAuthFastifyPlugin,
   parseServiceAccountUsername,
+  resolveAttrs,
   stripIdentityHeaders,
   type Authorizer,
   type ResourceAttributes,
@@ -412,10 +413,9 @@ export async function buildAuditApp(
       const id = req.spiffeId;
       if (!id) return denied(reply, 401, 'authentication failed');
       if (rbac) {
-        const attrs = typeof route === 'function' ? route(req) : (route ?? []);
         const no = await rbac.authorize(
           { username: id.toString(), groups: [id.trustDomain.idString()] },
-          Array.isArray(attrs) ? attrs : [attrs],
+          resolveAttrs(route, req),
         );
         if (no) return denied(reply, no.problem.status, no.problem.title);
       }

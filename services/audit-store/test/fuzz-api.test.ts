@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import type { Authorizer, ServiceAccountIdentity, TokenVerifier } from '@precinct/kube';
 import { startAuditStore, type AuditStore } from '../src/server.js';
 import { createPgliteDb, type Db } from '../src/db.js';
+import { eventInputSchema } from '../src/events.js';
 
 const RUNS = Number(process.env.PRECINCT_FUZZ_RUNS ?? 150);
 const SEED = process.env.PRECINCT_FUZZ_SEED ? Number(process.env.PRECINCT_FUZZ_SEED) : undefined;
@@ -51,24 +52,9 @@ const nasty = fc.oneof(
 const jsonValue = fc.oneof(nasty, fc.jsonValue({ maxDepth: 3 }));
 const fieldName = fc.oneof(
   fc.constantFrom(
-    ...Object.keys(valid),
-    'version',
-    'event_timestamp',
-    'actor_type',
-    'actor_id',
-    'actor_ip',
-    'resource_type',
-    'resource_id',
-    'parent_event_id',
-    'namespace',
-    'cluster_id',
-    'severity',
-    'duration_ms',
-    'error_code',
-    'error_message',
-    'retention_days',
-    'is_sensitive',
-    'event_data',
+    // Every accepted field, plus attribution columns a client must not set and names that
+    // poison prototypes.
+    ...Object.keys(eventInputSchema.properties),
     'written_by',
     'on_behalf_of',
     '__proto__',

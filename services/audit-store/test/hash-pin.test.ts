@@ -14,6 +14,7 @@ import {
   type StoredEvent,
 } from '../src/events.js';
 import { arrayLiteral } from '../src/store.js';
+import { seededRandom } from '@precinct/testing';
 
 // --- the first implementation (services/audit-store/src/events.ts as released) -------------
 function oracleCanonicalJson(v: unknown): string {
@@ -102,18 +103,6 @@ test('the canonical form and the hash of a known event are pinned', () => {
   assert.equal(`${t.pre}2${t.mid}"${'a'.repeat(64)}"${t.post}`, CANONICAL);
 });
 
-/** A small deterministic PRNG (mulberry32), so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const PIECES = [
   'a',
   'Z',
@@ -183,7 +172,7 @@ function randomValue(r: () => number, depth = 0): unknown {
 }
 
 test('canonicalJson gives the first implementation’s bytes for random values', () => {
-  const r = prng(20240611);
+  const r = seededRandom(20240611);
   for (let i = 0; i < 20_000; i++) {
     const v = randomValue(r);
     assert.equal(canonicalJson(v), oracleCanonicalJson(v), JSON.stringify(v));
@@ -194,7 +183,7 @@ test('canonicalJson gives the first implementation’s bytes for random values',
 });
 
 test('the writer’s template hash equals linkHash and the first implementation for random rows', () => {
-  const r = prng(7);
+  const r = seededRandom(7);
   const str = () => (r() < 0.2 ? null : randomString(r, 12));
   for (let i = 0; i < 3_000; i++) {
     const e: Record<string, unknown> = {
