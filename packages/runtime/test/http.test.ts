@@ -1,0 +1,115 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Fastify from 'fastify';
+import { Counter, Registry } from 'prom-client';
+import {
+  PROBLEMS,
+  PROBLEM_CONTENT_TYPE,
+  problem,
+  problemStatus,
+  probesPlugin,
+  sendProblem,
+  type ProblemCode,
+} from '@precinct/runtime/http';
+
+test('problem(): RFC 9457 body with the status and title from the one table', () => {
+  for (const code of Object.keys(PROBLEMS) as ProblemCode[]) {
+    const body = problem(code);
+    assert.equal(body.status, PROBLEMS[code].status);
+    assert.equal(body.title, PROBLEMS[code].title);
+    assert.equal(body.type, 'about:blank');
+    assert.equal(body.code, code);
+    assert.equal('detail' in body, false);
+  }
+  assert.deepEqual(problem('not_found', 'no such event'), {
+    type: 'about:blank',
+    title: 'not found',
+    status: 404,
+    code: 'not_found',
+    detail: 'no such event',
+  });
+});
+
+test('problemStatus(): unknown codes (and inherited names) are a TypeError', () => {
+  assert.equal(problemStatus('unavailable'), 503);
+  for (const bad of ['nope', 'toString', '__proto__', 'constructor']) {
+    assert.throws(() => problemStatus(bad as ProblemCode), TypeError, bad);
+  }
+});
+
+async function probesApp(ready: Record<string, () => unknown>, readyTimeoutMs?: number) {
+  const registry = new Registry();
+  new Counter({ name: 'probe_test_total', help: 'test', registers: [registry] }).inc(3);
+  const app = Fastify();
+  await app.register(probesPlugin, {
+    registry,
+    ready,
+    ...(readyTimeoutMs ? { readyTimeoutMs } : {}),
+  });
+  await app.ready();
+  return app;
+}
+
+test('probes: /health and /metrics; /ready 200 when every check passes', async (t) => {
+  const app = await probesApp({ a: () => true, b: async () => undefined });
+  t.after(() => app.close());
+  const health = await app.inject('/health');
+  assert.equal(health.statusCode, 200);
+  assert.deepEqual(health.json(), { status: 'ok' });
+  const ready = await app.inject('/ready');
+  assert.equal(ready.statusCode, 200);
+  const metrics = await app.inject('/metrics');
+  assert.equal(metrics.statusCode, 200);
+  assert.match(metrics.headers['content-type'] as string, /^text\/plain/);
+  assert.match(metrics.body, /^probe_test_total 3$/m);
+});
+
+test('probes: /ready 503 problem+json naming each failing check (false, throw, reject, hang)', async (t) => {
+  const app = await probesApp(
+    {
+      ok: () => true,
+      falsy: () => false,
+      throws: () => {
+        throw new Error('secret detail');
+      },
+      rejects: () => Promise.reject(new Error('secret detail')),
+      hangs: () => new Promise(() => {}),
+    },
+    50,
+  );
+  t.after(() => app.close());
+  const res = await app.inject('/ready');
+  assert.equal(res.statusCode, 503);
+  assert.equal(res.headers['content-type'], `${PROBLEM_CONTENT_TYPE}; charset=utf-8`);
+  const body = res.json();
+  assert.equal(body.code, 'unavailable');
+  assert.equal(body.detail, 'not ready: falsy, throws, rejects, hangs');
+  assert.doesNotMatch(res.body, /secret detail/);
+});
+
+test('probes: bad options fail registration', async () => {
+  for (const opts of [
+    {},
+    { registry: {} },
+    { registry: new Registry(), ready: { x: 'yes' } },
+    { registry: new Registry(), readyTimeoutMs: -1 },
+  ]) {
+    const app = Fastify();
+    await assert.rejects(
+      app.register(probesPlugin, opts as never).ready(),
+      TypeError,
+      JSON.stringify(opts),
+    );
+    await app.close();
+  }
+});
+
+test('sendProblem(): status and content type from the table', async (t) => {
+  const app = Fastify();
+  app.get('/x', (_req, reply) => sendProblem(reply, 'authorization_failed'));
+  t.after(() => app.close());
+  const res = await app.inject('/x');
+  assert.equal(res.statusCode, 403);
+  assert.match(res.headers['content-type'] as string, /^application\/problem\+json/);
+  assert.deepEqual(res.json(), problem('authorization_failed'));
+});
