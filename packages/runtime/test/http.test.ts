@@ -96,7 +96,10 @@ test('probes: bad options fail registration', async () => {
   ]) {
     const app = Fastify();
     await assert.rejects(
-      app.register(probesPlugin, opts as never).ready(),
+      (async () => {
+        await app.register(probesPlugin, opts as never);
+        await app.ready();
+      })(),
       TypeError,
       JSON.stringify(opts),
     );
