@@ -1,4 +1,4 @@
-import { UsageError, type Command } from '@precinct/runtime';
+import { UsageError, describeError, type Command } from '@precinct/runtime';
 
 // Commands load lazily so `precinct --help` and one service never pay for the others.
 const commands: Array<{ name: string; summary: string; load: () => Promise<Command> }> = [
@@ -82,7 +82,7 @@ async function main(argv: string[]): Promise<number> {
       console.error(`precinct ${name}: ${err.message}\nRun \`precinct ${name} --help\`.`);
       return 2;
     }
-    console.error(`precinct ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`precinct ${name}: ${describeError(err)}`);
     return 1;
   }
 }

@@ -45,18 +45,20 @@ export const upCommand: Command = {
         description: 'port of the audit store (0 = any free port)',
         default: '8080',
         placeholder: 'PORT',
+        kind: 'port',
       },
       'kube-port': {
         type: 'string',
         description: 'port of the local Kubernetes auth API (0 = any free port)',
         default: '6443',
         placeholder: 'PORT',
+        kind: 'port',
       },
     });
     if (!flags) return;
     const dataDir = resolve(String(flags['data-dir']));
     const kube = await startKubeDev({
-      listen: { host: '::', port: Number(flags['kube-port']) },
+      listen: { host: '::', port: Number(flags['kube-port']), setting: '--kube-port' },
       advertiseHost: String(flags['advertise-host']),
       dataDir: resolve(dataDir, 'kube-dev'),
       kubeconfigPath: resolve(dataDir, 'kubeconfig'),

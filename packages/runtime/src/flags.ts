@@ -1,5 +1,17 @@
 import { parseArgs } from 'node:util';
 import { UsageError } from './command.js';
+import { parseDatabaseUrl, parseDuration, parseHttpUrl, parseListen, parsePort } from './values.js';
+
+/** What a string flag holds; parseFlags checks it, so a typo fails start-up with its name. */
+export type FlagKind = 'port' | 'listen' | 'duration' | 'http-url' | 'database-url';
+
+const CHECK: Record<FlagKind, (raw: string, name: string) => unknown> = {
+  port: parsePort,
+  listen: (raw, name) => parseListen(raw, name),
+  duration: parseDuration,
+  'http-url': parseHttpUrl,
+  'database-url': parseDatabaseUrl,
+};
 
 export interface FlagSpec {
   type: 'string' | 'boolean';
@@ -9,6 +21,12 @@ export interface FlagSpec {
   /** Shown in --help as the value placeholder. */
   placeholder?: string;
   multiple?: boolean;
+  /** Checked after defaults are applied; the value stays the string given. */
+  kind?: FlagKind;
+  /** Flags that cannot be given together with this one. */
+  conflicts?: string[];
+  /** Flags that must be given whenever this one is. */
+  requires?: string[];
 }
 
 export type ParsedFlags = Record<string, string | boolean | string[] | undefined>;
@@ -33,7 +51,8 @@ function helpText(command: string, summary: string, specs: Record<string, FlagSp
 
 /**
  * Parses `argv` strictly against `specs`. Prints help and returns undefined on --help; throws
- * UsageError on an unknown flag, a missing value or a positional argument.
+ * UsageError on an unknown flag, a missing value or a positional argument, and on values that
+ * fail their `kind`, `conflicts` or `requires`: every such problem at once, one line each.
  */
 export function parseFlags(
   command: string,
@@ -60,8 +79,35 @@ export function parseFlags(
     console.log(helpText(command, summary, specs) + (extraHelp ? `\n\n${extraHelp}` : ''));
     return undefined;
   }
+  const given = new Set(Object.keys(values).filter((k) => values[k] !== undefined));
   for (const [name, s] of Object.entries(specs)) {
     if (values[name] === undefined && s.default !== undefined) values[name] = s.default;
   }
+  const problems: string[] = [];
+  const pairs = new Set<string>();
+  for (const [name, s] of Object.entries(specs)) {
+    const v = values[name];
+    if (s.kind && v !== undefined) {
+      for (const one of Array.isArray(v) ? v : [v]) {
+        try {
+          CHECK[s.kind](String(one), `--${name}`);
+        } catch (err) {
+          problems.push(err instanceof Error ? err.message : String(err));
+        }
+      }
+    }
+    if (!given.has(name)) continue;
+    for (const other of s.conflicts ?? []) {
+      const pair = [name, other].sort().join(' ');
+      if (given.has(other) && !pairs.has(pair)) {
+        pairs.add(pair);
+        problems.push(`--${name} and --${other} cannot be used together`);
+      }
+    }
+    for (const other of s.requires ?? []) {
+      if (!given.has(other)) problems.push(`--${name} needs --${other} as well`);
+    }
+  }
+  if (problems.length > 0) throw new UsageError(problems.join('\n'));
   return values;
 }

@@ -1,5 +1,19 @@
-export { UsageError, type Command } from './command.js';
-export { parseFlags, type FlagSpec, type ParsedFlags } from './flags.js';
+export { UsageError, describeError, type Command } from './command.js';
+export { parseFlags, type FlagSpec, type FlagKind, type ParsedFlags } from './flags.js';
 export { createLogger, type Logger, REDACT_PATHS } from './logger.js';
-export { listen, listenOptionsFromEnv, formatHostPort, type ListenOptions } from './listen.js';
+export {
+  listen,
+  listenOptionsFromEnv,
+  formatHostPort,
+  ListenError,
+  type ListenOptions,
+} from './listen.js';
+export {
+  parsePort,
+  parseListen,
+  parseDuration,
+  parseHttpUrl,
+  parseDatabaseUrl,
+  redactUrl,
+} from './values.js';
 export { waitForShutdown } from './shutdown.js';

@@ -5,6 +5,51 @@ export interface ListenOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
+  /** The flag or variable that sets this port, named in the error when it cannot be used. */
+  setting?: string;
+}
+
+/**
+ * Thrown by {@link listen} when the address cannot be used, with a message that says why in
+ * words (the port is taken, needs privileges, the address is not on this machine) and which
+ * setting changes it. `code` is the system's (`EADDRINUSE`, ...); the message is complete, so
+ * the system error is kept as `cause` only when it is not one of those.
+ */
+export class ListenError extends Error {
+  readonly code: string;
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ListenError';
+    this.code = code;
+  }
+}
+
+function listenError(err: NodeJS.ErrnoException, host: string, opts: ListenOptions): ListenError {
+  const where = formatHostPort(host, opts.port);
+  const change = opts.setting
+    ? `; choose another with ${opts.setting} (0 picks any free port)`
+    : '';
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return new ListenError(
+        `cannot listen on ${where}: port ${opts.port} is already in use by another process${change}`,
+        err.code,
+      );
+    case 'EACCES':
+      return new ListenError(
+        `cannot listen on ${where}: permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)${change}`,
+        err.code,
+      );
+    case 'EADDRNOTAVAIL':
+      return new ListenError(
+        `cannot listen on ${where}: ${host} is not an address of this machine`,
+        err.code,
+      );
+    default:
+      return new ListenError(`cannot listen on ${where}: ${err.message}`, err.code ?? 'EUNKNOWN', {
+        cause: err,
+      });
+  }
 }
 
 /**
@@ -53,9 +98,13 @@ export async function listen(server: Server, opts: ListenOptions): Promise<numbe
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (opts.host === '::' && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-      return attempt('0.0.0.0');
+      try {
+        return await attempt('0.0.0.0');
+      } catch (err4) {
+        throw listenError(err4 as NodeJS.ErrnoException, '0.0.0.0', opts);
+      }
     }
-    throw err;
+    throw listenError(err as NodeJS.ErrnoException, opts.host, opts);
   }
 }
 

@@ -13,6 +13,7 @@ import {
   waitForShutdown,
   type Command,
   type ListenOptions,
+  parseDatabaseUrl,
 } from '@precinct/runtime';
 import type { JWK } from 'jose';
 import { createDelegationVerifier } from '@precinct/delegation';
@@ -227,6 +228,9 @@ export const auditStoreCommand: Command = {
         authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
       };
     }
+    const databaseUrl = process.env.DATABASE_URL
+      ? parseDatabaseUrl(process.env.DATABASE_URL)
+      : undefined;
     // Only after every flag checked out: the source holds a Workload API stream open.
     const source = flags.spiffe ? await openX509Source() : undefined;
     const dataDir = flags['data-dir'] as string | undefined;
@@ -234,7 +238,7 @@ export const auditStoreCommand: Command = {
       (flags['hmac-key-file'] as string | undefined) ?? process.env.AUDIT_HMAC_KEY_FILE;
     const signingKey = flags['signing-key'] as string | undefined;
     const store = await startAuditStore({
-      databaseUrl: process.env.DATABASE_URL || undefined,
+      databaseUrl,
       dataDir,
       auth,
       ...(source

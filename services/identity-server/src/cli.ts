@@ -8,6 +8,7 @@ import {
   waitForShutdown,
   type Command,
   type FlagSpec,
+  parseDatabaseUrl,
 } from '@precinct/runtime';
 import { createTokenReviewVerifier, loadKubeConfig } from '@precinct/kube';
 import type { TokenVerifier } from './attestation.js';
@@ -193,7 +194,10 @@ export const identityServerCommand: Command = {
     const ttl = parseDuration(f['ca-ttl'] as string, 'ca-ttl') * 1000;
     const logger = createLogger('identity-server');
     const verifier = attestor === 'kube' ? kubeVerifier(audience) : undefined;
-    const databaseUrl = (f['database-url'] as string | undefined) ?? process.env.DATABASE_URL;
+    const rawDbUrl = (f['database-url'] as string | undefined) ?? process.env.DATABASE_URL;
+    const databaseUrl = rawDbUrl
+      ? parseDatabaseUrl(rawDbUrl, f['database-url'] ? '--database-url' : 'DATABASE_URL')
+      : undefined;
     const beFlags = ['bundle-endpoint-port', 'bundle-endpoint-cert', 'bundle-endpoint-key'];
     const beGiven = beFlags.filter((n) => f[n] !== undefined);
     if (beGiven.length > 0 && beGiven.length < 3) {
