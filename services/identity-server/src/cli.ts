@@ -377,13 +377,30 @@ function formatEntry(e: Entry): string {
   ].join('\n');
 }
 
+const ENTRY_SUMMARIES: Record<string, string> = {
+  create: 'Create a registration entry: a SPIFFE ID for workloads that match every selector.',
+  show: 'Show one entry by -entryID, or the entries matching -spiffeID and/or -selector.',
+  list: 'List every registration entry.',
+  update: 'Change fields of the entry -entryID (only the flags given change).',
+  delete: 'Delete the entry -entryID; workloads it matched stop receiving its SVIDs.',
+};
+
 /** `precinct entry create|show|list|update|delete`, printing through `io`. */
 export async function runEntryCli(argv: string[], io: EntryIo): Promise<void> {
   const [sub, ...rest] = argv;
   const subs = ['create', 'show', 'list', 'update', 'delete'];
   if (!sub || sub === '--help' || sub === '-h') {
     io.out(
-      `Usage: precinct entry <${subs.join('|')}> [flags]\n\nRun \`precinct entry create --help\` for the flags.`,
+      [
+        `Usage: precinct entry <${subs.join('|')}> [flags]`,
+        '',
+        "Manage the identity server's registration entries through its admin API.",
+        '',
+        'Subcommands:',
+        ...subs.map((n) => `  ${n.padEnd(6)}  ${ENTRY_SUMMARIES[n]}`),
+        '',
+        'Run `precinct entry <subcommand> --help` for its flags.',
+      ].join('\n'),
     );
     return;
   }
@@ -391,7 +408,7 @@ export async function runEntryCli(argv: string[], io: EntryIo): Promise<void> {
     throw new UsageError(`unknown subcommand "${sub}" (want ${subs.join(', ')})`);
   const f = parseFlags(
     `entry ${sub}`,
-    'manage registration entries',
+    ENTRY_SUMMARIES[sub]!,
     normalizeEntryFlags(rest),
     entryFlags,
   );
@@ -439,14 +456,28 @@ export async function runEntryCli(argv: string[], io: EntryIo): Promise<void> {
   }
 
   const call = async (method: string, path: string, payload?: unknown) => {
-    const res = await (io.fetch ?? fetch)(new URL(path, url), {
-      method,
-      headers: {
-        authorization: `Bearer ${token}`,
-        ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
-    });
+    let res: Response;
+    try {
+      res = await (io.fetch ?? fetch)(new URL(path, url), {
+        method,
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(payload !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(payload !== undefined ? { body: JSON.stringify(payload) } : {}),
+      });
+    } catch (err) {
+      // undici says only "fetch failed"; the reason is in its cause (ECONNREFUSED, ...).
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why =
+        cause?.code === 'ECONNREFUSED'
+          ? 'connection refused'
+          : (cause?.code ?? cause?.message ?? String(err));
+      throw new Error(
+        `cannot reach the identity server's admin API at ${url} (${why}): is it running? ` +
+          `Start it with \`precinct identity-server\` or \`precinct up\`, or pass --admin-url.`,
+      );
+    }
     const json = (await res.json().catch(() => ({}))) as Record<string, unknown>;
     if (!res.ok) {
       const detail =
