@@ -430,3 +430,73 @@ test('tlsServerOptions without spiffeServer() fail closed', async (t) => {
   // Positive control: the same options with spiffeServer() accept the same client.
   assert.equal((await exchange(t, {})).ok, true);
 });
+
+test('a bundle changed in place: the removed CA is no longer trusted (no stale verdict)', async (t) => {
+  const bundles = staticBundleSource([ca]);
+  const bundle = bundles.getX509BundleForTrustDomain(parseSpiffeId(`spiffe://${TD}/x`).trustDomain);
+  const [root] = bundle.x509Authorities();
+  const opts = tlsServerOptions(new MutableSvidSource(server1), bundles, authorizeAny());
+  const refusals: string[] = [];
+  const server = spiffeServer(
+    tls.createServer(opts, (s) => s.end(`${String(peerSpiffeId(s))}\n`)),
+    opts,
+  );
+  server.on('spiffeError', (err: { code: string }) => refusals.push(err.code));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  // The client keeps trusting the server's CA through its own bundle set.
+  const clientOpts = tlsClientOptions(
+    new MutableSvidSource(client1),
+    staticBundleSource([ca]),
+    authorizeAny(),
+  );
+  const get = async () => {
+    const s = tls.connect({ ...clientOpts, host: '127.0.0.1', port });
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('error', () => undefined);
+    await once(s, 'close');
+    return data;
+  };
+  assert.equal(await get(), `spiffe://${TD}/client\n`);
+  assert.equal(await get(), `spiffe://${TD}/client\n`, 'second time from the verdict cache');
+  bundle.removeX509Authority(root!);
+  assert.equal(await get(), '');
+  assert.equal(refusals.at(-1), 'ERR_X509SVID_UNTRUSTED');
+  bundle.addX509Authority(root!);
+  assert.equal(await get(), `spiffe://${TD}/client\n`);
+});
+
+test('a bundle source that cannot list its bundles still works on the server', async (t) => {
+  const set = staticBundleSource([ca]);
+  // Only the one-method interface: the server advertises no CA list (any), and still checks.
+  const custom = {
+    getX509BundleForTrustDomain: (td: Parameters<typeof set.getX509BundleForTrustDomain>[0]) =>
+      set.getX509BundleForTrustDomain(td),
+  };
+  const opts = tlsServerOptions(new MutableSvidSource(server1), custom, authorizeAny());
+  const server = spiffeServer(
+    tls.createServer(opts, (s) => s.end(`${String(peerSpiffeId(s))}\n`)),
+    opts,
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const get = async (svid: IssuedSvid) => {
+    const s = tls.connect({
+      ...tlsClientOptions(new MutableSvidSource(svid), staticBundleSource([ca]), authorizeAny()),
+      host: '127.0.0.1',
+      port,
+    });
+    let data = '';
+    s.on('data', (d) => (data += d));
+    s.on('error', () => undefined);
+    await once(s, 'close');
+    return data;
+  };
+  assert.equal(await get(client1), `spiffe://${TD}/client\n`);
+  assert.equal(await get(await rogueCa.issue('/client')), '');
+});

@@ -12,6 +12,7 @@ export interface X509BundleSource {
 /** The X.509 authorities (root CAs) of one trust domain. */
 export class X509Bundle implements X509BundleSource {
   private authorities: X509Certificate[];
+  #revision = 0;
 
   constructor(
     readonly trustDomain: TrustDomain,
@@ -40,11 +41,23 @@ export class X509Bundle implements X509BundleSource {
   }
 
   addX509Authority(cert: X509Certificate): void {
-    if (!this.hasX509Authority(cert)) this.authorities.push(cert);
+    if (this.hasX509Authority(cert)) return;
+    this.authorities.push(cert);
+    this.#revision++;
   }
 
   removeX509Authority(cert: X509Certificate): void {
+    const before = this.authorities.length;
     this.authorities = this.authorities.filter((a) => !a.raw.equals(cert.raw));
+    if (this.authorities.length !== before) this.#revision++;
+  }
+
+  /**
+   * Changes whenever an authority is added or removed, so caches keyed by this bundle
+   * (TLS verdicts, trust-anchor PEM) notice an in-place change.
+   */
+  get revision(): number {
+    return this.#revision;
   }
 
   get empty(): boolean {

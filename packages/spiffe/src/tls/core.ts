@@ -41,17 +41,39 @@ export function svidKeyMaterial(svid: X509Svid): { certPem: string; keyPem: stri
   return m;
 }
 
+/** A bundle's revision (0 for bundle-like objects without one, e.g. from another copy). */
+export function revisionOf(bundle: object): number {
+  const r = (bundle as { revision?: unknown }).revision;
+  return typeof r === 'number' ? r : 0;
+}
+
 /** Bundle sources that can list their bundles (sets, and the Workload API sources). */
 interface Enumerable {
   getX509Bundles?(): X509Bundle[];
 }
 
-const anchorsCache = new WeakMap<object, string>();
+const anchorsCache = new WeakMap<object, { revision: number; pem: string }>();
+// Per source: the bundle objects of the last call and their joined PEM, so an unchanged set
+// yields the very same string (callers compare it with === on every new connection).
+const unionCache = new WeakMap<
+  object,
+  { bundles: readonly X509Bundle[]; revisions: number[]; pem: string }
+>();
+
+/** True when the source can list its bundles (and so its trust anchors). */
+export function canListBundles(source: X509BundleSource): boolean {
+  return (
+    source instanceof X509BundleSet ||
+    typeof (source as Enumerable).getX509Bundles === 'function' ||
+    typeof (source as X509Bundle).x509Authorities === 'function'
+  );
+}
 
 /**
- * The union of every trust anchor a bundle source holds, as PEM: only OpenSSL's pre-filter
- * for client connections (Node calls `checkServerIdentity` only after OpenSSL accepted the
- * chain); the SPIFFE verdict is the core's, per trust domain. Cached per bundle object.
+ * The union of every trust anchor a bundle source holds, as PEM. Clients hand it to OpenSSL
+ * as a pre-filter (Node calls `checkServerIdentity` only after OpenSSL accepted the chain);
+ * servers advertise its subjects as the acceptable client CAs. The SPIFFE verdict is always
+ * the core's, per trust domain. Cached per bundle object.
  */
 export function trustAnchorsPem(source: X509BundleSource): string {
   let bundles: X509Bundle[];
@@ -65,17 +87,28 @@ export function trustAnchorsPem(source: X509BundleSource): string {
       'tls: the bundle source must list its bundles (X509Bundle, X509BundleSet, X509Source, BundleSource)',
     );
   }
-  return bundles
-    .map((b) => {
-      let pem = anchorsCache.get(b);
-      if (pem === undefined) {
-        pem = b
+  const last = unionCache.get(source);
+  const revisions = bundles.map(revisionOf);
+  if (
+    last &&
+    last.bundles.length === bundles.length &&
+    last.bundles.every((b, i) => b === bundles[i] && last.revisions[i] === revisions[i])
+  ) {
+    return last.pem;
+  }
+  const union = bundles
+    .map((b, i) => {
+      let cached = anchorsCache.get(b);
+      if (cached === undefined || cached.revision !== revisions[i]) {
+        const pem = b
           .x509Authorities()
           .map((c) => toPem(c))
           .join('');
-        anchorsCache.set(b, pem);
+        anchorsCache.set(b, (cached = { revision: revisions[i]!, pem }));
       }
-      return pem;
+      return cached.pem;
     })
     .join('');
+  unionCache.set(source, { bundles: [...bundles], revisions, pem: union });
+  return union;
 }

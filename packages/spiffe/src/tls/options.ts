@@ -5,6 +5,8 @@ import * as tls from 'node:tls';
 import { SpiffeError } from '../errors.js';
 import type { Authorizer } from './authorizer.js';
 import {
+  canListBundles,
+  revisionOf,
   svidKeyMaterial,
   trustAnchorsPem,
   verifyPeerChain,
@@ -34,11 +36,19 @@ import {
 //   the checks, and hands only authenticated sockets to the application (http, http2,
 //   fastify...), destroying the rest unread. Without `spiffeServer()` the options fail
 //   closed: OpenSSL is told to trust a CA that signs nothing.
+//   Under `spiffeServer()` OpenSSL's own verdict is ignored, but its `ca` list still matters:
+//   OpenSSL sends those subjects as the acceptable client CAs (certificate_authorities in
+//   the CertificateRequest), and standard clients (Go crypto/tls with static Certificates,
+//   Java key managers, curl, openssl s_client with several certs) send only a certificate
+//   issued under one of them. So the server advertises the anchors of every trust domain
+//   it trusts (or, for a bundle source that cannot list its bundles, an empty list, which
+//   means "any"); advertising changes nothing about what is accepted.
 //
 // Rotation: the client options read the current SVID and anchors through getters, on every
 // connect. The server refreshes its secure context in a 'connection' listener, i.e. before
-// the TLS handshake of each new connection, so a rotated SVID is served with no restart and
-// an unusable source (closed, expired, PermissionDenied) drops new connections.
+// the TLS handshake of each new connection, so a rotated SVID or a changed bundle (rotation,
+// a federated trust domain added or removed) is in effect with no restart, and an unusable
+// source (closed, expired, PermissionDenied) drops new connections.
 
 /**
  * A self-signed certificate whose private key was discarded when it was generated: it signs
@@ -132,6 +142,7 @@ interface Verdict {
   id: SpiffeId;
   verifiedChain: readonly Buffer[];
   bundle: object;
+  revision: number;
   notBefore: number;
   notAfter: number;
 }
@@ -180,7 +191,12 @@ export function authenticatePeer(
     } catch {
       current = undefined;
     }
-    if (current !== v.bundle || now < v.notBefore || now > v.notAfter) {
+    if (
+      current !== v.bundle ||
+      revisionOf(current) !== v.revision ||
+      now < v.notBefore ||
+      now > v.notAfter
+    ) {
       cache.delete(key);
       v = undefined;
     }
@@ -188,7 +204,7 @@ export function authenticatePeer(
   if (!v) {
     const { id, verifiedChain } = verifyPeerChain(chain, bundleSource);
     const bundle = bundleSource.getX509BundleForTrustDomain(id.trustDomain) as object;
-    v = { id, verifiedChain, bundle, ...validityWindow(chain) };
+    v = { id, verifiedChain, bundle, revision: revisionOf(bundle), ...validityWindow(chain) };
     if (cache.size >= VERDICTS_MAX) cache.delete(cache.keys().next().value as string);
     cache.set(key, v);
   }
@@ -248,23 +264,35 @@ export function spiffeServer<S extends tls.Server>(server: S, options: SpiffeTls
   // every client certificate through and the 'secureConnection' gate below decides.
   guarded.rejectUnauthorized = false;
 
-  let served: X509SvidLike | undefined = currentSvid(state.svidSource);
-  server.setSecureContext({ ...state.base, ...svidKeyMaterialTls(served) });
+  const listsBundles = canListBundles(state.bundleSource);
+  // The acceptable client CAs: '' when the source cannot list them (advertise none).
+  const clientCas = () => (listsBundles ? trustAnchorsPem(state.bundleSource) : '');
+  const context = (svid: X509SvidLike, cas: string): tls.SecureContextOptions => {
+    const { ca: _placeholder, ...rest } = state.base;
+    return { ...rest, ...(cas ? { ca: cas } : {}), ...svidKeyMaterialTls(svid) };
+  };
+  let served: X509SvidLike = currentSvid(state.svidSource);
+  let servedCas = clientCas();
+  server.setSecureContext(context(served, servedCas));
 
   // Runs before tls.Server's own 'connection' listener creates the TLSSocket, so the context
   // set here is the one this connection's handshake uses.
   server.prependListener('connection', (raw: Socket) => {
     let svid: X509SvidLike;
+    let cas: string;
     try {
       svid = currentSvid(state.svidSource);
+      cas = clientCas();
     } catch (err) {
       server.emit('spiffeError', err, raw);
       raw.destroy();
       return;
     }
-    if (svid !== served) {
+    // trustAnchorsPem returns the same string object while the bundles are unchanged.
+    if (svid !== served || cas !== servedCas) {
       served = svid;
-      server.setSecureContext({ ...state.base, ...svidKeyMaterialTls(svid) });
+      servedCas = cas;
+      server.setSecureContext(context(svid, cas));
     }
   });
 
