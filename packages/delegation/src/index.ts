@@ -14,3 +14,17 @@ export {
   type DelegationRequest,
   type DelegationSigningAlgorithm,
 } from './issuer.js';
+export {
+  TXN_TOKEN_HEADER,
+  TXN_TOKEN_MAX_LIFETIME_SECONDS,
+  TXN_TOKEN_TYP,
+  TXN_TOKEN_TYPE,
+  TxnTokenError,
+  actorChain,
+  createTxnTokenVerifier,
+  parseScope,
+  type TxnToken,
+  type TxnTokenFailureReason,
+  type TxnTokenVerifier,
+  type TxnTokenVerifierOptions,
+} from './txn-token.js';
