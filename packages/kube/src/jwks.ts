@@ -9,11 +9,28 @@ export type JwksLocation =
   | { kind: 'discovery'; issuer: string };
 
 export interface JwksStoreOptions extends GetJsonOptions {
-  /** At most one refresh triggered by an unknown kid per this interval. Default 10 s. */
+  /**
+   * At most one fetch per this interval, whatever triggered it: the first load, an unknown
+   * kid, a retry after a failure, a background refresh. Default 10 s.
+   */
   minRefreshIntervalMs?: number;
   /** Keys older than this are refreshed in the background on use. Default 5 min. */
   maxAgeMs?: number;
   now?: () => number;
+}
+
+/** What the store knows about its keys, for readiness probes and metrics. */
+export interface JwksStatus {
+  /** Usable keys held now (kept through failed refreshes). */
+  keys: number;
+  /** When the last fetch succeeded (ms since the epoch), undefined before the first. */
+  loadedAt: number | undefined;
+  /** When the last fetch started, undefined before the first. */
+  lastAttemptAt: number | undefined;
+  /** Whether the last finished fetch failed. */
+  failing: boolean;
+  /** A fetch is in progress. */
+  fetching: boolean;
 }
 
 interface StoredKey {
@@ -37,26 +54,52 @@ function algMatchesKey(alg: string, k: StoredKey): boolean {
 
 /**
  * The verification keys of one issuer. Loaded lazily, refreshed when a token names a kid we
- * do not know (rate-limited, so a flood of forged kids cannot hammer the endpoint), and kept
- * when a refresh fails: an outage of the JWKS endpoint never drops keys we already trust.
+ * do not know, and kept when a refresh fails: an outage of the JWKS endpoint never drops keys
+ * we already trust. Every fetch is rate-limited (minRefreshIntervalMs) in every state, and
+ * concurrent callers share the fetch in progress: tokens arriving while the endpoint is down,
+ * or carrying forged kids, cannot turn into a request each.
  */
 export class JwksStore {
   private keys: StoredKey[] = [];
   private loadedAt = -Infinity;
   private lastRefreshAttempt = -Infinity;
+  private lastFailed = false;
   private inflight: Promise<void> | undefined;
   private readonly now: () => number;
+  private readonly interval: number;
+  private readonly maxAge: number;
 
   constructor(
     private readonly location: JwksLocation,
     private readonly opts: JwksStoreOptions = {},
   ) {
     this.now = opts.now ?? Date.now;
+    this.interval = opts.minRefreshIntervalMs ?? 10_000;
+    this.maxAge = opts.maxAgeMs ?? 300_000;
   }
 
   /** Number of usable keys currently held. */
   get size(): number {
     return this.keys.length;
+  }
+
+  status(): JwksStatus {
+    return {
+      keys: this.keys.length,
+      loadedAt: this.loadedAt === -Infinity ? undefined : this.loadedAt,
+      lastAttemptAt: this.lastRefreshAttempt === -Infinity ? undefined : this.lastRefreshAttempt,
+      failing: this.lastFailed,
+      fetching: this.inflight !== undefined,
+    };
+  }
+
+  /** May a fetch start now? False within minRefreshIntervalMs of the last one's start. */
+  private canFetch(): boolean {
+    return this.now() - this.lastRefreshAttempt >= this.interval;
+  }
+
+  private refreshIfOld(): void {
+    if (this.canFetch() && this.now() - this.loadedAt > this.maxAge) void this.refresh(false);
   }
 
   /**
@@ -67,42 +110,39 @@ export class JwksStore {
     if (this.keys.length === 0) return undefined;
     const found = this.match(kid, alg);
     if (found.length === 0) return undefined;
-    const t = this.now();
-    if (
-      t - this.lastRefreshAttempt >= (this.opts.minRefreshIntervalMs ?? 10_000) &&
-      t - this.loadedAt > (this.opts.maxAgeMs ?? 300_000)
-    ) {
-      void this.refresh(false);
-    }
+    this.refreshIfOld();
     return found;
   }
 
   /**
    * Candidate keys for a token header. Throws KubeAuthError ERR_TOKEN_KID when the kid is
-   * unknown after a refresh, KubeUnavailableError when no keys could ever be loaded or the
-   * refresh for an unknown kid failed (the token may be signed by a new key we cannot fetch:
-   * 503, so the caller retries, rather than a definitive 401).
+   * unknown to a key set fetched successfully, KubeUnavailableError when no keys could be
+   * loaded yet or the last fetch failed (the token may be signed by a new key we cannot
+   * fetch: 503, so the caller retries, rather than a definitive 401).
    */
   async keysFor(kid: string | undefined, alg: string): Promise<KeyObject[]> {
-    if (this.keys.length === 0 && this.loadedAt === -Infinity) {
-      await this.refresh(true);
-    }
-    const interval = this.opts.minRefreshIntervalMs ?? 10_000;
-    const canRefresh = this.now() - this.lastRefreshAttempt >= interval;
+    // A fetch in progress (started by another token, or by the owner) answers for us too.
+    if (this.inflight) await this.inflight.catch(() => {});
     let found = this.match(kid, alg);
     if (found.length > 0) {
-      if (canRefresh && this.now() - this.loadedAt > (this.opts.maxAgeMs ?? 300_000)) {
-        void this.refresh(false);
-      }
+      this.refreshIfOld();
       return found;
     }
-    if (kid !== undefined && this.keys.some((k) => k.kid === kid)) {
-      throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${alg} does not match key ${kid}`);
-    }
-    if (canRefresh) {
+    const wrongAlg = () => {
+      if (kid !== undefined && this.keys.some((k) => k.kid === kid)) {
+        throw new KubeAuthError('ERR_TOKEN_ALG', `algorithm ${alg} does not match key ${kid}`);
+      }
+    };
+    wrongAlg();
+    if (this.canFetch()) {
       await this.refresh(true);
       found = this.match(kid, alg);
       if (found.length > 0) return found;
+      wrongAlg();
+    } else if (this.lastFailed || this.loadedAt === -Infinity) {
+      throw new KubeUnavailableError(
+        'the JWKS could not be loaded; the next fetch waits for the refresh interval',
+      );
     }
     throw new KubeAuthError('ERR_TOKEN_KID', 'no trusted key matches the token');
   }
@@ -122,13 +162,24 @@ export class JwksStore {
     return found;
   }
 
-  /** Fetches the key set now (single-flight). */
+  /**
+   * Fetches the key set now, or joins the fetch in progress. Not rate-limited: for an owner
+   * that schedules its own refreshes (a readiness loop); per-token paths go through keysFor.
+   */
   async refresh(throwOnFailure: boolean): Promise<void> {
     if (!this.inflight) {
       this.lastRefreshAttempt = this.now();
-      this.inflight = this.load().finally(() => {
-        this.inflight = undefined;
-      });
+      this.inflight = this.load().then(
+        () => {
+          this.lastFailed = false;
+          this.inflight = undefined;
+        },
+        (err: unknown) => {
+          this.lastFailed = true;
+          this.inflight = undefined;
+          throw err;
+        },
+      );
     }
     try {
       await this.inflight;

@@ -14,6 +14,11 @@ export interface TokenVerifier {
   close?(): void;
 }
 
+/** createJwksVerifier's verifier: its key store is exposed for readiness and scheduled refreshes. */
+export interface JwksTokenVerifier extends TokenVerifier {
+  readonly jwks: JwksStore;
+}
+
 export interface JwksVerifierOptions {
   /** Expected `iss`, exactly. */
   issuer: string;
@@ -31,7 +36,7 @@ export interface JwksVerifierOptions {
   ca?: string | Buffer;
   /** Sent to the discovery/JWKS endpoints (an in-cluster API server wants one). */
   bearerToken?: string;
-  /** At most one JWKS refresh per interval for unknown kids. Default 10 s. */
+  /** At most one JWKS fetch per interval, in every state (first load, unknown kid, failure). Default 10 s. */
   minRefreshIntervalMs?: number;
   /** Clock, for tests. */
   now?: () => number;
@@ -54,7 +59,7 @@ const ASYMMETRIC = new Set([
  * to the API server per request. Note: a token of a deleted ServiceAccount still verifies
  * offline until it expires; use createTokenReviewVerifier where that matters.
  */
-export function createJwksVerifier(opts: JwksVerifierOptions): TokenVerifier {
+export function createJwksVerifier(opts: JwksVerifierOptions): JwksTokenVerifier {
   if (!opts.issuer) throw new TypeError('createJwksVerifier: issuer is required');
   if (!Array.isArray(opts.audiences) || opts.audiences.length === 0) {
     throw new TypeError('createJwksVerifier: at least one audience is required');
@@ -123,6 +128,7 @@ export function createJwksVerifier(opts: JwksVerifierOptions): TokenVerifier {
   }
 
   return {
+    jwks: store,
     async verify(token) {
       const decoded = decodeUnverified(token, algorithms);
       const { header, payload } = decoded;

@@ -303,6 +303,91 @@ describe('JWKS handling', () => {
     });
   });
 
+  test('fetch storms: 300 tokens cost a bounded number of JWKS fetches in every state', async (t) => {
+    const k1 = await makeKey('RS256', 'k1');
+    const k2 = await makeKey('RS256', 'k2');
+    const server = await startJwksServer([k1.jwk]);
+    t.after(() => server.close());
+    let clock = Date.now();
+    const v = createJwksVerifier({
+      issuer: ISSUER,
+      audiences: ['precinct'],
+      jwksUrl: server.jwksUrl,
+      now: () => clock,
+    });
+    const good = await sign(k1, projectedClaims());
+    // 150 at once, then 150 one after the other.
+    const storm = async (token: string, expect: (e: unknown) => boolean) => {
+      const results = await Promise.allSettled(Array.from({ length: 150 }, () => v.verify(token)));
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        assert.ok(
+          expect((r as PromiseRejectedResult).reason),
+          String((r as PromiseRejectedResult).reason),
+        );
+      }
+      for (let i = 0; i < 150; i++) await assert.rejects(v.verify(token), expect);
+    };
+    const unavailable = (e: unknown) => e instanceof KubeUnavailableError;
+
+    // 1. No keys yet, the endpoint failing: one fetch, every token 503.
+    server.setFailing(true);
+    await storm(good, unavailable);
+    assert.equal(server.hits, 1);
+    // Positive control: after the interval the endpoint is tried again and the keys load.
+    server.setFailing(false);
+    clock += 11_000;
+    assert.ok(await v.verify(good));
+    assert.equal(server.hits, 2);
+
+    // 2. Unknown kids (forged, distinct): one refresh, then 401 without fetching.
+    clock += 11_000;
+    const forged = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => sign({ ...k1, kid: `forged-${i}` }, projectedClaims())),
+    );
+    const outcomes = await Promise.allSettled(forged.map((f) => v.verify(f)));
+    for (const o of outcomes) {
+      assert.equal(o.status, 'rejected');
+      assert.equal((o as PromiseRejectedResult).reason.code, 'ERR_TOKEN_KID');
+    }
+    assert.equal(server.hits, 3);
+
+    // 3. Unknown kid while the endpoint fails: one fetch, 503 (it may be a new key).
+    clock += 11_000;
+    server.setFailing(true);
+    await storm(forged[0]!, unavailable);
+    assert.equal(server.hits, 4);
+    assert.ok(await v.verify(good), 'known keys are still trusted');
+    assert.equal(server.hits, 4);
+
+    // Positive control: a rotation (new kid) is picked up once the interval has passed.
+    server.setFailing(false);
+    server.setKeys([k1.jwk, k2.jwk]);
+    const rotated = await sign(k2, projectedClaims());
+    await assert.rejects(v.verify(rotated), unavailable, 'still within the interval');
+    assert.equal(server.hits, 4);
+    clock += 11_000;
+    assert.equal((await v.verify(rotated)).serviceAccountName, 'builder');
+    assert.equal(server.hits, 5);
+  });
+
+  test('concurrent first use shares one fetch', async (t) => {
+    const k1 = await makeKey('ES256', 'k1');
+    const server = await startJwksServer([k1.jwk]);
+    t.after(() => server.close());
+    const v = createJwksVerifier({
+      issuer: ISSUER,
+      audiences: ['precinct'],
+      jwksUrl: server.jwksUrl,
+    });
+    const token = await sign(k1, projectedClaims());
+    const ids = await Promise.all(Array.from({ length: 300 }, () => v.verify(token)));
+    assert.equal(ids.length, 300);
+    assert.equal(server.hits, 1);
+    assert.equal(v.jwks.status().keys, 1);
+    assert.equal(v.jwks.status().failing, false);
+  });
+
   test('a JWKS with private or unusable keys keeps only the usable public ones', async (t) => {
     const k1 = await makeKey('RS256', 'k1');
     const server = await startJwksServer([
