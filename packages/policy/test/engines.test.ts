@@ -1,0 +1,99 @@
+// The two engines give the same answers: a real `opa run --server` and the checked-in Wasm,
+// over every user x agent x document x mode, plus the reference demo's 17 scenarios.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { peerSkip } from '@precinct/testing';
+import {
+  loadDemoData,
+  opaServerPolicy,
+  wasmPolicy,
+  type DecisionInput,
+  type PolicyEngine,
+} from '@precinct/policy';
+import { startOpaServer, type OpaServer } from './opa.js';
+import { SCENARIOS, agentId, allInputs, userId } from './scenarios.js';
+import { baselinePolicy } from './baseline.js';
+
+const skip = peerSkip('opa');
+
+// Beyond the demo's population: identities and requests the policy must refuse.
+const EDGE_INPUTS: DecisionInput[] = [
+  { person: userId('mallory'), document: 'DOC-007', action: 'read' },
+  { person: 'spiffe://elsewhere.example/user/alice', document: 'DOC-001', action: 'read' },
+  { person: agentId('claude'), document: 'DOC-001', action: 'read' },
+  { person: userId('alice'), agent: userId('bob'), document: 'DOC-001', action: 'read' },
+  { person: userId('alice'), agent: agentId('rogue'), document: 'DOC-007', action: 'read' },
+  { person: userId('alice'), document: 'DOC-999', action: 'read' },
+  { person: userId('alice'), document: 'DOC-001', action: 'delete' },
+  { person: `${userId('alice')}/extra`, document: 'DOC-001', action: 'read' },
+];
+
+describe('OPA server and Wasm agree', { skip }, () => {
+  let opa: OpaServer;
+  let server: PolicyEngine;
+  let wasm: PolicyEngine;
+  const baseline = baselinePolicy(loadDemoData());
+
+  before(async () => {
+    opa = await startOpaServer();
+    server = opaServerPolicy({ url: opa.url, timeoutMs: 10_000 });
+    wasm = await wasmPolicy();
+  });
+  after(async () => {
+    await opa?.close();
+  });
+
+  test('every user x agent x document x mode, and the edge cases', async () => {
+    const inputs = [...allInputs(), ...EDGE_INPUTS];
+    // 7 documents x (3 direct + 3 agent-only + 9 delegated)
+    assert.equal(inputs.length, 7 * 15 + EDGE_INPUTS.length);
+    const allowed = { server: 0, wasm: 0 };
+    for (const input of inputs) {
+      const [fromServer, fromWasm] = await Promise.all([server.decide(input), wasm.decide(input)]);
+      const label = JSON.stringify(input);
+      assert.deepEqual(fromWasm, fromServer, label);
+      assert.deepEqual(baseline(input), fromServer, `TypeScript baseline: ${label}`);
+      if (fromServer.allow) allowed.server++;
+      if (fromWasm.allow) allowed.wasm++;
+    }
+    // Agreement alone would pass if both denied everything: both allow a real share.
+    assert.ok(allowed.server > 20 && allowed.server < inputs.length - 20, `${allowed.server}`);
+  });
+
+  test('the reference demo 17 scenarios, on both engines', async () => {
+    assert.equal(SCENARIOS.length, 17);
+    for (const s of SCENARIOS) {
+      for (const [name, engine] of [
+        ['opa server', server],
+        ['wasm', wasm],
+      ] as const) {
+        const d = await engine.decide(s.input);
+        assert.equal(d.allow, s.allow, `${name}: ${s.name} (reason ${d.reason})`);
+      }
+    }
+    assert.equal(SCENARIOS.filter((s) => s.allow).length, 8);
+  });
+
+  test('reasons and details of representative scenarios', async () => {
+    for (const engine of [server, wasm]) {
+      const s13 = await engine.decide(SCENARIOS[12]!.input);
+      assert.equal(s13.reason, 'agent_without_person');
+      const s14 = await engine.decide(SCENARIOS[13]!.input);
+      assert.deepEqual(s14, {
+        allow: false,
+        reason: 'agent_lacks_capability',
+        details: {
+          user_departments: ['engineering', 'finance'],
+          agent_capabilities: ['finance'],
+          effective_permissions: ['finance'],
+          required: ['engineering'],
+        },
+      });
+      const s9 = await engine.decide(SCENARIOS[8]!.input);
+      assert.equal(s9.reason, 'delegation_permits');
+      assert.deepEqual(s9.details.effective_permissions, ['engineering', 'finance']);
+      const s16 = await engine.decide(SCENARIOS[15]!.input);
+      assert.equal(s16.reason, 'person_lacks_department');
+    }
+  });
+});
