@@ -23,7 +23,11 @@ export interface BackoffOptions {
   sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
 }
 
-/** Sleeps with an unref'd timer so a pending retry never keeps the process alive. */
+/**
+ * Sleeps with a ref'd timer: a watch (and so a source) keeps the process alive until it is
+ * stopped, also between two attempts. An unref'd timer would let a program end silently
+ * exactly when the agent is briefly unreachable, while an open stream holds it otherwise.
+ */
 export function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve();
@@ -35,7 +39,6 @@ export function defaultSleep(ms: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener('abort', onAbort);
       resolve();
     }, ms);
-    timer.unref();
     signal.addEventListener('abort', onAbort, { once: true });
   });
 }

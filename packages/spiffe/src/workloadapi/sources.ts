@@ -29,7 +29,10 @@ export interface SourceOptions extends WorkloadApiClientOptions {
    * source opens its own from `address` / `SPIFFE_ENDPOINT_SOCKET`.
    */
   client?: WorkloadApiClient;
-  /** How long `create()` waits for the first update, in ms (default 30000). */
+  /**
+   * How long `create()` waits for the first update, in ms (default 30000; `Infinity` waits
+   * until the update, an abort or `close()`).
+   */
   timeoutMs?: number;
   /** Aborting it makes a pending `create()` reject and closes the source. */
   signal?: AbortSignal;
@@ -43,9 +46,20 @@ export interface X509SourceOptions extends SourceOptions {
   pick?: (svids: readonly X509SvidLike[]) => X509SvidLike | undefined;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+function checkSourceOptions(opts: SourceOptions): void {
+  const t = opts.timeoutMs;
+  if (t !== undefined && (typeof t !== 'number' || Number.isNaN(t) || t <= 0)) {
+    throw new TypeError('workloadapi: timeoutMs must be a positive number of milliseconds');
+  }
+}
+
 /**
  * Shared lifecycle of the three sources: a watch on one client, a first update to wait for,
- * update/error events, idempotent close.
+ * update/error events, idempotent close. Like go-spiffe's sources (which run until Close), a
+ * source keeps the process alive from `create()` until `close()`, whether its stream is open
+ * or it is waiting to reconnect; after `close()` it holds nothing.
  */
 abstract class WatchedSource extends EventEmitter {
   protected readonly client: WorkloadApiClient;
@@ -57,6 +71,7 @@ abstract class WatchedSource extends EventEmitter {
 
   protected constructor(opts: SourceOptions) {
     super();
+    checkSourceOptions(opts);
     this.#ownsClient = !opts.client;
     this.client = opts.client ?? new WorkloadApiClient(opts);
   }
@@ -140,13 +155,21 @@ abstract class WatchedSource extends EventEmitter {
     }
   }
 
-  /** Resolves once the first update arrived; rejects on timeout, abort or close. */
+  /**
+   * Resolves once the first update arrived; rejects on timeout, abort or close. While it is
+   * pending a ref'd timer holds the event loop: between two connection attempts nothing
+   * else may, and a program awaiting `create()` must not end before it settles.
+   */
   protected async waitFirst(opts: SourceOptions): Promise<void> {
     if (this.hasFirstUpdate()) return;
     const timeoutMs = opts.timeoutMs ?? 30_000;
     const ac = new AbortController();
-    const timer = setTimeout(() => ac.abort(), timeoutMs);
-    timer.unref();
+    // setTimeout fires at once for delays beyond 2^31-1 ms; longer waits hold the loop with
+    // an interval that never aborts.
+    const timer =
+      timeoutMs <= MAX_TIMER_MS
+        ? setTimeout(() => ac.abort(), timeoutMs)
+        : setInterval(() => undefined, MAX_TIMER_MS);
     const signals = [ac.signal, ...(opts.signal ? [opts.signal] : [])];
     try {
       await this.waitUntilUpdated(AbortSignal.any(signals));
@@ -159,7 +182,7 @@ abstract class WatchedSource extends EventEmitter {
         { cause },
       );
     } finally {
-      clearTimeout(timer);
+      clearTimeout(timer); // Node's clearTimeout also ends an interval
     }
   }
 
