@@ -1,6 +1,5 @@
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
   errors,
   jwtVerify,
   type JWK,
@@ -48,10 +47,20 @@ export interface DelegationVerifierOptions {
   /** This service's name(s); a token meant for another service must not work here. */
   audience: string | string[];
   /**
-   * The issuer's public keys: a URL (fetched with jose's remote key set, cached, refetched on
-   * an unknown `kid` at most once per cooldown) or a key set held in memory.
+   * The issuer's public keys: a URL (fetched, kept, refetched on an unknown `kid` or when
+   * older than 10 minutes; at most one fetch per `jwksCooldownSeconds` in every state) or a
+   * key set held in memory.
    */
   jwks: URL | { keys: JWK[] };
+  /**
+   * Least time between two fetches of a remote JWKS, whatever triggers them (first use, an
+   * unknown `kid`, a failed fetch). Default 30. Concurrent tokens share the fetch in progress.
+   */
+  jwksCooldownSeconds?: number;
+  /** A remote JWKS fetch that takes longer is abandoned (jwks_unavailable). Default 5000. */
+  jwksTimeoutMs?: number;
+  /** Clock (ms since the epoch), for tests: token times and the JWKS cool-down. */
+  now?: () => number;
   /**
    * Allowed `alg` values. Default ES256, ES384, EdDSA, RS256, PS256. `none` and HMAC are
    * refused at construction: a shared-secret or unsigned token proves nothing about who
@@ -112,23 +121,124 @@ function positiveInteger(name: string, value: number | undefined, fallback: numb
   return value;
 }
 
-function keyResolver(jwks: DelegationVerifierOptions['jwks']): JWTVerifyGetKey {
+/** Responses larger than this are refused: a key set is a few KB. */
+const MAX_JWKS_BYTES = 256 * 1024;
+/** A remote key set older than this is refreshed in the background on use (jose's default). */
+const JWKS_MAX_AGE_MS = 10 * 60_000;
+
+function assertPublicKeySet(jwks: unknown): asserts jwks is { keys: JWK[] } {
+  if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) {
+    throw new DelegationConfigError('jwks must be a URL or a JSON Web Key Set');
+  }
+  // A private or symmetric key here means a signing secret was pasted into verifier config.
+  for (const key of jwks.keys as unknown[]) {
+    if (!isPlainObject(key) || key.kty === 'oct' || 'd' in key) {
+      throw new DelegationConfigError('jwks must hold public keys only');
+    }
+  }
+}
+
+/**
+ * A remote key set. jose's createRemoteJWKSet refetches on every token while it holds no keys
+ * or its last fetch failed (its cool-down starts only after a success), so an unreachable
+ * endpoint turned each token into a request. Here every fetch is rate-limited, in every state,
+ * concurrent tokens share the fetch in progress, and keys already held are kept through a
+ * failed refresh. Key selection stays with jose (createLocalJWKSet over the fetched document).
+ */
+function remoteKeySet(
+  url: URL,
+  opts: { cooldownMs: number; timeoutMs: number; now: () => number },
+): JWTVerifyGetKey {
+  let local: JWTVerifyGetKey | undefined;
+  let loadedAt = -Infinity;
+  let lastAttempt = -Infinity;
+  let lastFailed = false;
+  let inflight: Promise<void> | undefined;
+
+  const load = async (): Promise<void> => {
+    const res = await fetch(url, {
+      headers: { accept: 'application/json' },
+      redirect: 'error',
+      signal: AbortSignal.timeout(opts.timeoutMs),
+    });
+    if (res.status !== 200) throw new Error(`JWKS endpoint answered ${res.status}`);
+    const length = Number(res.headers.get('content-length') ?? 0);
+    if (length > MAX_JWKS_BYTES) throw new Error('JWKS document too large');
+    const text = await res.text();
+    if (text.length > MAX_JWKS_BYTES) throw new Error('JWKS document too large');
+    const doc: unknown = JSON.parse(text);
+    if (!isPlainObject(doc) || !Array.isArray(doc.keys)) throw new Error('not a JWKS document');
+    // Served private or symmetric keys are dropped, never used to verify.
+    const keys = (doc.keys as unknown[]).filter(
+      (k): k is JWK => isPlainObject(k) && k.kty !== 'oct' && !('d' in k),
+    );
+    local = createLocalJWKSet({ keys });
+    loadedAt = opts.now();
+  };
+  const refresh = (): Promise<void> => {
+    if (!inflight) {
+      lastAttempt = opts.now();
+      inflight = load().then(
+        () => {
+          lastFailed = false;
+          inflight = undefined;
+        },
+        (err: unknown) => {
+          lastFailed = true;
+          inflight = undefined;
+          throw err;
+        },
+      );
+    }
+    return inflight;
+  };
+  const canFetch = () => opts.now() - lastAttempt >= opts.cooldownMs;
+  const unavailable = (cause?: unknown) =>
+    new DelegationError('jwks_unavailable', cause === undefined ? undefined : { cause });
+
+  return async (header, token) => {
+    if (inflight) await inflight.catch(() => {});
+    if (!local) {
+      if (!canFetch()) throw unavailable();
+      await refresh().catch((err: unknown) => {
+        throw unavailable(err);
+      });
+    } else if (canFetch() && opts.now() - loadedAt > JWKS_MAX_AGE_MS) {
+      void refresh().catch(() => {});
+    }
+    try {
+      return await local!(header, token);
+    } catch (err) {
+      if (!(err instanceof errors.JWKSNoMatchingKey)) throw err;
+      // Perhaps a rotated-in key: look again, joining a fetch in progress, or starting one
+      // unless one started within the cool-down.
+      if (inflight || canFetch()) {
+        await (inflight ?? refresh()).catch((e: unknown) => {
+          throw unavailable(e);
+        });
+        return local!(header, token);
+      }
+      // After a failed fetch an unknown kid may be a new key we could not load: undecidable.
+      if (lastFailed) throw unavailable();
+      throw err;
+    }
+  };
+}
+
+function keyResolver(opts: DelegationVerifierOptions, now: () => number): JWTVerifyGetKey {
+  const { jwks } = opts;
   let set: JWTVerifyGetKey;
   if (jwks instanceof URL) {
     if (jwks.protocol !== 'https:' && jwks.protocol !== 'http:') {
       throw new DelegationConfigError('jwks URL must be http(s)');
     }
-    set = createRemoteJWKSet(jwks);
+    set = remoteKeySet(jwks, {
+      cooldownMs: positiveInteger('jwksCooldownSeconds', opts.jwksCooldownSeconds, 30) * 1000,
+      timeoutMs: positiveInteger('jwksTimeoutMs', opts.jwksTimeoutMs, 5000),
+      now,
+    });
   } else {
-    if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) {
-      throw new DelegationConfigError('jwks must be a URL or a JSON Web Key Set');
-    }
-    // A private or symmetric key here means a signing secret was pasted into verifier config.
-    for (const key of jwks.keys as unknown[]) {
-      if (!isPlainObject(key) || key.kty === 'oct' || 'd' in key) {
-        throw new DelegationConfigError('jwks must hold public keys only');
-      }
-    }
+    assertPublicKeySet(jwks);
     try {
       set = createLocalJWKSet(jwks);
     } catch (err) {
@@ -143,6 +253,7 @@ function keyResolver(jwks: DelegationVerifierOptions['jwks']): JWTVerifyGetKey {
     } catch (err) {
       if (err instanceof errors.JWKSNoMatchingKey) throw err;
       if (err instanceof errors.JWKSMultipleMatchingKeys) throw err;
+      if (err instanceof DelegationError) throw err;
       throw new DelegationError('jwks_unavailable', { cause: err });
     }
   };
@@ -220,8 +331,9 @@ export function createDelegationVerifier(opts: DelegationVerifierOptions): Deleg
   if (!Number.isFinite(tolerance) || tolerance < 0) {
     throw new DelegationConfigError('clockToleranceSeconds must be a non-negative number');
   }
-  const getKey = keyResolver(opts.jwks);
-  const jwtOptions: JWTVerifyOptions = {
+  const now = opts.now ?? Date.now;
+  const getKey = keyResolver(opts, now);
+  const baseOptions: JWTVerifyOptions = {
     issuer: opts.issuer,
     audience,
     algorithms,
@@ -230,6 +342,7 @@ export function createDelegationVerifier(opts: DelegationVerifierOptions): Deleg
   };
 
   async function verifySigned(token: string): Promise<JWTPayload> {
+    const jwtOptions = opts.now ? { ...baseOptions, currentDate: new Date(now()) } : baseOptions;
     try {
       return (await jwtVerify(token, getKey, jwtOptions)).payload;
     } catch (err) {
@@ -264,7 +377,7 @@ export function createDelegationVerifier(opts: DelegationVerifierOptions): Deleg
       if (typeof iat !== 'number' || typeof exp !== 'number') {
         throw new DelegationError('claims');
       }
-      if (iat > Date.now() / 1000 + tolerance) throw new DelegationError('not_yet_valid');
+      if (iat > now() / 1000 + tolerance) throw new DelegationError('not_yet_valid');
       if (exp <= iat) throw new DelegationError('claims');
       if (exp - iat > maxLifetime) throw new DelegationError('lifetime');
       if (!nonEmptyString(sub)) throw new DelegationError('claims');

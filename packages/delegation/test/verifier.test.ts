@@ -1,5 +1,8 @@
 import { test, describe, before } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { JWK } from 'jose';
 import { SignJWT } from 'jose';
 import {
   createDelegationVerifier,
@@ -396,6 +399,108 @@ describe('remote JWKS', () => {
     await rejectsWith(
       verifier({ jwks: missing }).verify(token, { actor: AGENT }),
       'jwks_unavailable',
+    );
+  });
+});
+
+/** A JWKS endpoint whose keys can change and which can fail, counting its requests. */
+async function startSwitchableJwks(initial: JWK[]) {
+  let keys = initial;
+  let failing = false;
+  let requests = 0;
+  const server = createServer((_req, res) => {
+    requests++;
+    if (failing) res.writeHead(503).end();
+    else res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`),
+    get requests() {
+      return requests;
+    },
+    setKeys: (k: JWK[]) => void (keys = k),
+    setFailing: (f: boolean) => void (failing = f),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
+}
+
+describe('remote JWKS fetches are rate-limited in every state', () => {
+  test('300 tokens cost a bounded number of fetches; a rotation is picked up after the cool-down', async (t) => {
+    const next = await makeKey('ES256', 'es-next');
+    const server = await startSwitchableJwks([es.jwk]);
+    t.after(server.close);
+    let clock = Date.now();
+    const v = verifier({ jwks: server.url, jwksCooldownSeconds: 30, now: () => clock });
+    const good = await sign(es);
+    const storm = async (token: string, reason: DelegationFailureReason) => {
+      const all = await Promise.allSettled(
+        Array.from({ length: 150 }, () => v.verify(token, { actor: AGENT })),
+      );
+      for (const r of all) assert.equal(r.status, 'rejected');
+      for (const r of all)
+        await rejectsWith(Promise.reject((r as PromiseRejectedResult).reason), reason);
+      for (let i = 0; i < 150; i++) await rejectsWith(v.verify(token, { actor: AGENT }), reason);
+    };
+
+    // 1. No keys yet, the endpoint failing: one fetch for 300 tokens.
+    server.setFailing(true);
+    await storm(good, 'jwks_unavailable');
+    assert.equal(server.requests, 1);
+    // Positive control: after the cool-down the endpoint is asked again and the keys load.
+    server.setFailing(false);
+    clock += 31_000;
+    assert.equal((await v.verify(good, { actor: AGENT })).subject, PERSON);
+    assert.equal(server.requests, 2);
+
+    // 2. Unknown kids: one refetch, then unknown_key without fetching.
+    clock += 31_000;
+    const forged = await sign({ ...stranger, kid: 'forged' });
+    await storm(forged, 'unknown_key');
+    assert.equal(server.requests, 3);
+
+    // 3. An unknown kid while the endpoint fails: one fetch; undecidable, so unavailable.
+    clock += 31_000;
+    server.setFailing(true);
+    await storm(forged, 'jwks_unavailable');
+    assert.equal(server.requests, 4);
+    assert.equal((await v.verify(good, { actor: AGENT })).subject, PERSON, 'known keys kept');
+    assert.equal(server.requests, 4);
+
+    // Positive control: a rotated-in key is picked up once the cool-down has passed.
+    server.setFailing(false);
+    server.setKeys([es.jwk, next.jwk]);
+    const rotated = await sign(next);
+    await rejectsWith(v.verify(rotated, { actor: AGENT }), 'jwks_unavailable');
+    assert.equal(server.requests, 4);
+    clock += 31_000;
+    assert.equal((await v.verify(rotated, { actor: AGENT })).subject, PERSON);
+    assert.equal(server.requests, 5);
+  });
+
+  test('concurrent first use shares one fetch', async (t) => {
+    const server = await startSwitchableJwks([es.jwk]);
+    t.after(server.close);
+    const v = verifier({ jwks: server.url });
+    const token = await sign(es);
+    const all = await Promise.all(
+      Array.from({ length: 300 }, () => v.verify(token, { actor: AGENT })),
+    );
+    assert.equal(all.length, 300);
+    assert.equal(server.requests, 1);
+  });
+
+  test('a served private or symmetric key is never used to verify', async (t) => {
+    const priv = { ...(await import('jose').then((j) => j.exportJWK(es.privateKey))), kid: 'es-1' };
+    const server = await startSwitchableJwks([priv as JWK]);
+    t.after(server.close);
+    await rejectsWith(
+      verifier({ jwks: server.url }).verify(await sign(es), { actor: AGENT }),
+      'unknown_key',
     );
   });
 });
