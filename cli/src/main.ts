@@ -8,6 +8,21 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('./up.js')).upCommand,
   },
   {
+    name: 'status',
+    summary: 'show what a running `up` runs, where, and whether it is healthy (--json)',
+    load: async () => (await import('./status.js')).statusCommand,
+  },
+  {
+    name: 'logs',
+    summary: 'print (or --follow) the service logs of `up`',
+    load: async () => (await import('./status.js')).logsCommand,
+  },
+  {
+    name: 'down',
+    summary: 'stop the `up` running on a state folder',
+    load: async () => (await import('./status.js')).downCommand,
+  },
+  {
     name: 'kube-dev',
     summary: 'a local Kubernetes auth API (TokenRequest, TokenReview, SAR, RBAC, OIDC)',
     load: async () => (await import('@precinct/kube-dev')).kubeDevCommand,

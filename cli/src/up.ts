@@ -1,5 +1,16 @@
-import { resolve } from 'node:path';
-import { parseFlags, waitForShutdown, type Command } from '@precinct/runtime';
+import { resolve, join } from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  createLogger,
+  parseDatabaseUrl,
+  parseFlags,
+  redactUrl,
+  waitForShutdown,
+  type Command,
+  type FlagSpec,
+  type Logger,
+} from '@precinct/runtime';
 import { startKubeDev } from '@precinct/kube-dev';
 import { startIdentityServer } from '@precinct/identity-server';
 import { startAuditStore } from '@precinct/audit-store';
@@ -9,75 +20,171 @@ import {
   createTokenReviewVerifier,
   loadKubeConfig,
 } from '@precinct/kube';
-import { generateKeyPairSync } from 'node:crypto';
 import { createDelegationVerifier } from '@precinct/delegation';
 import {
   LOCAL_AUDIT_AUDIENCE,
   LOCAL_DELEGATION_ISSUER,
   localDelegationKeys,
 } from './delegation.js';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { acquireLock, LOG_DIR, removeState, writeState, type PartState } from './state.js';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
 
 const SUMMARY = 'Start the whole local platform and print where everything is.';
 
+/**
+ * Fixed default ports, so URLs, the kubeconfig and the OIDC issuer stay the same from one
+ * start to the next. Each has a flag; 0 picks any free port (tests use that).
+ */
+const PORTS = {
+  'kube-port': ['6443', 'the local Kubernetes auth API (kube-dev)'],
+  'audit-port': ['8070', 'the audit store'],
+  'identity-port': ['8060', "the identity server's admin and attestation API"],
+  'oidc-port': ['8061', "the identity server's OIDC discovery (JWT-SVID issuer)"],
+  'identity-health-port': ['8062', "the identity server's /health, /ready, /metrics"],
+} as const;
+
+type PortFlag = keyof typeof PORTS;
+
+function portFlags(): Record<PortFlag, FlagSpec> {
+  const out = {} as Record<PortFlag, FlagSpec>;
+  for (const [name, [def, what]] of Object.entries(PORTS) as Array<
+    [PortFlag, readonly [string, string]]
+  >) {
+    out[name] = {
+      type: 'string',
+      description: `port of ${what} (0 = any free port)`,
+      default: def,
+      placeholder: 'PORT',
+      kind: 'port',
+    };
+  }
+  return out;
+}
+
+/**
+ * One pino logger per service, writing to `<dataDir>/logs/<name>.log` (0600), and to stderr as
+ * well with --verbose: the banner stays readable and `precinct logs` finds everything.
+ */
+function serviceLogger(logDir: string, name: string, verbose: boolean): Logger {
+  const file = createWriteStream(join(logDir, `${name}.log`), { flags: 'a', mode: 0o600 });
+  return createLogger(name, process.env.LOG_LEVEL ?? 'info', verbose ? [file, 2] : file);
+}
+
+function table(rows: Array<[string, string]>): string[] {
+  const width = Math.max(...rows.map(([l]) => l.length));
+  return rows.map(([l, r]) => `  ${l.padEnd(width)}  ${r}`);
+}
+
 export const upCommand: Command = {
   name: 'up',
   summary: SUMMARY,
   async run(argv) {
-    const flags = parseFlags('up', SUMMARY, argv, {
-      'data-dir': {
-        type: 'string',
-        description: 'where state lives between runs',
-        default: '.precinct',
-        placeholder: 'DIR',
+    const flags = parseFlags(
+      'up',
+      SUMMARY,
+      argv,
+      {
+        'data-dir': {
+          type: 'string',
+          description: 'where state lives between runs (one running up per folder)',
+          default: '.precinct',
+          placeholder: 'DIR',
+        },
+        'advertise-host': {
+          type: 'string',
+          description: 'host other processes (containers, namespaces) use to reach the services',
+          default: 'localhost',
+          placeholder: 'HOST',
+        },
+        ...portFlags(),
+        verbose: { type: 'boolean', description: 'stream every service log to stderr too' },
       },
-      'advertise-host': {
-        type: 'string',
-        description: 'host other processes (containers, namespaces) use to reach the services',
-        default: 'localhost',
-        placeholder: 'HOST',
-      },
-      'audit-port': {
-        type: 'string',
-        description: 'port of the audit store (0 = any free port)',
-        default: '8080',
-        placeholder: 'PORT',
-        kind: 'port',
-      },
-      'kube-port': {
-        type: 'string',
-        description: 'port of the local Kubernetes auth API (0 = any free port)',
-        default: '6443',
-        placeholder: 'PORT',
-        kind: 'port',
-      },
-    });
+      [
+        'Environment: DATABASE_URL (PostgreSQL for every store instead of embedded PGlite),',
+        'LOG_LEVEL (default info). Logs go to <data-dir>/logs/<service>.log: `npx precinct logs`.',
+        'From another terminal: `npx precinct status`, `npx precinct down`.',
+      ].join('\n'),
+    );
     if (!flags) return;
+    const started = Date.now();
     const dataDir = resolve(String(flags['data-dir']));
-    const kube = await startKubeDev({
-      listen: { host: '::', port: Number(flags['kube-port']), setting: '--kube-port' },
-      advertiseHost: String(flags['advertise-host']),
-      dataDir: resolve(dataDir, 'kube-dev'),
-      kubeconfigPath: resolve(dataDir, 'kubeconfig'),
-    });
     const advertiseHost = String(flags['advertise-host']);
-    let identity;
-    let audit;
+    const port = (f: PortFlag) => Number(flags[f]);
+    const databaseUrl = process.env.DATABASE_URL
+      ? parseDatabaseUrl(process.env.DATABASE_URL)
+      : undefined;
+    const verbose = flags.verbose === true;
+
+    const release = acquireLock(dataDir);
+    const logDir = join(dataDir, LOG_DIR);
+    mkdirSync(logDir, { recursive: true, mode: 0o700 });
+    const parts: PartState[] = [];
+    const closers: Array<() => Promise<void>> = [];
+    const stopAll = async () => {
+      for (const close of closers.reverse()) await close().catch(() => undefined);
+      removeState(dataDir);
+      release();
+    };
+    const upLog = serviceLogger(logDir, 'up', verbose);
+    let banner: string[];
     try {
+      const kube = await startKubeDev({
+        listen: { host: '::', port: port('kube-port'), setting: '--kube-port' },
+        advertiseHost,
+        dataDir: resolve(dataDir, 'kube-dev'),
+        kubeconfigPath: resolve(dataDir, 'kubeconfig'),
+        logger: serviceLogger(logDir, 'kube-dev', verbose),
+        // Verifiers outside the cluster (nats-callout with JWKS_URL) read the JWKS without a token.
+        anonymousIssuerDiscovery: true,
+      });
+      closers.push(() => kube.close());
+      parts.push({
+        name: 'kube-dev',
+        url: kube.url,
+        healthUrl: `${kube.url}/readyz`,
+        caFile: resolve(dataDir, 'kube-dev', 'ca.crt'),
+      });
+
       // Workloads attest with a projected ServiceAccount token (audience `precinct`), which
       // the identity server checks by TokenReview against kube-dev.
       const kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
-      identity = await startIdentityServer({
+      const identity = await startIdentityServer({
         trustDomain: TRUST_DOMAIN,
         dataDir: resolve(dataDir, 'identity-server'),
+        ...(databaseUrl ? { databaseUrl } : {}),
         advertiseHost,
+        admin: { host: '::', port: port('identity-port'), setting: '--identity-port' },
+        oidc: { host: '::', port: port('oidc-port'), setting: '--oidc-port' },
+        health: {
+          host: '::',
+          port: port('identity-health-port'),
+          setting: '--identity-health-port',
+        },
+        logger: serviceLogger(logDir, 'identity-server', verbose),
         verifier: cachingVerifier(
           createTokenReviewVerifier({ kubeConfig, audiences: ['precinct'] }),
         ),
       });
+      closers.push(() => identity.close());
+      parts.push(
+        {
+          name: 'identity-server',
+          url: identity.adminUrl,
+          healthUrl: `${identity.healthUrl}/ready`,
+        },
+        {
+          name: 'oidc-issuer',
+          url: identity.issuer,
+          healthUrl: `${identity.issuer}/.well-known/openid-configuration`,
+        },
+        {
+          name: 'workload-api',
+          url: identity.workloadApiAddress,
+          healthUrl: `${identity.healthUrl}/ready`,
+        },
+      );
       // One entry per ServiceAccount that `up` creates or that every namespace has.
       const wanted = `spiffe://${TRUST_DOMAIN}/ns/default/sa/default`;
       if (!identity.entries.list().some((e) => e.spiffeId === wanted)) {
@@ -86,9 +193,10 @@ export const upCommand: Command = {
           selectors: ['k8s:ns:default', 'k8s:sa:default'],
         });
       }
-      // The audit store on embedded PGlite, writers authenticated by TokenReview and
-      // authorized by SubjectAccessReview against kube-dev, exports signed with a key kept
-      // in the data dir so they verify across restarts.
+
+      // The audit store, writers authenticated by TokenReview (tokens for the store's own
+      // audience only) and authorized by SubjectAccessReview against kube-dev; exports signed
+      // with a key kept in the data dir so they verify across restarts.
       const auditDir = resolve(dataDir, 'audit-store');
       mkdirSync(auditDir, { recursive: true, mode: 0o700 });
       const keyPath = resolve(auditDir, 'export-signing-key.pem');
@@ -100,51 +208,69 @@ export const upCommand: Command = {
       }
       // Delegation tokens from the local issuer (`precinct delegate`) become on_behalf_of.
       const delegationKeys = await localDelegationKeys(dataDir, true);
-      audit = await startAuditStore({
-        dataDir: resolve(auditDir, 'db'),
-        port: Number(flags['audit-port']),
+      const audit = await startAuditStore({
+        ...(databaseUrl ? { databaseUrl } : { dataDir: resolve(auditDir, 'db') }),
+        port: port('audit-port'),
         advertiseHost,
         signingKeyPem: readFileSync(keyPath),
+        logger: serviceLogger(logDir, 'audit-store', verbose),
         auth: {
-          verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig })),
+          verifier: cachingVerifier(
+            createTokenReviewVerifier({ kubeConfig, audiences: [LOCAL_AUDIT_AUDIENCE] }),
+          ),
           authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
         },
+        tokenAudiences: [LOCAL_AUDIT_AUDIENCE],
         delegation: createDelegationVerifier({
           issuer: LOCAL_DELEGATION_ISSUER,
           audience: LOCAL_AUDIT_AUDIENCE,
           jwks: delegationKeys.jwks,
         }),
       });
-    } catch (err) {
-      await identity?.close();
-      await kube.close();
-      throw err;
-    }
-    console.log(
-      [
-        'Precinct is up.',
+      closers.push(() => audit.close());
+      parts.push({ name: 'audit-store', url: audit.url, healthUrl: `${audit.url}/readyz` });
+
+      writeState(dataDir, {
+        pid: process.pid,
+        startedAt: new Date(started).toISOString(),
+        dataDir,
+        parts,
+      });
+      const storage = databaseUrl
+        ? `PostgreSQL ${redactUrl(databaseUrl)}`
+        : `PGlite in ${resolve(auditDir, 'db')}`;
+      banner = [
+        `Precinct is up (${((Date.now() - started) / 1000).toFixed(1)} s). State, logs and keys: ${dataDir}`,
         '',
-        `  kube-dev          ${kube.url}`,
-        `  kubeconfig        ${kube.kubeconfigPath}`,
-        `  identity-server   trust domain ${TRUST_DOMAIN}`,
-        `    Workload API    ${identity.workloadApiAddress} (attest first: POST ${identity.adminUrl}/v1/attest)`,
-        `    admin API       ${identity.adminUrl} (token in ${resolve(dataDir, 'identity-server', 'admin.token')})`,
-        `    OIDC issuer     ${identity.issuer}`,
-        `    health          ${identity.healthUrl}`,
-        `  audit-store       ${audit.url} (PGlite in ${resolve(dataDir, 'audit-store', 'db')})`,
-        `  delegation        issuer ${LOCAL_DELEGATION_ISSUER} (precinct delegate --data-dir ${dataDir} --subject alice --actor system:serviceaccount:default:default)`,
+        ...table([
+          ['kube-dev', `${kube.url}   kubeconfig ${kube.kubeconfigPath}`],
+          ['identity-server', `${identity.adminUrl}   trust domain ${TRUST_DOMAIN}`],
+          ['  Workload API', `${identity.workloadApiAddress}   (attest first: POST /v1/attest)`],
+          ['  OIDC issuer', identity.issuer],
+          ['audit-store', `${audit.url}   ${storage}`],
+          ['delegation', `issuer ${LOCAL_DELEGATION_ISSUER} (npx precinct delegate --help)`],
+        ]),
         '',
         'Try:',
         `  export KUBECONFIG=${kube.kubeconfigPath}`,
         '  kubectl create token default',
         '  kubectl auth can-i get pods --as=system:serviceaccount:default:default',
+        `  npx precinct status${flags['data-dir'] === '.precinct' ? '' : ` --data-dir ${dataDir}`}`,
+        `  npx precinct logs${flags['data-dir'] === '.precinct' ? '' : ` --data-dir ${dataDir}`}`,
         '',
-        'Ctrl-C stops everything.',
-      ].join('\n'),
+        'Ctrl-C (or `npx precinct down`) stops everything.',
+      ];
+    } catch (err) {
+      await stopAll();
+      throw err;
+    }
+    console.log(banner.join('\n'));
+    upLog.info({ ms: Date.now() - started }, 'platform up');
+    const signal = await waitForShutdown();
+    const stopping = Date.now();
+    await stopAll();
+    console.log(
+      `Precinct stopped${signal ? ` (${signal})` : ''} in ${((Date.now() - stopping) / 1000).toFixed(1)} s; state kept in ${dataDir}.`,
     );
-    await waitForShutdown();
-    await audit.close();
-    await identity.close();
-    await kube.close();
   },
 };

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { createServer } from 'node:net';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { findPeer, peerSkip, tempDir } from '@precinct/testing';
@@ -14,12 +15,11 @@ test(
   async (t) => {
     const dir = tempDir();
     t.after(dir.cleanup);
+    const ports = ['kube-port', 'audit-port', 'identity-port', 'oidc-port', 'identity-health-port'];
     const child = spawn(
       process.execPath,
-      [bin, 'up', '--data-dir', dir.path, '--kube-port', '0', '--audit-port', '0'],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      [bin, 'up', '--data-dir', dir.path, ...ports.flatMap((p) => [`--${p}`, '0'])],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     t.after(() => child.kill('SIGKILL'));
     let out = '';
@@ -39,10 +39,53 @@ test(
       });
       child.on('exit', (code) => reject(new Error(`exited ${code}:\n${out}\n${err}`)));
     });
+    // Service logs go to files, not into the banner.
+    assert.doesNotMatch(out, /"level":/);
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [bin, ...args, '--data-dir', dir.path], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+    const status = cli('status', '--json');
+    assert.equal(status.status, 0, status.stdout + status.stderr);
+    const parts = JSON.parse(status.stdout) as Array<{
+      name: string;
+      url: string;
+      healthy: boolean;
+    }>;
+    for (const name of [
+      'kube-dev',
+      'identity-server',
+      'oidc-issuer',
+      'workload-api',
+      'audit-store',
+    ]) {
+      const p = parts.find((x) => x.name === name);
+      assert.ok(p, `${name} in status: ${status.stdout}`);
+      assert.equal(p.healthy, true, `${name} healthy`);
+    }
+    const url = (name: string) => parts.find((x) => x.name === name)!.url;
+    // A second up on the same folder names the holder and changes nothing.
+    const second = spawnSync(
+      process.execPath,
+      [bin, 'up', '--data-dir', dir.path, '--kube-port', '0'],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    assert.equal(second.status, 1, second.stderr);
+    assert.match(second.stderr, new RegExp(`in use by another precinct up \\(pid ${child.pid}`));
+    assert.equal(cli('status', '--json').status, 0, 'the first up still runs');
+    // Logs per service.
+    const logs = cli('logs', 'kube-dev');
+    assert.equal(logs.status, 0, logs.stderr);
+    assert.match(logs.stdout, /kube-dev ready/);
+    assert.equal(cli('logs', 'no-such-service').status, 2);
     const kubeconfig = /kubeconfig\s+(\S+)/.exec(out)?.[1];
     assert.ok(kubeconfig && existsSync(kubeconfig), out);
     assert.equal(statSync(kubeconfig).mode & 0o077, 0, 'kubeconfig is private (0600)');
-    assert.match(out, /kube-dev\s+https:\/\/localhost:\d+/);
+    assert.match(url('kube-dev'), /^https:\/\/localhost:\d+$/);
     const kubectl = findPeer('kubectl')!;
     const run = (...args: string[]) =>
       execFileSync(kubectl, ['--kubeconfig', kubeconfig, ...args], {
@@ -68,8 +111,8 @@ test(
     );
     // The identity server attests the default ServiceAccount and issues its SVID over the
     // Workload API: the local platform end to end.
-    assert.match(out, /identity-server\s+trust domain precinct\.local/);
-    const adminUrl = /admin API\s+(\S+)/.exec(out)![1]!;
+    assert.match(out, /trust domain precinct\.local/);
+    const adminUrl = url('identity-server');
     const sat = run('create', 'token', 'default', '--audience', 'precinct').trim();
     const attest = await fetch(`${adminUrl}/v1/attest`, {
       method: 'POST',
@@ -96,7 +139,15 @@ test(
     assert.equal(wrong.status, 401);
     // The audit store: writers authenticated and authorized against kube-dev, attribution from
     // the verified token, not from what the body or headers claim.
-    const auditUrl = /audit-store\s+(http:\/\/\S+)/.exec(out)![1]!;
+    const auditUrl = url('audit-store');
+    // The store takes tokens for its own audience only: a Kubernetes API token is refused.
+    const storeToken = run(
+      'create',
+      'token',
+      'default',
+      '--audience',
+      'data-storage-service',
+    ).trim();
     const event = {
       event_type: 'order.approved',
       event_category: 'orders',
@@ -120,7 +171,11 @@ test(
       '--clusterrole=cluster-admin',
       '--serviceaccount=default:default',
     );
-    const created = await post({ authorization: `Bearer ${token}`, 'x-remote-user': 'mallory' });
+    assert.equal((await post({ authorization: `Bearer ${token}` })).status, 401);
+    const created = await post({
+      authorization: `Bearer ${storeToken}`,
+      'x-remote-user': 'mallory',
+    });
     assert.equal(created.status, 201);
     assert.equal(
       ((await created.json()) as { written_by: string }).written_by,
@@ -142,12 +197,12 @@ test(
       { encoding: 'utf8', timeout: 30_000 },
     ).trim();
     const onBehalf = await post({
-      authorization: `Bearer ${token}`,
+      authorization: `Bearer ${storeToken}`,
       'precinct-delegation': delegation,
     });
     assert.equal(onBehalf.status, 201);
     const q = await fetch(`${auditUrl}/api/v1/audit/events?correlation_id=order-42`, {
-      headers: { authorization: `Bearer ${token}` },
+      headers: { authorization: `Bearer ${storeToken}` },
     });
     const obo = ((await q.json()) as { data: Array<{ on_behalf_of: string | null }> }).data.map(
       (e) => e.on_behalf_of,
@@ -160,11 +215,65 @@ test(
       { encoding: 'utf8', timeout: 30_000 },
     ).trim();
     assert.equal(
-      (await post({ authorization: `Bearer ${token}`, 'precinct-delegation': other })).status,
+      (await post({ authorization: `Bearer ${storeToken}`, 'precinct-delegation': other })).status,
       401,
     );
+    // `down` from another process stops it cleanly, with a shutdown line; the folder is free.
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    child.kill('SIGTERM');
+    const down = cli('down');
+    assert.equal(down.status, 0, down.stderr);
+    assert.match(down.stdout, new RegExp(`stopped precinct up \\(pid ${child.pid}\\)`));
     assert.equal(await exited, 0);
+    assert.match(out, /Precinct stopped \(SIGTERM\)/);
+    const after = cli('status');
+    assert.equal(after.status, 2);
+    assert.match(after.stderr, /no precinct up is running/);
   },
 );
+
+test('precinct up on a taken port says which port and which flag changes it', async (t) => {
+  const dir = tempDir();
+  t.after(dir.cleanup);
+  const holder = createServer();
+  t.after(() => holder.close());
+  await new Promise<void>((r) => holder.listen({ host: '::', port: 0, ipv6Only: false }, r));
+  const port = (holder.address() as { port: number }).port;
+  const r = spawnSync(
+    process.execPath,
+    [bin, 'up', '--data-dir', dir.path, '--kube-port', String(port)],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(
+    r.stderr,
+    new RegExp(
+      `port ${port} is already in use by another process; choose another with --kube-port`,
+    ),
+  );
+  // Nothing is left holding the folder: status says no up runs there.
+  const status = spawnSync(process.execPath, [bin, 'status', '--data-dir', dir.path], {
+    encoding: 'utf8',
+  });
+  assert.match(status.stderr, /no precinct up is running/);
+});
+
+test('precinct up rejects a port that is not a number, before starting anything', () => {
+  const r = spawnSync(
+    process.execPath,
+    [bin, 'up', '--kube-port', 'abc', '--audit-port', '70000'],
+    {
+      encoding: 'utf8',
+      timeout: 60_000,
+    },
+  );
+  assert.equal(r.status, 2);
+  assert.match(
+    r.stderr,
+    /--kube-port must be a port number from 0 to 65535 \(0 = any free port\), got "abc"/,
+  );
+  assert.match(r.stderr, /--audit-port must be a port number/);
+  assert.doesNotMatch(r.stderr, /NaN/);
+});

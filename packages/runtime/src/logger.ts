@@ -22,18 +22,19 @@ export const REDACT_PATHS = [
   '*.privateKey',
 ];
 
-/** A JSON logger on stderr (stdout stays free for what a command prints for people). */
+/**
+ * A JSON logger on stderr (stdout stays free for what a command prints for people), or on the
+ * given destination: a file descriptor, a stream, or several streams that each get every line.
+ */
 export function createLogger(
   name: string,
   level = process.env.LOG_LEVEL ?? 'info',
-  destination: NodeJS.WritableStream | number = 2,
+  destination: NodeJS.WritableStream | number | Array<NodeJS.WritableStream | number> = 2,
 ): Logger {
-  const dest =
-    typeof destination === 'number'
-      ? pino.destination({ fd: destination, sync: true })
-      : destination;
-  return pino(
-    { name, level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
-    dest as pino.DestinationStream,
-  );
+  const one = (d: NodeJS.WritableStream | number) =>
+    (typeof d === 'number' ? pino.destination({ fd: d, sync: true }) : d) as pino.DestinationStream;
+  const dest = Array.isArray(destination)
+    ? pino.multistream(destination.map((d) => ({ stream: one(d), level: level as pino.Level })))
+    : one(destination);
+  return pino({ name, level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, dest);
 }
