@@ -160,3 +160,114 @@ test('parse rejects a key that is not the leaf key, garbage, and oversized input
   });
   assert.ok(X509Svid.parse(a.certPem, a.keyPem));
 });
+
+test('RFC 5280 path rules: path length, name constraints, unknown critical extensions', async () => {
+  const verify = (chain: Buffer[], root: TestCa) =>
+    verifyX509Svid(chain, new X509BundleSet([X509Bundle.parse('example.org', root.bundlePem())]));
+  const codeOf = (fn: () => unknown) => {
+    try {
+      fn();
+      return 'accepted';
+    } catch (err) {
+      assert.ok(err instanceof SpiffeError, String(err));
+      return err.code;
+    }
+  };
+  const unknownCritical = new x509.Extension('1.3.6.1.4.1.55555.1', true, Buffer.from([5, 0]));
+  const unknownNonCritical = new x509.Extension('1.3.6.1.4.1.55555.1', false, Buffer.from([5, 0]));
+
+  // Path length: the root allows one intermediate below it; two are one too many.
+  const root1 = await TestCa.create('example.org', { pathLen: 1 });
+  const mid1 = await root1.intermediate({ pathLen: null });
+  const mid2 = await mid1.intermediate();
+  // Name constraints on the root and on an intermediate.
+  const onlyTd = { permitted: [{ type: 'uri' as const, value: 'example.org' }] };
+  const rootNc = await TestCa.create('example.org', { nameConstraints: onlyTd });
+  const midNc = await ca.intermediate({
+    nameConstraints: {
+      permitted: [{ type: 'uri', value: 'example.org' }],
+      excluded: [{ type: 'dns', value: 'bad.example.net' }],
+    },
+  });
+  const ipNc = await ca.intermediate({
+    nameConstraints: { permitted: [{ type: 'ip', value: '7f000001ffffffff' }] },
+  });
+
+  const cases: [string, () => Promise<[Buffer[], TestCa]>, string][] = [
+    [
+      'one intermediate under pathLen 1',
+      async () => [(await mid1.issue('/a')).chainDer, root1],
+      'accepted',
+    ],
+    [
+      'two intermediates under pathLen 1',
+      async () => [(await mid2.issue('/a')).chainDer, root1],
+      'ERR_X509SVID_PATH_LEN',
+    ],
+    [
+      'an intermediate with pathLen 0 issuing a CA that issues',
+      async () => {
+        const deep = await (await ca.intermediate({ pathLen: 0 })).intermediate();
+        return [(await deep.issue('/a')).chainDer, ca];
+      },
+      'ERR_X509SVID_PATH_LEN',
+    ],
+    [
+      'leaf inside the root URI constraint',
+      async () => [(await rootNc.issue('/a')).chainDer, rootNc],
+      'accepted',
+    ],
+    [
+      'intermediate constraint: inside',
+      async () => [(await midNc.issue('/a', { dns: ['ok.example.net'] })).chainDer, ca],
+      'accepted',
+    ],
+    [
+      'intermediate constraint: excluded DNS SAN',
+      async () => [(await midNc.issue('/a', { dns: ['x.bad.example.net'] })).chainDer, ca],
+      'ERR_X509SVID_NAME_CONSTRAINTS',
+    ],
+    [
+      'constraint of a type we do not process (IP)',
+      async () => [(await ipNc.issue('/a')).chainDer, ca],
+      'ERR_X509SVID_NAME_CONSTRAINTS',
+    ],
+    [
+      'unknown critical extension on the leaf',
+      async () => [(await ca.issue('/a', { extensions: [unknownCritical] })).chainDer, ca],
+      'ERR_X509SVID_CRITICAL_EXTENSION',
+    ],
+    [
+      'unknown non-critical extension on the leaf',
+      async () => [(await ca.issue('/a', { extensions: [unknownNonCritical] })).chainDer, ca],
+      'accepted',
+    ],
+  ];
+  for (const [name, make, want] of cases) {
+    const [chain, root] = await make();
+    assert.equal(
+      codeOf(() => verify(chain, root)),
+      want,
+      name,
+    );
+  }
+
+  // A URI constraint for another trust domain: an example.org leaf under it is refused.
+  const foreign = await ca.intermediate({
+    nameConstraints: { permitted: [{ type: 'uri', value: 'other.org' }] },
+  });
+  const outside = await foreign.issue('/a');
+  assert.equal(
+    codeOf(() => verify(outside.chainDer, ca)),
+    'ERR_X509SVID_NAME_CONSTRAINTS',
+  );
+  // Subdomain form: ".example.org" does not match example.org itself.
+  const sub = await ca.intermediate({
+    nameConstraints: { permitted: [{ type: 'uri', value: '.example.org' }] },
+  });
+  const subLeaf = await sub.issue('/a');
+  assert.equal(
+    codeOf(() => verify(subLeaf.chainDer, ca)),
+    'ERR_X509SVID_NAME_CONSTRAINTS',
+  );
+});

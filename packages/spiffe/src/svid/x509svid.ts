@@ -4,7 +4,7 @@ import { SpiffeError } from '../errors.js';
 import { SpiffeId } from '../spiffeid/id.js';
 import type { X509BundleSource } from '../bundle/x509bundle.js';
 import { parseCertificates, pemBlocks, toPem } from '../bundle/der.js';
-import { certInfo, KeyUsage } from './certinfo.js';
+import { certInfo, KeyUsage, type CertInfo, type Subtree } from './certinfo.js';
 
 /** Gives the current X.509-SVID. */
 export interface X509SvidSource {
@@ -74,6 +74,81 @@ function issued(child: X509Certificate, parent: X509Certificate): boolean {
   }
 }
 
+function hostOfUri(uri: string): string | undefined {
+  try {
+    return new URL(uri).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
+}
+
+// RFC 5280 4.2.1.10: a URI constraint names a host; a leading '.' means "any subdomain".
+function uriMatches(uri: string, c: string): boolean {
+  const host = hostOfUri(uri);
+  if (host === undefined) return false;
+  const want = c.toLowerCase();
+  return want.startsWith('.') ? host.endsWith(want) : host === want;
+}
+
+// A DNS constraint matches the name and its subdomains; with a leading '.', subdomains only.
+function dnsMatches(name: string, c: string): boolean {
+  const n = name.toLowerCase();
+  const want = c.toLowerCase();
+  if (want === '') return true;
+  if (want.startsWith('.')) return n.endsWith(want);
+  return n === want || n.endsWith(`.${want}`);
+}
+
+function namesWithin(info: CertInfo, nc: { permitted: Subtree[]; excluded: Subtree[] }): boolean {
+  const kinds = [
+    { type: 'uri' as const, names: info.uris, match: uriMatches },
+    { type: 'dns' as const, names: info.dnsNames, match: dnsMatches },
+  ];
+  for (const { type, names, match } of kinds) {
+    const permitted = nc.permitted.filter((t) => t.type === type);
+    const excluded = nc.excluded.filter((t) => t.type === type);
+    for (const name of names) {
+      if (excluded.some((t) => match(name, t.value))) return false;
+      if (permitted.length > 0 && !permitted.some((t) => match(name, t.value))) return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * The RFC 5280 path rules beyond signatures and validity, on a built path (leaf ... anchor):
+ * no critical extension we do not process (leaf and intermediates), each CA's
+ * pathLenConstraint, and each CA's name constraints over every certificate below it (URI
+ * and DNS names; a constraint of another type is refused, as libraries without support
+ * for it must).
+ */
+function checkPathRules(path: X509Certificate[]): void {
+  const infos = path.map((c) => certInfo(c));
+  for (const [i, info] of infos.entries()) {
+    if (i < infos.length - 1 && info.unhandledCritical.length > 0) {
+      fail(
+        'ERR_X509SVID_CRITICAL_EXTENSION',
+        `certificate has an unsupported critical extension (${info.unhandledCritical.join(', ')})`,
+      );
+    }
+    if (i === 0) continue;
+    // Intermediates between this CA and the leaf.
+    if (info.pathLen !== undefined && i - 1 > info.pathLen) {
+      fail('ERR_X509SVID_PATH_LEN', 'certificate chain exceeds a CA path length constraint');
+    }
+    const nc = info.nameConstraints;
+    if (!nc) continue;
+    if ([...nc.permitted, ...nc.excluded].some((t) => t.type === 'other')) {
+      fail('ERR_X509SVID_NAME_CONSTRAINTS', 'unsupported name constraint type');
+    }
+    for (const below of infos.slice(0, i)) {
+      if (!namesWithin(below, nc)) {
+        fail('ERR_X509SVID_NAME_CONSTRAINTS', 'certificate name violates a CA name constraint');
+      }
+    }
+  }
+}
+
 export interface VerifyResult {
   id: SpiffeId;
   /** leaf ... root, as verified */
@@ -119,6 +194,7 @@ export function verifyX509Svid(
       if (!within(root, now))
         fail('ERR_X509SVID_VALIDITY', 'root certificate is expired or not yet valid');
       path.push(root);
+      checkPathRules(path);
       return { id, verifiedChain: path };
     }
     const next = intermediates.find((c) => !path.includes(c) && issued(current, c));

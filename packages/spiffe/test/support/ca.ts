@@ -22,6 +22,48 @@ export interface IssueOptions {
   isCa?: boolean;
   keyUsage?: number;
   emptySubject?: boolean;
+  /** Extra extensions, e.g. an unknown critical one. */
+  extensions?: x509.Extension[];
+}
+
+/** Name constraints for a test CA: subtrees by GeneralName type. */
+export interface NameConstraintsSpec {
+  permitted?: { type: 'uri' | 'dns' | 'ip'; value: string }[];
+  excluded?: { type: 'uri' | 'dns' | 'ip'; value: string }[];
+}
+
+export interface CaOptions {
+  /** basicConstraints pathLenConstraint (intermediates default to 0; undefined: none). */
+  pathLen?: number | null;
+  nameConstraints?: NameConstraintsSpec;
+}
+
+function derTlv(tag: number, body: Buffer): Buffer {
+  const len = body.length;
+  const head =
+    len < 0x80 ? Buffer.from([tag, len]) : Buffer.from([tag, 0x82, len >> 8, len & 0xff]);
+  return Buffer.concat([head, body]);
+}
+
+/** DER of a NameConstraints value (RFC 5280 4.2.1.10), built by hand for the tests. */
+export function nameConstraintsExtension(spec: NameConstraintsSpec): x509.Extension {
+  const tag = { dns: 0x82, uri: 0x86, ip: 0x87 } as const;
+  const subtrees = (list: NonNullable<NameConstraintsSpec['permitted']>) =>
+    Buffer.concat(
+      list.map((t) =>
+        derTlv(
+          0x30,
+          derTlv(
+            tag[t.type],
+            t.type === 'ip' ? Buffer.from(t.value, 'hex') : Buffer.from(t.value, 'latin1'),
+          ),
+        ),
+      ),
+    );
+  const parts: Buffer[] = [];
+  if (spec.permitted) parts.push(derTlv(0xa0, subtrees(spec.permitted)));
+  if (spec.excluded) parts.push(derTlv(0xa1, subtrees(spec.excluded)));
+  return new x509.Extension('2.5.29.30', true, derTlv(0x30, Buffer.concat(parts)));
 }
 
 /** An X.509-SVID as the Workload API carries it, plus PEM forms for node:tls. */
@@ -58,7 +100,7 @@ export class TestCa {
   }
 
   /** A self-signed root CA for `td` (a bare trust domain name, e.g. `example.org`). */
-  static async create(td: string): Promise<TestCa> {
+  static async create(td: string, opts: CaOptions = {}): Promise<TestCa> {
     const keys = (await webcrypto.subtle.generateKey(EC, true, [
       'sign',
       'verify',
@@ -72,20 +114,21 @@ export class TestCa {
       keys,
       signingAlgorithm: SIGN,
       extensions: [
-        new x509.BasicConstraintsExtension(true, undefined, true),
+        new x509.BasicConstraintsExtension(true, opts.pathLen ?? undefined, true),
         new x509.KeyUsagesExtension(
           x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
           true,
         ),
         new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${td}` }]),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+        ...(opts.nameConstraints ? [nameConstraintsExtension(opts.nameConstraints)] : []),
       ],
     });
     return new TestCa(td, cert, keys);
   }
 
   /** An intermediate CA of the same trust domain, signed by this CA. */
-  async intermediate(): Promise<TestCa> {
+  async intermediate(opts: CaOptions = {}): Promise<TestCa> {
     const keys = (await webcrypto.subtle.generateKey(EC, true, [
       'sign',
       'verify',
@@ -101,7 +144,11 @@ export class TestCa {
       signingKey: this.#keys.privateKey,
       signingAlgorithm: SIGN,
       extensions: [
-        new x509.BasicConstraintsExtension(true, 0, true),
+        new x509.BasicConstraintsExtension(
+          true,
+          opts.pathLen === undefined ? 0 : (opts.pathLen ?? undefined),
+          true,
+        ),
         new x509.KeyUsagesExtension(
           x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
           true,
@@ -111,6 +158,7 @@ export class TestCa {
         ]),
         await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
         await x509.AuthorityKeyIdentifierExtension.create(this.cert),
+        ...(opts.nameConstraints ? [nameConstraintsExtension(opts.nameConstraints)] : []),
       ],
     });
     return new TestCa(this.trustDomain, cert, keys, this);
@@ -167,6 +215,7 @@ export class TestCa {
     if (names.length > 0) {
       extensions.push(new x509.SubjectAlternativeNameExtension(names, opts.emptySubject ?? false));
     }
+    extensions.push(...(opts.extensions ?? []));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomBytes(8).toString('hex'),
       subject: opts.emptySubject ? '' : 'O=precinct-test, CN=svid',
