@@ -13,7 +13,7 @@ const verifier: TokenVerifier = {
       groups: ['system:serviceaccounts'],
       namespace: 'bench',
       serviceAccountName: 'writer',
-      audiences: [],
+      audiences: ['data-storage-service'],
       extra: {},
       source: 'jwks',
     };

@@ -253,7 +253,7 @@ export const upCommand: Command = {
         '',
         'Try:',
         `  export KUBECONFIG=${kube.kubeconfigPath}`,
-        '  kubectl create token default',
+        '  kubectl create token default --audience data-storage-service   # a token for the audit store',
         '  kubectl auth can-i get pods --as=system:serviceaccount:default:default',
         `  npx precinct status${flags['data-dir'] === '.precinct' ? '' : ` --data-dir ${dataDir}`}`,
         `  npx precinct logs${flags['data-dir'] === '.precinct' ? '' : ` --data-dir ${dataDir}`}`,

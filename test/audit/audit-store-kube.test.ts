@@ -11,7 +11,7 @@ import {
   loadKubeConfig,
 } from '@precinct/kube';
 import { grantAuditVerbs } from './support/rbac.js';
-import { startAuditStore, type AuditStore } from '@precinct/audit-store';
+import { DEFAULT_TOKEN_AUDIENCE, startAuditStore, type AuditStore } from '@precinct/audit-store';
 
 const NS = 'audit';
 const APPS = 'apps';
@@ -20,11 +20,12 @@ let kc: KubeConfig;
 let core: CoreV1Api;
 let store: AuditStore;
 
-async function token(sa: string): Promise<string> {
+/** A token for the store's audience (`kubectl create token SA --audience ...`), or others. */
+async function token(sa: string, audiences = [DEFAULT_TOKEN_AUDIENCE]): Promise<string> {
   const r = await core.createNamespacedServiceAccountToken({
     name: sa,
     namespace: APPS,
-    body: { spec: { audiences: [], expirationSeconds: 3600 } },
+    body: { spec: { audiences, expirationSeconds: 3600 } },
   });
   return r.status!.token;
 }
@@ -44,7 +45,9 @@ before(async () => {
     host: '127.0.0.1',
     port: 0,
     auth: {
-      verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig: kc })),
+      verifier: cachingVerifier(
+        createTokenReviewVerifier({ kubeConfig: kc, audiences: [DEFAULT_TOKEN_AUDIENCE] }),
+      ),
       authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig: kc }),
     },
     authz: { namespace: NS },
@@ -81,7 +84,9 @@ function call(path: string, tok: string | undefined, json?: unknown, method = 'P
 
 describe('audit store with kube-dev', () => {
   test('RBAC tiers: writer writes, reader reads, others are refused', async () => {
-    const [writer, reader, nobody] = await Promise.all(['writer', 'reader', 'nobody'].map(token));
+    const [writer, reader, nobody] = await Promise.all(
+      ['writer', 'reader', 'nobody'].map((sa) => token(sa)),
+    );
     const cases: Array<[string, string | undefined, 'write' | 'read', number]> = [
       ['writer writes (control)', writer, 'write', 201],
       ['writer reads', writer, 'read', 200],
@@ -104,6 +109,65 @@ describe('audit store with kube-dev', () => {
     // Attribution is the verified ServiceAccount, whatever the body and headers claimed.
     assert.equal(data[0]!.written_by, `system:serviceaccount:${APPS}:writer`);
     assert.equal(data[0]!.actor_id, event.actor_id);
+  });
+
+  test('a token for another audience is refused (401), whatever the verifier asked', async () => {
+    // The API server's own audience (what `kubectl create token` mints by default): a
+    // credential the writer must never hand the store, since it works against the API.
+    const apiToken = await token('writer', []);
+    const other = await token('writer', ['some-other-service']);
+    const right = await token('writer');
+    assert.equal((await call('/api/v1/audit/events', apiToken, event)).status, 401);
+    assert.equal((await call('/api/v1/audit/events', other, event)).status, 401);
+    assert.equal((await call('/api/v1/audit/events', right, event)).status, 201, 'control');
+    // A store whose verifier forgot the audience (TokenReview then checks the API server's
+    // own) still refuses that token: the store checks the verified audiences itself.
+    const careless = await startAuditStore({
+      host: '127.0.0.1',
+      port: 0,
+      auth: {
+        verifier: createTokenReviewVerifier({ kubeConfig: kc }),
+        authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig: kc }),
+      },
+      authz: { namespace: NS },
+      retentionIntervalMs: 0,
+    });
+    try {
+      const r = await fetch(new URL('/api/v1/audit/events', careless.url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${apiToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify(event),
+      });
+      assert.equal(r.status, 401);
+      assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      // ... and a store configured for another audience takes that audience's tokens.
+      const other2 = await startAuditStore({
+        host: '127.0.0.1',
+        port: 0,
+        auth: {
+          verifier: createTokenReviewVerifier({
+            kubeConfig: kc,
+            audiences: ['some-other-service'],
+          }),
+          authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig: kc }),
+        },
+        tokenAudiences: ['some-other-service'],
+        authz: { namespace: NS },
+        retentionIntervalMs: 0,
+      });
+      try {
+        const ok = await fetch(new URL('/api/v1/audit/events', other2.url), {
+          method: 'POST',
+          headers: { authorization: `Bearer ${other}`, 'content-type': 'application/json' },
+          body: JSON.stringify(event),
+        });
+        assert.equal(ok.status, 201, 'control: the configured audience passes');
+      } finally {
+        await other2.close();
+      }
+    } finally {
+      await careless.close();
+    }
   });
 
   test('503 when the Kubernetes API is down', async () => {

@@ -60,7 +60,9 @@ describe('reachable from another network namespace', { skip }, () => {
     });
     const kc = loadKubeConfig({ KUBECONFIG: kd.kubeconfigPath });
     const auth = {
-      verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig: kc })),
+      verifier: cachingVerifier(
+        createTokenReviewVerifier({ kubeConfig: kc, audiences: ['data-storage-service'] }),
+      ),
       authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig: kc }),
     };
     store = await startAuditStore({
@@ -103,7 +105,15 @@ describe('reachable from another network namespace', { skip }, () => {
   });
 
   test('a workload in the namespace writes to the audit store over IPv4 and IPv6', async () => {
-    const tok = await kubectlInNs('create', 'token', 'default', '-n', 'default');
+    const tok = await kubectlInNs(
+      'create',
+      'token',
+      'default',
+      '-n',
+      'default',
+      '--audience',
+      'data-storage-service',
+    );
     assert.equal(tok.code, 0, tok.stderr);
     // Grant the writer tier to default/default.
     const admin = join(dir.path, 'rbac.yaml');

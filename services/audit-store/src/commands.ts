@@ -20,7 +20,7 @@ import { createDelegationVerifier } from '@precinct/delegation';
 import { X509Source } from '@precinct/spiffe';
 import { AuditStoreError } from './errors.js';
 import { verifyExport } from './export.js';
-import { startAuditStore } from './server.js';
+import { DEFAULT_TOKEN_AUDIENCE, startAuditStore } from './server.js';
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (keeps the default host). */
 function parseListen(value: string, fallbackHost: string): ListenOptions {
@@ -149,6 +149,22 @@ export const auditStoreCommand: Command = {
           description: 'audience delegation tokens must name (default: data-storage-service)',
           placeholder: 'NAME',
         },
+        'token-audience': {
+          type: 'string',
+          description: `audience writers' ServiceAccount tokens must name (default: ${DEFAULT_TOKEN_AUDIENCE}); mint them with kubectl create token SA --audience ${DEFAULT_TOKEN_AUDIENCE}`,
+          placeholder: 'NAME',
+        },
+        'max-event-age': {
+          type: 'string',
+          description:
+            'oldest event_timestamp accepted, in days before now (default: 2555, the default retention)',
+          placeholder: 'DAYS',
+        },
+        'max-clock-skew': {
+          type: 'string',
+          description: 'latest event_timestamp accepted, in seconds after now (default: 300)',
+          placeholder: 'SECONDS',
+        },
         'idempotency-ttl': {
           type: 'string',
           description:
@@ -188,6 +204,22 @@ export const auditStoreCommand: Command = {
       (!Number.isInteger(idemTtl) || idemTtl < 60 || idemTtl > 30 * 86400)
     )
       throw new UsageError('--idempotency-ttl must be whole seconds, 60..2592000 (30 days)');
+    const whole = (name: string, min: number, max: number): number | undefined => {
+      const raw = flags[name];
+      if (raw === undefined) return undefined;
+      const n = Number(raw);
+      if (typeof raw !== 'string' || !/^\d+$/.test(raw) || n < min || n > max)
+        throw new UsageError(`--${name} must be a whole number, ${min}..${max}`);
+      return n;
+    };
+    const maxEventAgeDays = whole('max-event-age', 1, 36500);
+    const maxClockSkewSeconds = whole('max-clock-skew', 0, 86400);
+    const tokenAudience = (flags['token-audience'] as string | undefined) ?? DEFAULT_TOKEN_AUDIENCE;
+    if (!tokenAudience.trim()) throw new UsageError('--token-audience must not be empty');
+    if (flags['token-audience'] !== undefined && (flags['no-auth'] || flags.spiffe))
+      throw new UsageError(
+        '--token-audience applies to bearer tokens (not with --no-auth or --spiffe)',
+      );
     if (flags['health-listen'] !== undefined && !flags.spiffe)
       throw new UsageError('--health-listen only applies with --spiffe');
     const delegationIssuer = flags['delegation-issuer'] as string | undefined;
@@ -223,8 +255,12 @@ export const auditStoreCommand: Command = {
           { cause: err },
         );
       }
+      // TokenReview for the store's audience only: a token minted for the Kubernetes API is
+      // not accepted, so no writer hands the store a credential it could replay there.
       auth = {
-        verifier: cachingVerifier(createTokenReviewVerifier({ kubeConfig })),
+        verifier: cachingVerifier(
+          createTokenReviewVerifier({ kubeConfig, audiences: [tokenAudience] }),
+        ),
         authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
       };
     }
@@ -253,6 +289,9 @@ export const auditStoreCommand: Command = {
         : {}),
       ...(delegation ? { delegation } : {}),
       ...(idemTtl !== undefined ? { idempotencyTtlMs: idemTtl * 1000 } : {}),
+      tokenAudiences: [tokenAudience],
+      ...(maxEventAgeDays !== undefined ? { maxEventAgeMs: maxEventAgeDays * 86_400_000 } : {}),
+      ...(maxClockSkewSeconds !== undefined ? { maxClockSkewMs: maxClockSkewSeconds * 1000 } : {}),
       authz: flags.namespace ? { namespace: flags.namespace as string } : undefined,
       hashKey: hmacFile ? readFileSync(hmacFile) : undefined,
       signingKeyPem: signingKey ? loadOrCreateSigningKey(signingKey, !!dataDir) : undefined,

@@ -1,5 +1,7 @@
+import { chmodSync, fchmodSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import pg from 'pg';
-import type { PGlite } from '@electric-sql/pglite';
+import type { PGlite, PGliteOptions } from '@electric-sql/pglite';
 import { AuditStoreError } from './errors.js';
 
 export interface Queryable {
@@ -154,11 +156,82 @@ export function createPgDb(url: string, opts: { max?: number } = {}): Db {
   };
 }
 
-/** Embedded PGlite: in memory, or persisted in `dataDir`. */
+/**
+ * Makes `dir` and everything under it private to the owner (directories 0700, files 0600):
+ * audit records are not for other local users. Also tightens a data directory written by an
+ * earlier release, whose files PGlite created 0666/0755 (less the umask).
+ */
+function makePrivate(dir: string): void {
+  const stack = [dir];
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    chmodSync(d, 0o700);
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      const st = lstatSync(p);
+      if (st.isDirectory()) stack.push(p);
+      else if (st.isFile() && (st.mode & 0o777) !== 0o600) chmodSync(p, 0o600);
+    }
+  }
+}
+
+/** Emscripten's `S_IFMT` bits, the directory type among them, and its `O_CREAT` flag. */
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const O_CREAT = 0o100;
+
+/** The parts of Emscripten's NODEFS the data directory's modes are enforced in. */
+interface EmscriptenNodeFs {
+  node_ops: { mknod: (parent: unknown, name: string, mode: number, dev: number) => unknown };
+  stream_ops: { open: (stream: { flags: number; nfd?: unknown }) => void };
+}
+
+/** Embedded PGlite: in memory, or persisted in `dataDir` (directories 0700, files 0600). */
 export async function createPgliteDb(dataDir?: string): Promise<Db> {
   // Loaded on first use: a store on PostgreSQL never needs the embedded database's code.
   const { PGlite } = await import('@electric-sql/pglite');
-  const db = dataDir ? await PGlite.create(dataDir) : await PGlite.create();
+  let fs: PGliteOptions['fs'];
+  if (dataDir) {
+    const root = resolve(dataDir);
+    mkdirSync(root, { recursive: true, mode: 0o700 });
+    makePrivate(root);
+    const { NodeFS } = await import('@electric-sql/pglite/nodefs');
+    // PGlite's Node file system creates what PostgreSQL asks for with the modes Emscripten
+    // passes (0666 files, 0777 directories, less the umask). PostgreSQL itself would use
+    // 0600/0700: every node this mount creates gets those, whatever mode was asked for.
+    class PrivateNodeFS extends NodeFS {
+      override async init(...args: Parameters<InstanceType<typeof NodeFS>['init']>) {
+        const { emscriptenOpts } = await super.init(...args);
+        const preRun = [
+          ...((emscriptenOpts.preRun as Array<(mod: unknown) => void> | undefined) ?? []),
+          (mod: unknown) => {
+            const nodefs = (mod as { NODEFS: EmscriptenNodeFs }).NODEFS;
+            const { mknod } = nodefs.node_ops;
+            nodefs.node_ops.mknod = (parent, name, mode, dev) =>
+              mknod(
+                parent,
+                name,
+                (mode & S_IFMT) | ((mode & S_IFMT) === S_IFDIR ? 0o700 : 0o600),
+                dev,
+              );
+            // An open with O_CREAT of a file Emscripten believes exists reaches Node's
+            // openSync without a mode (0666 less the umask): such a file is made 0600 at once.
+            const { open } = nodefs.stream_ops;
+            nodefs.stream_ops.open = (stream) => {
+              open(stream);
+              if (stream.flags & O_CREAT && typeof stream.nfd === 'number')
+                fchmodSync(stream.nfd, 0o600);
+            };
+          },
+        ];
+        return { emscriptenOpts: { ...emscriptenOpts, preRun } };
+      }
+    }
+    fs = new PrivateNodeFS(root);
+  }
+  const db = fs ? await PGlite.create({ fs }) : await PGlite.create();
+  // initdb runs in a module of its own, with PGlite's modes: what it wrote is tightened here.
+  if (dataDir) makePrivate(resolve(dataDir));
   const wrap = (x: { query: PGlite['query']; exec: PGlite['exec'] }): Queryable => ({
     async exec(sql: string) {
       try {

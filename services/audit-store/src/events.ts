@@ -1,4 +1,11 @@
 import { createHash, createHmac, hash as oneShotHash, randomUUID } from 'node:crypto';
+import {
+  MAX_EVENT_DATA_DEPTH,
+  deeperThan,
+  parseTimestamp,
+  type InputProblem,
+  type TimeWindow,
+} from './input.js';
 
 /** Bounds: one event's `event_data`, a batch, and (in the server) the request body. */
 export const LIMITS = {
@@ -212,28 +219,50 @@ export const GENESIS_HASH = '0'.repeat(64);
 export function checkEvent(
   e: AuditEventInput,
   prefix = '',
-): Array<{ field: string; message: string }> {
-  const bad: Array<{ field: string; message: string }> = [];
+  now: Date = new Date(),
+  window: TimeWindow = DEFAULT_TIME_WINDOW,
+): InputProblem[] {
+  const bad: InputProblem[] = [];
   if (e.event_data !== undefined) {
-    const json = JSON.stringify(e.event_data);
-    const size = Buffer.byteLength(json);
-    if (size > LIMITS.eventDataBytes)
+    // Before anything recursive touches it: JSON.stringify, the canonical form and PostgreSQL's
+    // jsonb input all recurse, and the JSON parser accepts any depth.
+    if (deeperThan(e.event_data, MAX_EVENT_DATA_DEPTH))
+      bad.push({
+        field: `${prefix}event_data`,
+        message: `must not nest deeper than ${MAX_EVENT_DATA_DEPTH} levels`,
+      });
+    else if (Buffer.byteLength(JSON.stringify(e.event_data)) > LIMITS.eventDataBytes)
       bad.push({
         field: `${prefix}event_data`,
         message: `must be at most ${LIMITS.eventDataBytes} bytes as JSON`,
       });
-    if (json.includes('\\u0000'))
-      bad.push({ field: `${prefix}event_data`, message: 'must not contain NUL characters' });
   }
-  if (e.event_timestamp !== undefined && Number.isNaN(Date.parse(e.event_timestamp)))
-    bad.push({ field: `${prefix}event_timestamp`, message: 'must be an RFC 3339 date-time' });
-  for (const k of Object.keys(e) as Array<keyof AuditEventInput>) {
-    const v = e[k];
-    if (typeof v === 'string' && v.includes('\u0000'))
-      bad.push({ field: `${prefix}${k}`, message: 'must not contain NUL characters' });
+  if (e.event_timestamp !== undefined) {
+    const field = `${prefix}event_timestamp`;
+    const t = parseTimestamp(e.event_timestamp)?.getTime();
+    const retentionMs = (e.retention_days ?? DEFAULT_RETENTION_DAYS) * 86_400_000;
+    if (t === undefined) bad.push({ field, message: 'must be an RFC 3339 date-time' });
+    else if (t > now.getTime() + window.maxSkewMs)
+      bad.push({
+        field,
+        message: `must not be more than ${Math.round(window.maxSkewMs / 1000)} s in the future`,
+      });
+    else if (t < now.getTime() - window.maxAgeMs)
+      bad.push({
+        field,
+        message: `must not be more than ${Math.round(window.maxAgeMs / 86_400_000)} days in the past`,
+      });
+    else if (t <= now.getTime() - retentionMs)
+      bad.push({ field, message: 'is already past the retention of the event (retention_days)' });
   }
   return bad;
 }
+
+/** The default window of accepted `event_timestamp`s: the default retention back, 5 min ahead. */
+export const DEFAULT_TIME_WINDOW: TimeWindow = {
+  maxAgeMs: DEFAULT_RETENTION_DAYS * 86_400_000,
+  maxSkewMs: 5 * 60_000,
+};
 
 /** Fills defaults and attribution; the chain fields are set by the writing transaction. */
 export function toRow(
@@ -246,7 +275,10 @@ export function toRow(
     version: e.version ?? '1.0',
     event_type: e.event_type,
     // Millisecond precision: what JavaScript and the canonical form can carry exactly.
-    event_timestamp: (e.event_timestamp ? new Date(e.event_timestamp) : now).toISOString(),
+    event_timestamp: (
+      (e.event_timestamp && parseTimestamp(e.event_timestamp)) ||
+      now
+    ).toISOString(),
     event_category: e.event_category,
     event_action: e.event_action,
     event_outcome: e.event_outcome,

@@ -2,6 +2,7 @@ export { AuditStoreError, type AuditStoreErrorCode } from './errors.js';
 export { auditStoreCommand, verifyExportCommand } from './commands.js';
 export {
   startAuditStore,
+  DEFAULT_TOKEN_AUDIENCE,
   defaultNamespace,
   type AuditStore,
   type AuditStoreOptions,

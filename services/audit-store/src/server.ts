@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -10,6 +11,7 @@ import Fastify, {
 } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
+  KubeAuthError,
   createKubeAuth,
   kubeAuthFastifyPlugin,
   parseServiceAccountUsername,
@@ -33,6 +35,7 @@ import { createLogger, formatHostPort, listen, type Logger } from '@precinct/run
 import { createPgDb, createPgliteDb, type Db } from './db.js';
 import { AuditStoreError } from './errors.js';
 import {
+  DEFAULT_TIME_WINDOW,
   LIMITS,
   checkEvent,
   eventInputSchema,
@@ -41,6 +44,14 @@ import {
   type Writer,
 } from './events.js';
 import { loadSigningKey, signExport, type SigningKey } from './export.js';
+import {
+  checkStrings,
+  mayHoldBadStrings,
+  parseTimestamp,
+  stringProblem,
+  type InputProblem,
+  type TimeWindow,
+} from './input.js';
 import { migrate } from './migrations.js';
 import { AuditRepository, FILTER_FIELDS, type EventFilter } from './store.js';
 
@@ -106,7 +117,31 @@ export interface AuditStoreOptions {
   idempotencyTtlMs?: number;
   /** Most events one export may hold (it is signed as a whole). Default 100,000. */
   maxExportEvents?: number;
+  /**
+   * Audiences a bearer token must name (one of them) to be accepted: the store's own, so a
+   * writer never hands it a credential that also works against the Kubernetes API. The
+   * verifier must check them too (TokenReview `spec.audiences`, a JWKS verifier's
+   * `audiences`); the store refuses an identity whose `audiences` name none of these (401).
+   * Default `['data-storage-service']` (Kubernaut's DataStorage audience).
+   */
+  tokenAudiences?: readonly string[];
+  /**
+   * How far in the past an `event_timestamp` may lie. Default: the default retention, 2555
+   * days. An event past its own `retention_days` is refused too.
+   */
+  maxEventAgeMs?: number;
+  /** How far in the future an `event_timestamp` may lie (writers' clock skew). Default 5 min. */
+  maxClockSkewMs?: number;
+  /**
+   * How often monthly partitions are created ahead (also once at start). Writes never create
+   * partitions: the month being written and the months up to the accepted skew have one
+   * already; older months' rows go to the default partition. Default 1 h.
+   */
+  partitionIntervalMs?: number;
 }
+
+/** The audience of tokens minted for the store (`kubectl create token SA --audience ...`). */
+export const DEFAULT_TOKEN_AUDIENCE = 'data-storage-service';
 
 export interface AuditStore {
   url: string;
@@ -162,8 +197,8 @@ const querySchema = {
     ...Object.fromEntries(
       FILTER_FIELDS.map((f) => [f, { type: 'string', minLength: 1, maxLength: 255 }]),
     ),
-    since: { type: 'string', format: 'date-time' },
-    until: { type: 'string', format: 'date-time' },
+    since: { type: 'string', format: 'date-time', maxLength: 64 },
+    until: { type: 'string', format: 'date-time', maxLength: 64 },
     limit: { type: 'string', pattern: '^[0-9]{1,4}$' },
     offset: { type: 'string', pattern: '^[0-9]{1,6}$' },
     cursor: { type: 'string', maxLength: 512 },
@@ -183,7 +218,7 @@ class ValidationProblem extends Error {
 function idempotencyKeyOf(req: FastifyRequest): string | undefined {
   const raw = req.headers['idempotency-key'];
   if (raw === undefined) return undefined;
-  const v = Array.isArray(raw) ? undefined : raw.trim();
+  const v = typeof raw === 'string' ? raw.trim() : undefined;
   const key = v && /^".*"$/.test(v) ? v.slice(1, -1) : v;
   // Visible ASCII without '"' and '\\', so a key reads the same quoted or bare.
   if (!key || key.length > 255 || !/^[\x21\x23-\x5b\x5d-\x7e]+$/.test(key))
@@ -202,13 +237,15 @@ function encodeCursor(ts: string, id: string): string {
 function decodeCursor(c: string): { ts: string; id: string } {
   try {
     const v = JSON.parse(Buffer.from(c, 'base64url').toString('utf8')) as unknown;
+    // Only what encodeCursor writes: an ISO timestamp exactly as toISOString gives it and a
+    // lowercase UUID, both handed to PostgreSQL as typed parameters.
     if (
       Array.isArray(v) &&
       v.length === 2 &&
       typeof v[0] === 'string' &&
-      !Number.isNaN(Date.parse(v[0])) &&
+      parseTimestamp(v[0])?.toISOString() === v[0] &&
       typeof v[1] === 'string' &&
-      /^[0-9a-f-]{36}$/.test(v[1])
+      /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(v[1])
     ) {
       return { ts: v[0], id: v[1] };
     }
@@ -216,6 +253,15 @@ function decodeCursor(c: string): { ts: string; id: string } {
     /* fall through */
   }
   throw new ValidationProblem([{ field: 'cursor', message: 'is not a cursor this store issued' }]);
+}
+
+/** `since`/`until` of a read, checked as the database will take them. */
+function checkRange(q: { since?: string; until?: string }): void {
+  const bad: InputProblem[] = [];
+  for (const k of ['since', 'until'] as const)
+    if (q[k] !== undefined && !parseTimestamp(q[k]))
+      bad.push({ field: k, message: 'must be an RFC 3339 date-time in years 0001..9999' });
+  if (bad.length) throw new ValidationProblem(bad);
 }
 
 function fieldOf(e: { instancePath: string; params: Record<string, unknown> }): string {
@@ -241,7 +287,40 @@ declare module 'fastify' {
     onBehalfOf?: string;
     /** SHA-256 of the JSON body as received, when the request carries an Idempotency-Key. */
     bodyHash?: string;
+    /** The JSON body may hold a string the store cannot keep (see `mayHoldBadStrings`). */
+    suspectStrings?: boolean;
   }
+}
+
+/**
+ * Refuses (401, ERR_TOKEN_AUDIENCE) a verified identity whose audiences name none of the
+ * store's: a token minted for the Kubernetes API (or any other service) is not a credential
+ * for the store, even from a verifier that forgot to ask for the audience.
+ */
+function audienceBound(inner: TokenVerifier, audiences: readonly string[]): TokenVerifier {
+  if (audiences.length === 0 || audiences.some((a) => !a))
+    throw new TypeError('tokenAudiences: at least one non-empty audience is required');
+  return {
+    async verify(token) {
+      const id = await inner.verify(token);
+      if (!id.audiences.some((a) => audiences.includes(a)))
+        throw new KubeAuthError('ERR_TOKEN_AUDIENCE', 'token not issued for the audit store');
+      return id;
+    },
+    ...(inner.close ? { close: () => inner.close!() } : {}),
+  };
+}
+
+/**
+ * What an Idempotency-Key is bound to besides the writer (the key's row is per writer): the
+ * route, the body's bytes, and the person the writer acts for, so the same key and body sent
+ * for another person is a conflict (422), never a replay of the first person's receipt.
+ * Without a person, the form of earlier releases (keys stored before an upgrade still match).
+ */
+function idempotencyRequestHash(batch: boolean, bodyHash: string, writer: Writer): string {
+  const base = `${batch ? 'batch' : 'single'}:${bodyHash}`;
+  if (writer.on_behalf_of === null) return base;
+  return `${base}:obo:${createHash('sha256').update(writer.on_behalf_of).digest('hex')}`;
 }
 
 /** Who is writing, from proof only: the mTLS peer or the verified bearer token. */
@@ -295,8 +374,17 @@ export async function buildAuditApp(
     logger: Logger;
     registry: Registry;
     maxExportEvents: number;
+    /** Default `[DEFAULT_TOKEN_AUDIENCE]`. */
+    tokenAudiences?: readonly string[];
+    /** Default `DEFAULT_TIME_WINDOW`. */
+    timeWindow?: TimeWindow;
   },
 ): Promise<FastifyInstance> {
+  const timeWindow = opts.timeWindow ?? DEFAULT_TIME_WINDOW;
+  const auth = opts.auth && {
+    verifier: audienceBound(opts.auth.verifier, opts.tokenAudiences ?? [DEFAULT_TOKEN_AUDIENCE]),
+    authorizer: opts.auth.authorizer,
+  };
   const app = Fastify({
     ...(opts.spiffeTls ? { https: opts.spiffeTls } : {}),
     loggerInstance: opts.logger as FastifyBaseLogger,
@@ -308,17 +396,36 @@ export async function buildAuditApp(
   app.addSchema(storedEventSchema);
   // Fastify's own JSON parser (prototype-poisoning checks included), keeping the body's hash:
   // the idempotency check compares requests by their bytes, which a retry sends unchanged,
-  // instead of serializing a 1000-event batch again.
+  // instead of serializing a 1000-event batch again. Bytes that are not UTF-8 are refused
+  // rather than decoded with U+FFFD in their place; one scan of the text tells whether any
+  // string may need the closer look of the preValidation hook below.
   const parseJson = app.getDefaultJsonParser('error', 'error');
   app.addContentTypeParser(
     'application/json',
-    { parseAs: 'string' },
+    { parseAs: 'buffer' },
     (req: FastifyRequest, body: string | Buffer, done) => {
+      const buf = typeof body === 'string' ? Buffer.from(body) : body;
+      if (!isUtf8(buf)) {
+        done(new ValidationProblem([{ field: '(body)', message: 'must be UTF-8' }]), undefined);
+        return;
+      }
       if (req.headers['idempotency-key'] !== undefined)
-        req.bodyHash = createHash('sha256').update(body).digest('hex');
-      parseJson(req, body as string, done);
+        req.bodyHash = createHash('sha256').update(buf).digest('hex');
+      const text = buf.toString('utf8');
+      req.suspectStrings = mayHoldBadStrings(text);
+      parseJson(req, text, done);
     },
   );
+  // Every string that came from the network and may be stored, hashed or handed to the
+  // database as text: the query string, path parameters and the body. Before schema
+  // validation, so the answer names the real problem.
+  app.addHook('preValidation', async (req) => {
+    const bad: InputProblem[] = [];
+    if (req.query) checkStrings(req.query, '', bad);
+    if (req.params) checkStrings(req.params, '', bad);
+    if (req.suspectStrings) checkStrings(req.body, '', bad);
+    if (bad.length) throw new ValidationProblem(bad);
+  });
 
   const written = new Counter({
     name: 'precinct_audit_events_written_total',
@@ -398,10 +505,10 @@ export async function buildAuditApp(
     // spiffeServer (installed by the plugin) hands only authenticated connections to Fastify,
     // so every request here has a verified peer SPIFFE ID.
     await app.register(spiffeFastify, { tlsOptions: opts.spiffeTls });
-    const rbac = opts.auth
+    const rbac = auth
       ? createKubeAuth({
-          verifier: opts.auth.verifier,
-          authorizer: opts.auth.authorizer,
+          verifier: auth.verifier,
+          authorizer: auth.authorizer,
           logger: opts.logger,
           registry: opts.registry,
         })
@@ -421,10 +528,10 @@ export async function buildAuditApp(
       }
       req.caller = { written_by: id.toString(), written_by_kind: 'spiffe' };
     });
-  } else if (opts.auth) {
+  } else if (auth) {
     await app.register(kubeAuthFastifyPlugin, {
-      verifier: opts.auth.verifier,
-      authorizer: opts.auth.authorizer,
+      verifier: auth.verifier,
+      authorizer: auth.authorizer,
       logger: opts.logger,
       registry: opts.registry,
     });
@@ -432,6 +539,7 @@ export async function buildAuditApp(
   app.decorateRequest('caller', undefined);
   app.decorateRequest('onBehalfOf', undefined);
   app.decorateRequest('bodyHash', undefined);
+  app.decorateRequest('suspectStrings', false);
   const delegations = new Counter({
     name: 'precinct_audit_delegation_total',
     help: 'Requests that carried a delegation token, by result and reason.',
@@ -457,6 +565,10 @@ export async function buildAuditApp(
     if (typeof raw !== 'string') return refuse(401, 'malformed');
     try {
       const d = await opts.delegation.verify(raw, { actor: callerOf(req).written_by });
+      // The person is stored and hashed like any field: a subject the database cannot keep
+      // exactly would make this writer's chain verify as tampered.
+      if (stringProblem(d.subject) || d.subject.length > 255)
+        return refuse(401, 'malformed_subject');
       req.onBehalfOf = d.subject;
       delegations.inc({ result: 'accepted', reason: 'ok' });
     } catch (err) {
@@ -488,19 +600,20 @@ export async function buildAuditApp(
     batch: boolean,
   ) => {
     const key = idempotencyKeyOf(req);
-    const bad = events.flatMap((e, i) => checkEvent(e, batch ? `[${i}].` : ''));
-    if (bad.length) throw new ValidationProblem(bad);
+    const now = new Date();
+    const bad: InputProblem[] = [];
+    for (let i = 0; i < events.length && bad.length < 100; i++)
+      bad.push(...checkEvent(events[i]!, batch ? `[${i}].` : '', now, timeWindow));
+    if (bad.length) throw new ValidationProblem(bad.slice(0, 100));
+    const writer = writerOf(req);
     const end = writeSeconds.startTimer();
     const r = await repo.insert(
       events,
-      writerOf(req),
-      new Date(),
+      writer,
+      now,
       key === undefined
         ? undefined
-        : {
-            key,
-            requestHash: `${batch ? 'batch' : 'single'}:${req.bodyHash ?? ''}`,
-          },
+        : { key, requestHash: idempotencyRequestHash(batch, req.bodyHash ?? '', writer) },
     );
     end();
     if (r.replayed) {
@@ -607,6 +720,7 @@ export async function buildAuditApp(
     },
     async (req) => {
       const q = req.query as Record<string, string | undefined>;
+      checkRange(q);
       const limit = q.limit !== undefined ? Number(q.limit) : 50;
       const offset = q.offset !== undefined ? Number(q.offset) : 0;
       const bad: Array<{ field: string; message: string }> = [];
@@ -754,8 +868,8 @@ export async function buildAuditApp(
           type: 'object',
           additionalProperties: false,
           properties: {
-            since: { type: 'string', format: 'date-time' },
-            until: { type: 'string', format: 'date-time' },
+            since: { type: 'string', format: 'date-time', maxLength: 64 },
+            until: { type: 'string', format: 'date-time', maxLength: 64 },
             correlation_id: { type: 'string', minLength: 1, maxLength: 255 },
             event_category: { type: 'string', minLength: 1, maxLength: 255 },
           },
@@ -764,6 +878,7 @@ export async function buildAuditApp(
     },
     async (req, reply) => {
       const q = req.query as EventFilter;
+      checkRange(q);
       const chunks: Buffer[] = [];
       let n = 0;
       for await (const e of repo.scan(q)) {
@@ -807,9 +922,18 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
   try {
     await migrate(db);
     const repo = new AuditRepository(db, o.hashKey, logger);
-    const now = new Date();
-    await repo.ensurePartition(now);
-    await repo.ensurePartition(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)));
+    const timeWindow: TimeWindow = {
+      maxAgeMs: o.maxEventAgeMs ?? DEFAULT_TIME_WINDOW.maxAgeMs,
+      maxSkewMs: o.maxClockSkewMs ?? DEFAULT_TIME_WINDOW.maxSkewMs,
+    };
+    for (const [k, v] of Object.entries(timeWindow))
+      if (!Number.isSafeInteger(v) || v < 0)
+        throw new TypeError(`${k} must be a whole number >= 0`);
+    // Enough months ahead that the latest accepted timestamp (now + skew) has its partition,
+    // with a month to spare for a partition job that fails once.
+    const monthsAhead = 1 + Math.ceil(timeWindow.maxSkewMs / (28 * 86_400_000));
+    const ensurePartitions = () => repo.ensurePartitionsAhead(new Date(), monthsAhead);
+    await ensurePartitions();
     const registry = new Registry();
     collectDefaultMetrics({ register: registry });
     const signingKey = loadSigningKey(o.signingKeyPem);
@@ -835,6 +959,8 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
       logger,
       registry,
       maxExportEvents: o.maxExportEvents ?? 100_000,
+      ...(o.tokenAudiences ? { tokenAudiences: o.tokenAudiences } : {}),
+      timeWindow,
     });
     await app.ready();
     const host = o.host ?? '::';
@@ -874,6 +1000,15 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
             );
           }, interval).unref()
         : undefined;
+    const partitionInterval = o.partitionIntervalMs ?? 3_600_000;
+    const partitionTimer =
+      partitionInterval > 0
+        ? setInterval(() => {
+            ensurePartitions().catch((err: unknown) =>
+              logger.warn({ err: (err as Error).message }, 'partition job failed'),
+            );
+          }, partitionInterval).unref()
+        : undefined;
     let closed: Promise<void> | undefined;
     return {
       url: `${spiffeTls ? 'https' : 'http'}://${formatHostPort(shownHost, port)}`,
@@ -884,6 +1019,7 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
       close() {
         closed ??= (async () => {
           if (timer) clearInterval(timer);
+          if (partitionTimer) clearInterval(partitionTimer);
           await probes?.close();
           await app.close();
           if (ownsDb) await db.close();

@@ -256,6 +256,18 @@ export class AuditRepository {
   }
 
   /**
+   * Creates the partitions of the month of `now` and of the `ahead` months after it (the
+   * partition job: at start and periodically, never from a write, so no client can make the
+   * store create partitions). Resolves once every one exists or could not be created (logged).
+   */
+  async ensurePartitionsAhead(now: Date, ahead: number): Promise<void> {
+    for (let i = 0; i <= ahead; i++)
+      await this.ensurePartition(
+        new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)),
+      );
+  }
+
+  /**
    * Appends events (all or nothing) and chains each under its correlation's chain-head row,
    * locked FOR UPDATE (via the upsert) in sorted order so concurrent batches cannot deadlock
    * or fork a chain. Resolves only after COMMIT.
@@ -284,8 +296,6 @@ export class AuditRepository {
       rows.push(row);
       templates.push(linkTemplate(row));
     }
-    const months = new Set(rows.map((r) => monthStart(new Date(r.event_timestamp)).getTime()));
-    for (const m of months) await this.ensurePartition(new Date(m));
     const corrs = [...new Set(rows.map((r) => r.correlation_id))].sort();
     const varying: boolean[] = [];
     const arrays: string[] = [];

@@ -31,7 +31,7 @@ const verifier: TokenVerifier = {
       groups: ['system:serviceaccounts'],
       namespace: 'apps',
       serviceAccountName: name,
-      audiences: [],
+      audiences: ['data-storage-service'],
       extra: {},
       source: 'jwks',
     } satisfies ServiceAccountIdentity;

@@ -22,7 +22,7 @@ const verifier: TokenVerifier = {
       groups: [],
       namespace: 'apps',
       serviceAccountName: 'fuzzer',
-      audiences: [],
+      audiences: ['data-storage-service'],
       extra: {},
       source: 'jwks',
     } satisfies ServiceAccountIdentity;
