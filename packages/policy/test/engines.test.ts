@@ -2,12 +2,16 @@
 // over every user x agent x document x mode, plus the reference demo's 17 scenarios.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { peerSkip } from '@precinct/testing';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { peerSkip, tempDir } from '@precinct/testing';
 import {
   loadDemoData,
   opaServerPolicy,
   wasmPolicy,
+  policyFiles,
   type DecisionInput,
+  type PolicyData,
   type PolicyEngine,
 } from '@precinct/policy';
 import { startOpaServer, type OpaServer } from './opa.js';
@@ -95,5 +99,60 @@ describe('OPA server and Wasm agree', { skip }, () => {
       const s16 = await engine.decide(SCENARIOS[15]!.input);
       assert.equal(s16.reason, 'person_lacks_department');
     }
+  });
+});
+
+describe("a deployment's own data, on both engines", { skip }, () => {
+  const data: PolicyData = {
+    precinct: {
+      trust_domain: 'corp.example',
+      users: { dana: { departments: ['legal', 'sales'] }, eve: { departments: [] } },
+      agents: { scribe: { capabilities: ['legal'] }, closer: { capabilities: ['sales', 'legal'] } },
+      documents: {
+        contract: { required_departments: ['legal'] },
+        pipeline: { required_departments: ['sales', 'finance'] },
+        handbook: { required_departments: [] },
+      },
+    },
+  };
+  let opa: OpaServer | undefined;
+  const dir = tempDir('precinct-policy-data-');
+
+  after(async () => {
+    await opa?.close();
+    dir.cleanup();
+  });
+
+  test('OPA server with the data file == Wasm with the same data', async () => {
+    const file = join(dir.path, 'corp.json');
+    writeFileSync(file, JSON.stringify(data));
+    opa = await startOpaServer([policyFiles.regoDir, file]);
+    const server = opaServerPolicy({ url: opa.url, timeoutMs: 10_000 });
+    const wasm = await wasmPolicy({ data });
+    const td = 'spiffe://corp.example';
+    let allowed = 0;
+    let n = 0;
+    for (const document of ['contract', 'pipeline', 'handbook', 'DOC-001']) {
+      for (const person of [undefined, 'dana', 'eve', 'alice']) {
+        for (const agent of [undefined, 'scribe', 'closer', 'gpt4']) {
+          if (!person && !agent) continue;
+          const input: DecisionInput = { document, action: 'read' };
+          if (person) input.person = `${td}/user/${person}`;
+          if (agent) input.agent = `${td}/agent/${agent}`;
+          const [a, b] = await Promise.all([server.decide(input), wasm.decide(input)]);
+          assert.deepEqual(b, a, JSON.stringify(input));
+          if (a.allow) allowed++;
+          n++;
+        }
+      }
+    }
+    assert.ok(allowed > 5 && allowed < n - 5, `${allowed} of ${n} allowed`);
+    const d = await wasm.decide({
+      person: `${td}/user/dana`,
+      agent: `${td}/agent/scribe`,
+      document: 'pipeline',
+      action: 'read',
+    });
+    assert.equal(d.reason, 'agent_lacks_capability');
   });
 });
