@@ -48,6 +48,11 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('@precinct/audit-store')).auditStoreCommand,
   },
   {
+    name: 'token-service',
+    summary: 'Transaction Tokens for a person and the agent acting for them (RFC 8693)',
+    load: async () => (await import('@precinct/token-service')).tokenServiceCommand,
+  },
+  {
     name: 'delegate',
     summary: 'issue a local delegation token (an agent acting for a person)',
     load: async () => (await import('./delegation.js')).delegateCommand,

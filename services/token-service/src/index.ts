@@ -34,3 +34,4 @@ export {
   type TokenService,
   type TokenServiceOptions,
 } from './server.js';
+export { tokenServiceCommand } from './commands.js';
