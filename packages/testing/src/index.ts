@@ -4,3 +4,4 @@ export { createNetnsHost, netnsSkip, type NetnsHost } from './netns.js';
 export { startNatsServer, type NatsServer } from './nats.js';
 export { startPostgres, type PostgresServer } from './postgres.js';
 export { seededRandom } from './random.js';
+export { startKubeApiserver, type KubeApiserver, type KubeApiserverOptions } from './kube-apiserver.js';

@@ -60,9 +60,17 @@ export class Authenticator {
     }
     // Both sides hashed first so the comparison is constant-time whatever the lengths.
     if (timingSafeEqual(digest(token), this.adminDigest)) {
+      // A static token carries no audience, so (like kube-apiserver's audience-agnostic
+      // wrapper) it only authenticates for the API's own audience: a service that reviews
+      // tokens for its own audience must never accept the cluster-admin credential.
+      const api = wanted.filter((a) => a === this.o.issuer);
+      if (api.length === 0) {
+        this.o.log.debug({ reason: 'token_audience' }, 'token rejected');
+        return undefined;
+      }
       return {
         user: { username: ADMIN_USER, groups: [PRIVILEGED_GROUP, AUTHENTICATED] },
-        audiences: wanted,
+        audiences: api,
       };
     }
     let verified: Awaited<ReturnType<typeof verifyToken>> | undefined;

@@ -55,8 +55,13 @@ export const kubeDevCommand: Command = {
             'keep objects, CA, signing key and admin token here across restarts (default: in memory)',
           placeholder: 'DIR',
         },
+        'anonymous-issuer-discovery': {
+          type: 'boolean',
+          description:
+            'let callers without credentials read OIDC discovery and the JWKS (binds system:service-account-issuer-discovery to system:unauthenticated)',
+        },
       },
-      'The issuer is https://<advertise-host>:<port>; OIDC discovery and the JWKS are served without credentials at\n/.well-known/openid-configuration and /openid/v1/jwks.',
+      'The issuer is https://<advertise-host>:<port>; OIDC discovery and the JWKS are at\n/.well-known/openid-configuration and /openid/v1/jwks, for ServiceAccounts (and anyone with --anonymous-issuer-discovery).',
     );
     if (!flags) return;
     let listen: { host: string; port: number };
@@ -72,6 +77,7 @@ export const kubeDevCommand: Command = {
     const kube = await startKubeDev({
       listen,
       advertiseHost: String(flags['advertise-host']),
+      anonymousIssuerDiscovery: flags['anonymous-issuer-discovery'] === true,
       ...(typeof flags['data-dir'] === 'string' ? { dataDir: resolve(flags['data-dir']) } : {}),
       ...(typeof flags.kubeconfig === 'string'
         ? { kubeconfigPath: resolve(flags.kubeconfig) }

@@ -3,7 +3,13 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import {
+  createLogger,
+  formatHostPort,
+  listen,
+  type ListenOptions,
+  type Logger,
+} from '@precinct/runtime';
 import { ADMIN_USER, Authenticator } from './auth.js';
 import { KubeDevError } from './errors.js';
 import { renderKubeconfig, writeSecretFile } from './kubeconfig.js';
@@ -21,13 +27,21 @@ import { generateSigningKey, signingKeyFromPem, type SigningKey } from './tokens
 /** Options of {@link startKubeDev}. */
 export interface KubeDevOptions {
   /** Where to listen. Default `::` (dual-stack) on a free port (0). */
-  listen?: { host: string; port: number };
+  listen?: ListenOptions;
   /** Host written into the kubeconfig and the issuer URL. Default `localhost`. */
   advertiseHost?: string;
   /** Keeps objects, CA, signing key and admin token across restarts. Default: in memory. */
   dataDir?: string;
   /** Where to write the kubeconfig. Default `<dataDir>/kubeconfig`, or a fresh temp dir. */
   kubeconfigPath?: string;
+  /**
+   * Let anonymous callers read OIDC discovery and the JWKS, by binding the built-in
+   * `system:service-account-issuer-discovery` ClusterRole to `system:unauthenticated` (the
+   * standard way to open it on a real cluster). Default false: like a default cluster, only
+   * authenticated callers (ServiceAccounts, the admin) may read them. `precinct up` sets it
+   * so verifiers outside the cluster (nats-callout with JWKS_URL) need no credential.
+   */
+  anonymousIssuerDiscovery?: boolean;
   logger?: Logger;
 }
 
@@ -68,7 +82,10 @@ async function loadCa(dataDir: string | undefined): Promise<CertificateAuthority
   return ca;
 }
 
-function bootstrap(api: KubeApi, store: ObjectStore) {
+/** The binding `anonymousIssuerDiscovery` creates (and removes when off). */
+export const ANONYMOUS_DISCOVERY_BINDING = 'kube-dev:anonymous-issuer-discovery';
+
+function bootstrap(api: KubeApi, store: ObjectStore, anonymousDiscovery: boolean) {
   for (const ns of SYSTEM_NAMESPACES) {
     if (!store.peek(NAMESPACES.storeKind, undefined, ns)) {
       api.create(
@@ -84,10 +101,21 @@ function bootstrap(api: KubeApi, store: ObjectStore) {
       // Like kube-apiserver's reconciliation: built-in roles follow this version's policy
       // unless annotated rbac.authorization.kubernetes.io/autoupdate: "false".
       const auto = existing.metadata.annotations?.['rbac.authorization.kubernetes.io/autoupdate'];
-      if (auto !== 'false' && JSON.stringify(existing.rules) !== JSON.stringify(r.rules)) {
+      const wantLabels = { ...existing.metadata.labels, ...labels, ...r.labels };
+      const stale = r.aggregationRule
+        ? JSON.stringify(existing.aggregationRule) !== JSON.stringify(r.aggregationRule)
+        : JSON.stringify(existing.rules) !== JSON.stringify(r.rules) ||
+          existing.aggregationRule !== undefined;
+      if (
+        auto !== 'false' &&
+        (stale || JSON.stringify(existing.metadata.labels) !== JSON.stringify(wantLabels))
+      ) {
+        const { aggregationRule: _a, ...rest } = existing;
         store.update(CLUSTER_ROLES.storeKind, 'clusterroles', CLUSTER_ROLES.group, {
-          ...existing,
+          ...rest,
+          metadata: { ...existing.metadata, labels: wantLabels },
           rules: r.rules,
+          ...(r.aggregationRule ? { aggregationRule: r.aggregationRule } : {}),
         });
       }
       continue;
@@ -96,7 +124,11 @@ function bootstrap(api: KubeApi, store: ObjectStore) {
       CLUSTER_ROLES,
       api.prepare(
         CLUSTER_ROLES,
-        { metadata: { name: r.name, labels }, rules: r.rules },
+        {
+          metadata: { name: r.name, labels: { ...labels, ...r.labels } },
+          rules: r.rules,
+          ...(r.aggregationRule ? { aggregationRule: r.aggregationRule } : {}),
+        },
         undefined,
         undefined,
       ),
@@ -112,6 +144,30 @@ function bootstrap(api: KubeApi, store: ObjectStore) {
     api.create(
       CLUSTER_ROLE_BINDINGS,
       api.prepare(CLUSTER_ROLE_BINDINGS, body, undefined, undefined),
+    );
+  }
+  const anon = store.peek(CLUSTER_ROLE_BINDINGS.storeKind, undefined, ANONYMOUS_DISCOVERY_BINDING);
+  if (anonymousDiscovery && !anon) {
+    const body = {
+      metadata: { name: ANONYMOUS_DISCOVERY_BINDING },
+      roleRef: {
+        apiGroup: RBAC_GROUP,
+        kind: 'ClusterRole',
+        name: 'system:service-account-issuer-discovery',
+      },
+      subjects: [{ kind: 'Group', apiGroup: RBAC_GROUP, name: 'system:unauthenticated' }],
+    };
+    api.create(
+      CLUSTER_ROLE_BINDINGS,
+      api.prepare(CLUSTER_ROLE_BINDINGS, body, undefined, undefined),
+    );
+  } else if (!anonymousDiscovery && anon) {
+    store.delete(
+      CLUSTER_ROLE_BINDINGS.storeKind,
+      CLUSTER_ROLE_BINDINGS.resource,
+      RBAC_GROUP,
+      undefined,
+      ANONYMOUS_DISCOVERY_BINDING,
     );
   }
 }
@@ -202,7 +258,8 @@ export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> 
     log,
     serverAddress: formatHostPort(advertiseHost, port),
   });
-  bootstrap(api, store);
+  bootstrap(api, store, opts.anonymousIssuerDiscovery === true);
+  api.aggregateClusterRoles();
   store.compact();
   store.save();
 

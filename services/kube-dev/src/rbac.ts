@@ -278,34 +278,64 @@ const rule = (verbs: string[], apiGroups: string[], resources: string[]): Policy
 const READ = ['get', 'list', 'watch'];
 const WRITE = ['create', 'delete', 'deletecollection', 'patch', 'update'];
 
+/** A built-in ClusterRole: its rules, or the selectors that aggregate them, and its labels. */
+export interface BootstrapClusterRole {
+  name: string;
+  rules: PolicyRule[];
+  labels?: Record<string, string>;
+  aggregationRule?: { clusterRoleSelectors: LabelSelector[] };
+}
+
+const AGGREGATE_TO = 'rbac.authorization.k8s.io/aggregate-to-';
+// As in kube-apiserver's bootstrap policy, view is labelled into edit and edit into admin, so
+// whatever aggregates to view reaches edit and admin too.
+const aggregated = (name: string, into?: string): BootstrapClusterRole => ({
+  name,
+  rules: [],
+  ...(into ? { labels: { [`${AGGREGATE_TO}${into}`]: 'true' } } : {}),
+  aggregationRule: {
+    clusterRoleSelectors: [{ matchLabels: { [`${AGGREGATE_TO}${name}`]: 'true' } }],
+  },
+});
+
 /**
  * The built-in ClusterRoles kube-dev creates at start, a subset of kube-apiserver's bootstrap
- * policy: enough for kubectl to feel normal (discovery, self reviews, cluster-admin, admin/edit/view).
+ * policy: enough for kubectl to feel normal (discovery, self reviews, cluster-admin), and
+ * admin/edit/view aggregated from system:aggregate-to-* exactly as a real cluster does, so a
+ * ClusterRole labelled aggregate-to-view widens view there and here alike.
  */
-export function bootstrapClusterRoles(): Array<{ name: string; rules: PolicyRule[] }> {
+export function bootstrapClusterRoles(): BootstrapClusterRole[] {
   return [
     {
       name: 'cluster-admin',
       rules: [rule(['*'], ['*'], ['*']), { verbs: ['*'], nonResourceURLs: ['*'] }],
     },
+    aggregated('admin'),
+    aggregated('edit', 'admin'),
+    aggregated('view', 'edit'),
     {
-      name: 'admin',
+      name: 'system:aggregate-to-admin',
+      labels: { [`${AGGREGATE_TO}admin`]: 'true' },
       rules: [
-        rule([...READ, ...WRITE, 'impersonate'], [''], ['serviceaccounts']),
-        rule(['create'], [''], ['serviceaccounts/token']),
         rule([...READ, ...WRITE], [RBAC_GROUP], ['roles', 'rolebindings']),
-        rule(READ, [''], ['namespaces']),
+        rule(['create'], ['authorization.k8s.io'], ['localsubjectaccessreviews']),
       ],
     },
     {
-      name: 'edit',
+      name: 'system:aggregate-to-edit',
+      labels: { [`${AGGREGATE_TO}edit`]: 'true' },
       rules: [
-        rule([...READ, ...WRITE, 'impersonate'], [''], ['serviceaccounts']),
+        rule(['impersonate'], [''], ['serviceaccounts']),
+        rule(WRITE, [''], ['pods', 'secrets', 'serviceaccounts']),
         rule(['create'], [''], ['serviceaccounts/token']),
-        rule(READ, [''], ['namespaces']),
+        rule(READ, [''], ['secrets']),
       ],
     },
-    { name: 'view', rules: [rule(READ, [''], ['serviceaccounts', 'namespaces'])] },
+    {
+      name: 'system:aggregate-to-view',
+      labels: { [`${AGGREGATE_TO}view`]: 'true' },
+      rules: [rule(READ, [''], ['namespaces', 'pods', 'serviceaccounts'])],
+    },
     {
       name: 'system:discovery',
       rules: [
@@ -387,4 +417,74 @@ export function bootstrapClusterRoleBindings(): Array<{
       groups: ['system:serviceaccounts'],
     },
   ];
+}
+
+/** A structured label selector, as ClusterRole aggregationRule.clusterRoleSelectors holds. */
+export interface LabelSelector {
+  matchLabels?: Record<string, string> | null;
+  matchExpressions?: Array<{ key: string; operator: string; values?: string[] | null }> | null;
+}
+
+/**
+ * Whether `labels` match `sel` (metav1.LabelSelector semantics). An empty selector matches
+ * everything; an unknown operator matches nothing (validation refuses it first).
+ */
+export function selectorMatches(
+  sel: LabelSelector,
+  labels: Record<string, string> | undefined,
+): boolean {
+  const l = labels ?? {};
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
+  for (const e of sel.matchExpressions ?? []) {
+    const has = Object.hasOwn(l, e.key);
+    const values = e.values ?? [];
+    const ok =
+      e.operator === 'In'
+        ? has && values.includes(l[e.key]!)
+        : e.operator === 'NotIn'
+          ? !has || !values.includes(l[e.key]!)
+          : e.operator === 'Exists'
+            ? has
+            : e.operator === 'DoesNotExist'
+              ? !has
+              : false;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+export interface AggregatableClusterRole {
+  metadata: { name: string; labels?: Record<string, string> };
+  rules?: PolicyRule[] | null;
+  aggregationRule?: { clusterRoleSelectors?: LabelSelector[] | null } | null;
+}
+
+/**
+ * The rules of an aggregated ClusterRole, as kube-controller-manager's clusterrole-aggregation
+ * controller computes them: the rules of every other ClusterRole matching any of its selectors,
+ * taken in name order, without exact duplicates.
+ */
+export function aggregatedRules(
+  role: AggregatableClusterRole,
+  all: Iterable<AggregatableClusterRole>,
+): PolicyRule[] {
+  const selectors = role.aggregationRule?.clusterRoleSelectors ?? [];
+  const sources = [...all]
+    .filter(
+      (r) =>
+        r.metadata.name !== role.metadata.name &&
+        selectors.some((s) => selectorMatches(s, r.metadata.labels)),
+    )
+    .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : 1));
+  const out: PolicyRule[] = [];
+  const seen = new Set<string>();
+  for (const r of sources) {
+    for (const rule of r.rules ?? []) {
+      const k = JSON.stringify(rule);
+      if (seen.has(k)) continue;
+      seen.add(k);
+      out.push(rule);
+    }
+  }
+  return out;
 }

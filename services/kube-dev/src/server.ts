@@ -6,6 +6,7 @@ import { applyPatch, PATCH_CONTENT_TYPES } from './patch.js';
 import { decodeProtobufObject } from './protobuf.js';
 import { openApiDocument, openApiIndex } from './openapi.js';
 import {
+  aggregatedRules,
   authorize,
   RBAC_GROUP,
   rulesFor,
@@ -47,6 +48,8 @@ const DEFAULT_TOKEN_SECONDS = 3600;
 export const SYSTEM_NAMESPACES = ['default', 'kube-system', 'kube-public'];
 const BOOKMARK_INTERVAL_MS = 10_000;
 const PROTOBUF = 'application/vnd.kubernetes.protobuf';
+const ANONYMOUS_USER = 'system:anonymous';
+export const UNAUTHENTICATED = 'system:unauthenticated';
 
 export interface ApiContext {
   store: ObjectStore;
@@ -287,8 +290,6 @@ export class KubeApi {
       throw badRequest('invalid request path');
     }
 
-    if (await this.servePublic(method, path, url, res)) return;
-
     const requester = await this.authenticateRequest(req);
     const user = impersonate(this.policy, requester, req.headersDistinct);
     const log = this.ctx.log.child({ user: user.username, method, path });
@@ -297,7 +298,11 @@ export class KubeApi {
       path.startsWith('/api/') || path.startsWith('/apis/') ? parseTarget(path) : undefined;
     if (!target) {
       const attrs: NonResourceAttributes = { verb: nonResourceVerb(method), path };
+      // Health, /version and OIDC discovery are authorized like any path: the bootstrap
+      // bindings open the first two to everyone and discovery to ServiceAccounts, as in
+      // kube-apiserver.
       this.authorizeOrThrow(user, attrs);
+      if (await this.servePublic(method, path, url, res)) return;
       return this.serveNonResource(method, path, res);
     }
     const verb = verbOf(method, target, url.searchParams);
@@ -355,11 +360,16 @@ export class KubeApi {
     return false;
   }
 
+  /**
+   * The bearer token's user; a request without one is `system:anonymous` (group
+   * `system:unauthenticated`), as with kube-apiserver's default --anonymous-auth, so RBAC
+   * decides what it may see. A token that does not authenticate is 401.
+   */
   private async authenticateRequest(req: IncomingMessage): Promise<UserInfo> {
     const h = req.headers.authorization;
-    const m = h ? /^Bearer\s+(\S+)\s*$/i.exec(h) : null;
-    if (!m) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
-    const result = await this.ctx.authenticator.authenticate(m[1]!);
+    const m = h ? /^Bearer\s+(\S*)\s*$/i.exec(h) : null;
+    if (!m || !m[1]) return { username: ANONYMOUS_USER, groups: [UNAUTHENTICATED] };
+    const result = await this.ctx.authenticator.authenticate(m[1]);
     if (!result) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
     return result.user;
   }
@@ -408,6 +418,31 @@ export class KubeApi {
       if (g[2] === 'v1') return send(res, 200, resourceList(`${g[1]}/v1`));
     }
     throw new ApiError(404, 'NotFound', 'the server could not find the requested resource');
+  }
+
+  /**
+   * Fills the rules of every ClusterRole with an aggregationRule, as the clusterrole-aggregation
+   * controller does (here synchronously, after each ClusterRole write). Repeats until nothing
+   * changes so aggregates of aggregates settle too.
+   */
+  aggregateClusterRoles(): void {
+    for (let pass = 0; pass < 10; pass++) {
+      let changed = false;
+      const all = this.ctx.store.list(CLUSTER_ROLES.storeKind) as Array<KubeObject & Role>;
+      for (const role of all) {
+        if (!isObj(role.aggregationRule)) continue;
+        const rules = aggregatedRules(role as Parameters<typeof aggregatedRules>[0], all);
+        if (JSON.stringify(rules) === JSON.stringify(role.rules ?? [])) continue;
+        const { resourceVersion: _rv, ...meta } = role.metadata as KubeObject['metadata'];
+        this.ctx.store.update(CLUSTER_ROLES.storeKind, CLUSTER_ROLES.resource, RBAC_GROUP, {
+          ...role,
+          metadata: meta,
+          rules,
+        } as KubeObject);
+        changed = true;
+      }
+      if (!changed) return;
+    }
   }
 
   private async serveResource(
@@ -465,6 +500,29 @@ export class KubeApi {
     if (def.namespaced && ns === undefined && verb !== 'list' && verb !== 'watch')
       throw methodNotAllowed();
 
+    const aggregate =
+      def === CLUSTER_ROLES &&
+      !dryRun &&
+      ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(verb);
+    try {
+      return await this.serveStored(req, res, verb, def, ns, t, q, user, dryRun);
+    } finally {
+      // Synchronously after the write, before any other request is served.
+      if (aggregate) this.aggregateClusterRoles();
+    }
+  }
+
+  private async serveStored(
+    req: IncomingMessage,
+    res: ServerResponse,
+    verb: string,
+    def: ResourceDef,
+    ns: string | undefined,
+    t: Target,
+    q: URLSearchParams,
+    user: UserInfo,
+    dryRun: boolean,
+  ) {
     switch (verb) {
       case 'get': {
         const o = this.ctx.store.get(def.storeKind, ns, t.name!);
@@ -596,7 +654,24 @@ export class KubeApi {
       };
     } else return;
     if (authorize(this.policy, user, special).allowed) return;
-    const missing = uncovered(rulesFor(this.policy, user, ns), servant);
+    const held = rulesFor(this.policy, user, ns);
+    const missing = uncovered(held, servant);
+    // An aggregationRule can gather any rule, so (as in kube-apiserver) setting one without
+    // `escalate` needs every permission there is.
+    if (missing.length === 0 && def === CLUSTER_ROLES && isObj(obj.aggregationRule)) {
+      const full: PolicyRule[] = [
+        { verbs: ['*'], apiGroups: ['*'], resources: ['*'] },
+        { verbs: ['*'], nonResourceURLs: ['*'] },
+      ];
+      if (uncovered(held, full).length > 0) {
+        throw new ApiError(
+          403,
+          'Forbidden',
+          `clusterroles.${RBAC_GROUP} "${obj.metadata.name}" is forbidden: must have cluster-admin privileges to use the aggregationRule`,
+          { name: obj.metadata.name, group: RBAC_GROUP, kind: 'clusterroles' },
+        );
+      }
+    }
     if (missing.length === 0) return;
     this.ctx.log.debug(
       { user: user.username, kind: def.kind, missing: missing.length },

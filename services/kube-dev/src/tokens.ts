@@ -102,6 +102,10 @@ export async function issueToken(
   return { token, expiresAt: new Date(exp * 1000), claims };
 }
 
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+/** go-jose's default leeway for exp, nbf and iat. */
+const CLOCK_LEEWAY_SECONDS = 60;
+
 /** Tokens larger than this are rejected before any crypto. */
 export const MAX_TOKEN_BYTES = 16 * 1024;
 
@@ -111,14 +115,22 @@ export const MAX_TOKEN_BYTES = 16 * 1024;
  */
 export async function verifyToken(key: SigningKey, token: string, issuer: string) {
   if (token.length > MAX_TOKEN_BYTES) throw new Error('token too large');
+  // Compact JWS segments are unpadded base64url (RFC 7515): '=' padding or other characters
+  // are refused, as go-jose refuses them, even where a lenient decoder would yield the same bytes.
+  if (!COMPACT_JWS.test(token)) throw new Error('malformed token');
   const header = decodeProtectedHeader(token);
   if (header.kid !== undefined && header.kid !== key.kid) throw new Error('unknown kid');
   const { payload } = await jwtVerify(token, key.publicKey, {
     issuer,
     algorithms: ['RS256'],
-    clockTolerance: 60,
+    clockTolerance: CLOCK_LEEWAY_SECONDS,
     requiredClaims: ['exp', 'iat', 'sub'],
   });
+  // jose checks iat only against a maximum age; kube-apiserver refuses a token issued in the
+  // future beyond the same leeway it grants exp and nbf.
+  const now = Math.floor(Date.now() / 1000);
+  if (typeof payload.iat !== 'number' || payload.iat > now + CLOCK_LEEWAY_SECONDS)
+    throw new Error('token issued in the future');
   const k = payload['kubernetes.io'] as ServiceAccountClaims['kubernetes.io'] | undefined;
   const sa = k?.serviceaccount;
   if (

@@ -209,13 +209,17 @@ describe('TokenRequest and TokenReview', () => {
     });
     assert.equal(new Date(tr.status!.expirationTimestamp).getTime(), claims.exp! * 1000);
 
-    // OIDC discovery and JWKS over the same HTTPS server, without credentials.
-    const disco = await call(kd, 'GET', '/.well-known/openid-configuration', { token: null });
+    // OIDC discovery and JWKS over the same HTTPS server, for any ServiceAccount (the
+    // bootstrap binding of system:service-account-issuer-discovery), not for anonymous callers.
+    const sat = await tokenFor('app', {});
+    const anon = await call(kd, 'GET', '/.well-known/openid-configuration', { token: null });
+    assert.equal(anon.status, 403);
+    const disco = await call(kd, 'GET', '/.well-known/openid-configuration', { token: sat });
     assert.equal(disco.status, 200);
     const config = disco.json() as { issuer: string; jwks_uri: string };
     assert.equal(config.issuer, kd.issuer);
     assert.equal(config.jwks_uri, `${kd.issuer}/openid/v1/jwks`);
-    const jwksRes = await call(kd, 'GET', new URL(config.jwks_uri).pathname, { token: null });
+    const jwksRes = await call(kd, 'GET', new URL(config.jwks_uri).pathname, { token: sat });
     assert.equal(jwksRes.status, 200);
     const keys = createLocalJWKSet(jwksRes.json() as unknown as JSONWebKeySet);
     const verified = await jwtVerify(token, keys, {

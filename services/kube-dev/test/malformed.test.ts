@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { KubeDev } from '@precinct/kube-dev';
+import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
 import { call, startTestKubeDev } from './helpers.js';
 
 let kd: KubeDev;
@@ -277,12 +277,12 @@ const cases: Case[] = [
     reason: 'Forbidden',
   },
   {
-    name: 'no credentials',
+    name: 'no credentials: system:anonymous, which RBAC denies',
     method: 'GET',
     path: SA,
     token: null,
-    status: 401,
-    reason: 'Unauthorized',
+    status: 403,
+    reason: 'Forbidden',
   },
   {
     name: 'an unknown token',
@@ -358,20 +358,40 @@ test('malformed requests get Status errors and the server stays up', async (t) =
   assert.match(rv.resourceVersion, /^\d+$/);
 });
 
-test('public endpoints answer without credentials; the API does not', async () => {
-  for (const p of [
-    '/healthz',
-    '/readyz',
-    '/livez',
-    '/version',
-    '/.well-known/openid-configuration',
-    '/openid/v1/jwks',
-  ]) {
+test('anonymous callers get health and /version; discovery, OIDC and the API are 403', async () => {
+  for (const p of ['/healthz', '/readyz', '/livez', '/version']) {
     const r = await call(kd, 'GET', p, { token: null });
     assert.equal(r.status, 200, p);
   }
-  assert.equal((await call(kd, 'GET', '/api', { token: null })).status, 401);
-  assert.equal((await call(kd, 'GET', '/api')).status, 200);
+  for (const p of ['/.well-known/openid-configuration', '/openid/v1/jwks', '/api']) {
+    const r = await call(kd, 'GET', p, { token: null });
+    assert.equal(r.status, 403, p);
+    assert.match(r.text, /User \\"system:anonymous\\" cannot get path/);
+    assert.equal((await call(kd, 'GET', p)).status, 200, p);
+  }
+  // An empty bearer token is no credential; a wrong one is 401.
+  const empty = await call(kd, 'GET', '/api', {
+    headers: { authorization: 'Bearer ' },
+    token: null,
+  });
+  assert.equal(empty.status, 403);
+  assert.equal((await call(kd, 'GET', '/healthz', { token: 'wrong' })).status, 401);
+});
+
+test('--anonymous-issuer-discovery opens OIDC discovery and the JWKS, nothing else', async () => {
+  const open = await startKubeDev({
+    listen: { host: '127.0.0.1', port: 0 },
+    advertiseHost: '127.0.0.1',
+    anonymousIssuerDiscovery: true,
+  });
+  try {
+    for (const p of ['/.well-known/openid-configuration', '/openid/v1/jwks']) {
+      assert.equal((await call(open, 'GET', p, { token: null })).status, 200, p);
+    }
+    assert.equal((await call(open, 'GET', '/api', { token: null })).status, 403);
+  } finally {
+    await open.close();
+  }
 });
 
 test('discovery lists the served resources', async () => {
