@@ -36,7 +36,11 @@ async function token(sa: string, audiences = ['precinct'], ns = NS): Promise<str
 }
 
 before(async () => {
-  kd = await startKubeDev({ listen: { host: '127.0.0.1', port: 0 }, advertiseHost: '127.0.0.1' });
+  kd = await startKubeDev({
+    listen: { host: '127.0.0.1', port: 0 },
+    advertiseHost: '127.0.0.1',
+    anonymousIssuerDiscovery: true, // the JWKS verifier below fetches discovery without a token
+  });
   kc = loadKubeConfig({ KUBECONFIG: kd.kubeconfigPath });
   core = kc.makeApiClient(CoreV1Api);
   await core.createNamespace({ body: { metadata: { name: NS } } });
@@ -148,6 +152,7 @@ describe('middleware end to end', () => {
     const own = await startKubeDev({
       listen: { host: '127.0.0.1', port: 0 },
       advertiseHost: '127.0.0.1',
+      anonymousIssuerDiscovery: true,
     });
     t.after(() => own.close());
     const okc = loadKubeConfig({ KUBECONFIG: own.kubeconfigPath });

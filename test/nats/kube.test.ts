@@ -79,6 +79,7 @@ describe('nats-callout with kube-dev tokens and a ServiceAccount informer', { sk
     kube = await startKubeDev({
       listen: { host: '127.0.0.1', port: 0 },
       advertiseHost: '127.0.0.1',
+      anonymousIssuerDiscovery: true, // as precinct up: the callout reads the JWKS without a token
       dataDir: join(dir.path, 'kube'),
       logger: createLogger('kube-dev', 'silent'),
     });
@@ -246,6 +247,7 @@ describe('nats-callout with kube-dev tokens and a ServiceAccount informer', { sk
     kube = await startKubeDev({
       listen: { host: '127.0.0.1', port: kube.port },
       advertiseHost: '127.0.0.1',
+      anonymousIssuerDiscovery: true, // as precinct up: the callout reads the JWKS without a token
       dataDir: join(dir.path, 'kube'),
       logger: createLogger('kube-dev', 'silent'),
     });
