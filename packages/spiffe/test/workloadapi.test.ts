@@ -338,3 +338,38 @@ test('X509Source: an SVID that expires after it was received is no longer handed
   await until(() => Date.now() > svid.expiresAt.getTime(), 'the SVID to expire');
   assert.throws(() => source.getX509Svid(), { code: 'ERR_SOURCE_NO_SVID' });
 });
+
+test('JwtSource and BundleSource stop using bundles after PermissionDenied (WA 5.2.2, 6.2.2)', async (t) => {
+  const server = await setup(t);
+  const jwt = await JwtSource.create({ address: server.address, backoff: fastBackoff() });
+  t.after(() => jwt.close());
+  const bundles = await BundleSource.create({ address: server.address, backoff: fastBackoff() });
+  t.after(() => bundles.close());
+  const cases: [string, () => unknown, 'FetchJWTBundles' | 'FetchX509Bundles'][] = [
+    ['JwtSource', () => jwt.getJwtBundleForTrustDomain(TD), 'FetchJWTBundles'],
+    ['BundleSource JWT', () => bundles.getJwtBundleForTrustDomain(TD), 'FetchJWTBundles'],
+    ['BundleSource X.509', () => bundles.getX509BundleForTrustDomain(TD), 'FetchX509Bundles'],
+  ];
+  const usable = (get: () => unknown) => () => {
+    try {
+      return Boolean(get());
+    } catch {
+      return false;
+    }
+  };
+  for (const [name, get, method] of cases) {
+    // Positive control (a previous case may have denied this stream too: wait it out).
+    await until(usable(get), `${name}: positive control`);
+    // Denied for a while: every reconnect is refused too, until the test lifts it.
+    server.failNext.set(
+      method,
+      Array.from({ length: 1000 }, () => ({ code: grpc.status.PERMISSION_DENIED })),
+    );
+    server.failStreams({ code: grpc.status.PERMISSION_DENIED, details: 'no entry' }, method);
+    await until(() => !usable(get)(), `${name}: bundles withdrawn`);
+    assert.throws(get, { code: 'ERR_SOURCE_NO_BUNDLE', message: /denied/ }, name);
+    if (name === 'BundleSource X.509') assert.deepEqual(bundles.getX509Bundles(), []);
+    server.failNext.delete(method);
+    await until(usable(get), `${name}: a good update after PermissionDenied`);
+  }
+});

@@ -287,8 +287,12 @@ export class WorkloadApiClient {
     );
   }
 
-  watchX509Bundles(watcher: Watcher<X509BundleSetLike>, signal?: AbortSignal): Promise<void> {
-    return this.#watch('FetchX509Bundles', x509BundlesFromResponse, watcher, signal);
+  watchX509Bundles(
+    watcher: Watcher<X509BundleSetLike>,
+    signal?: AbortSignal,
+    onStreamEnd?: (code: number) => void,
+  ): Promise<void> {
+    return this.#watch('FetchX509Bundles', x509BundlesFromResponse, watcher, signal, onStreamEnd);
   }
 
   // --- JWT ---
@@ -322,8 +326,12 @@ export class WorkloadApiClient {
     );
   }
 
-  watchJwtBundles(watcher: Watcher<JwtBundleSetLike>, signal?: AbortSignal): Promise<void> {
-    return this.#watch('FetchJWTBundles', jwtBundlesFromResponse, watcher, signal);
+  watchJwtBundles(
+    watcher: Watcher<JwtBundleSetLike>,
+    signal?: AbortSignal,
+    onStreamEnd?: (code: number) => void,
+  ): Promise<void> {
+    return this.#watch('FetchJWTBundles', jwtBundlesFromResponse, watcher, signal, onStreamEnd);
   }
 
   /**

@@ -198,6 +198,13 @@ abstract class WatchedSource extends EventEmitter {
   }
 }
 
+function noBundle(reason: string): SpiffeError {
+  return new SpiffeError('ERR_SOURCE_NO_BUNDLE', `workloadapi: ${reason}`);
+}
+
+/** Workload API 5.2.2 / 6.2.2: after PermissionDenied, the bundles must no longer be used. */
+const DENIED = 'the Workload API denied the workload its bundles';
+
 function noSvid(reason: string): SpiffeError {
   return new SpiffeError('ERR_SOURCE_NO_SVID', `workloadapi: no usable X.509-SVID: ${reason}`);
 }
@@ -292,6 +299,7 @@ export class X509Source extends WatchedSource implements X509SvidSource, X509Bun
  */
 export class JwtSource extends WatchedSource implements JwtSvidSource, JwtBundleSource {
   #bundles: JwtBundleSetLike | undefined;
+  #denied = false;
 
   private constructor(opts: SourceOptions) {
     super(opts);
@@ -304,11 +312,15 @@ export class JwtSource extends WatchedSource implements JwtSvidSource, JwtBundle
         {
           onUpdate: (b) => {
             s.#bundles = b;
+            s.#denied = false;
             s.markUpdated();
           },
           onError: (err) => s.reportError(err),
         },
         s.stopper.signal,
+        (code) => {
+          if (code === grpc.status.PERMISSION_DENIED) s.#denied = true;
+        },
       ),
     );
     await s.waitFirst(opts);
@@ -331,11 +343,14 @@ export class JwtSource extends WatchedSource implements JwtSvidSource, JwtBundle
     return this.client.fetchJwtSvids(params, { signal: this.stopper.signal });
   }
 
-  /** The JWT bundle of `td` from the latest update; throws if there is none. */
+  /**
+   * The JWT bundle of `td` from the latest update; throws ERR_SOURCE_NO_BUNDLE if there is
+   * none, or while the Workload API denies the workload its bundles (PermissionDenied).
+   */
   getJwtBundleForTrustDomain(td: TrustDomainLike | string): JwtBundleLike {
     this.ensureOpen();
-    if (!this.#bundles)
-      throw new SpiffeError('ERR_SOURCE_NO_BUNDLE', 'workloadapi: no update received yet');
+    if (!this.#bundles) throw noBundle('no update received yet');
+    if (this.#denied) throw noBundle(DENIED);
     return bundleForTrustDomain(this.#bundles, td);
   }
 }
@@ -348,6 +363,8 @@ export class JwtSource extends WatchedSource implements JwtSvidSource, JwtBundle
 export class BundleSource extends WatchedSource implements X509BundleSource, JwtBundleSource {
   #x509: X509BundleSetLike | undefined;
   #jwt: JwtBundleSetLike | undefined;
+  #x509Denied = false;
+  #jwtDenied = false;
 
   private constructor(opts: SourceOptions) {
     super(opts);
@@ -362,16 +379,21 @@ export class BundleSource extends WatchedSource implements X509BundleSource, Jwt
       },
       onError: (err: SpiffeError) => s.reportError(err),
     });
+    const onDenied = (deny: () => void) => (code: number) => {
+      if (code === grpc.status.PERMISSION_DENIED) deny();
+    };
     s.startWatch(
       s.client.watchX509Bundles(
-        watcher((v) => (s.#x509 = v)),
+        watcher((v) => ((s.#x509 = v), (s.#x509Denied = false))),
         s.stopper.signal,
+        onDenied(() => (s.#x509Denied = true)),
       ),
     );
     s.startWatch(
       s.client.watchJwtBundles(
-        watcher((v) => (s.#jwt = v)),
+        watcher((v) => ((s.#jwt = v), (s.#jwtDenied = false))),
         s.stopper.signal,
+        onDenied(() => (s.#jwtDenied = true)),
       ),
     );
     await s.waitFirst(opts);
@@ -382,22 +404,25 @@ export class BundleSource extends WatchedSource implements X509BundleSource, Jwt
     return this.#x509 !== undefined && this.#jwt !== undefined;
   }
 
+  /** Throws ERR_SOURCE_NO_BUNDLE without one, or while X.509 bundles are denied. */
   getX509BundleForTrustDomain(td: TrustDomainLike | string): X509BundleLike {
     this.ensureOpen();
-    if (!this.#x509)
-      throw new SpiffeError('ERR_SOURCE_NO_BUNDLE', 'workloadapi: no update received yet');
+    if (!this.#x509) throw noBundle('no update received yet');
+    if (this.#x509Denied) throw noBundle(DENIED);
     return bundleForTrustDomain(this.#x509, td);
   }
 
+  /** Every X.509 bundle of the latest update (none while they are denied). */
   getX509Bundles(): X509BundleLike[] {
     this.ensureOpen();
-    return this.#x509 ? x509BundleSetEntries(this.#x509) : [];
+    return this.#x509 && !this.#x509Denied ? x509BundleSetEntries(this.#x509) : [];
   }
 
+  /** Throws ERR_SOURCE_NO_BUNDLE without one, or while JWT bundles are denied. */
   getJwtBundleForTrustDomain(td: TrustDomainLike | string): JwtBundleLike {
     this.ensureOpen();
-    if (!this.#jwt)
-      throw new SpiffeError('ERR_SOURCE_NO_BUNDLE', 'workloadapi: no update received yet');
+    if (!this.#jwt) throw noBundle('no update received yet');
+    if (this.#jwtDenied) throw noBundle(DENIED);
     return bundleForTrustDomain(this.#jwt, td);
   }
 }
