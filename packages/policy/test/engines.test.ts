@@ -4,7 +4,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { peerSkip, tempDir } from '@precinct/testing';
+import { peerSkip, seededRandom, tempDir } from '@precinct/testing';
 import {
   loadDemoData,
   opaServerPolicy,
@@ -62,6 +62,35 @@ describe('OPA server and Wasm agree', { skip }, () => {
     }
     // Agreement alone would pass if both denied everything: both allow a real share.
     assert.ok(allowed.server > 20 && allowed.server < inputs.length - 20, `${allowed.server}`);
+  });
+
+  test('random requests mixing valid, unknown and misplaced identities (seeded)', async () => {
+    const seed = Number(process.env.POLICY_FUZZ_SEED ?? 20261205);
+    const rnd = seededRandom(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+    const names = ['alice', 'bob', 'carol', 'gpt4', 'claude', 'summarizer', 'mallory'];
+    const id = () => {
+      const td = pick(['demo.example.com', 'demo.example.com', 'other.example']);
+      const kind = pick(['user', 'agent', 'ns/x/user']);
+      return `spiffe://${td}/${kind}/${pick(names)}`;
+    };
+    const documents = ['DOC-001', 'DOC-003', 'DOC-005', 'DOC-006', 'DOC-007', 'DOC-404'];
+    let allowed = 0;
+    for (let i = 0; i < 300; i++) {
+      const input: DecisionInput = {
+        document: pick(documents),
+        action: pick(['read', 'read', 'read', 'write']),
+      };
+      const shape = pick(['person', 'agent', 'both', 'both']);
+      if (shape !== 'agent') input.person = rnd() < 0.7 ? userId(pick(names)) : id();
+      if (shape !== 'person') input.agent = rnd() < 0.7 ? agentId(pick(names)) : id();
+      const [a, b] = await Promise.all([server.decide(input), wasm.decide(input)]);
+      const label = `seed ${seed}, #${i}: ${JSON.stringify(input)}`;
+      assert.deepEqual(b, a, label);
+      assert.deepEqual(baseline(input), a, `TypeScript baseline: ${label}`);
+      if (a.allow) allowed++;
+    }
+    assert.ok(allowed > 10, `only ${allowed} of 300 allowed`);
   });
 
   test('the reference demo 17 scenarios, on both engines', async () => {
