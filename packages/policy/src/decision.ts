@@ -127,8 +127,9 @@ export function validateInput(input: unknown): DecisionInput {
   }
   const person = spiffeId(raw.person, 'person');
   const agent = spiffeId(raw.agent, 'agent');
-  if (person === undefined && agent === undefined)
+  if (person === undefined && agent === undefined) {
     throw bad('input names neither person nor agent');
+  }
   const { document, action } = raw;
   if (
     typeof document !== 'string' ||
