@@ -46,7 +46,7 @@ export function opaServerPolicy(options: OpaServerPolicyOptions): PolicyEngine {
     throw config('maxResponseBytes must be > 0');
   }
   const endpoint = new URL(`v1/data/${path}`, base.href.endsWith('/') ? base : `${base.href}/`);
-  const where = `${endpoint.origin}/v1/data/${path}`;
+  const where = endpoint.href;
 
   return {
     async decide(input) {
