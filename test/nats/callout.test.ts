@@ -101,6 +101,7 @@ describe('nats-callout with a real nats-server', { skip }, () => {
       nats: 'connected',
       serviceAccounts: 'synced',
       cacheSize: 5,
+      jwks: 'external',
     });
   });
 

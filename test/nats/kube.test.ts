@@ -141,6 +141,7 @@ describe('nats-callout with kube-dev tokens and a ServiceAccount informer', { sk
       nats: 'connected',
       serviceAccounts: 'synced',
       cacheSize: (await core.listServiceAccountForAllNamespaces()).items.length,
+      jwks: 'loaded',
     });
     // Negative: a kube-dev token for another audience.
     await assert.rejects(connectWorkload(server, await token('team-a', 'worker', 'vault')));

@@ -1,4 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fromSeed } from '@nats-io/nkeys';
 import { listenOptionsFromEnv } from '@precinct/runtime';
 import { ConfigError } from './errors.js';
 
@@ -29,8 +31,19 @@ export interface NatsCalloutConfig {
     jwksPath?: string;
     /** Use the pod's mounted CA and token when fetching in-cluster JWKS. */
     inCluster: boolean;
-    /** PEM CA bundle trusted for JWKS_URL / OIDC discovery (JWKS_CA_FILE). */
+    /** PEM CA bundle trusted for JWKS_URL / OIDC discovery (JWKS_CA_FILE): only these. */
     caPem?: string;
+    /**
+     * PEM certificates added to the default roots (SSL_CERT_FILE, SSL_CERT_DIR), as Go's
+     * crypto/x509 reads them for the reference service.
+     */
+    extraRootsPem?: string[];
+    /** Least time between two JWKS fetches, also the retry period while failing (JWKS_RETRY_INTERVAL, default 10s). */
+    retryIntervalSeconds?: number;
+    /** A healthy key set is refetched this often (JWKS_REFRESH_INTERVAL, default 5m). */
+    refreshIntervalSeconds?: number;
+    /** Not ready once the keys could not be refreshed for this long (JWKS_MAX_STALE, default 10m). */
+    maxStaleSeconds?: number;
   };
   kube: { inCluster: boolean; kubeconfigPath?: string; namespace?: string };
   /** Upper bound on a user JWT's lifetime in seconds (NATS_USER_JWT_MAX_TTL, default 1h). */
@@ -57,6 +70,54 @@ export function parseDurationSeconds(raw: string): number | undefined {
     total += Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
   }
   return total;
+}
+
+const SEED_BEGIN = ['BEGIN USER NKEY SEED', 'BEGIN NKEY SEED'];
+const SEED_END = ['END USER NKEY SEED', 'END NKEY SEED'];
+
+/**
+ * The account seed in NATS_SIGNING_KEY_FILE, in the formats the reference accepts
+ * (portswigger-tim/nats-k8s-oidc-callout's LoadSigningKeyFromFile): the bare seed, surrounding
+ * whitespace ignored, or, when the file says BEGIN anywhere, the last non-empty line of a
+ * `-----BEGIN NKEY SEED-----` or `-----BEGIN USER NKEY SEED-----` block (an nsc creds file).
+ * The seed's CRC is checked (by @nats-io/nkeys) and it must be an account seed. A problem
+ * never quotes the file.
+ */
+export function parseSigningKeyFile(text: string): { seed: string } | { problem: string } {
+  let seed = text.trim();
+  if (seed.includes('BEGIN')) {
+    let inBlock = false;
+    let found = '';
+    for (const raw of seed.split('\n')) {
+      const line = raw.trim();
+      if (SEED_BEGIN.some((m) => line.includes(m))) {
+        inBlock = true;
+        continue;
+      }
+      if (SEED_END.some((m) => line.includes(m))) break;
+      if (inBlock && line !== '') found = line;
+    }
+    if (found === '') {
+      return { problem: 'has no seed (no -----BEGIN NKEY SEED----- block with a seed in it)' };
+    }
+    seed = found;
+  } else {
+    // Go's base32 decoder skips line breaks: a seed wrapped over lines loads there too.
+    seed = seed.replace(/[\r\n]/g, '');
+  }
+  if (seed.startsWith('SU')) {
+    return {
+      problem:
+        'holds a user seed (SU...): the callout needs the account seed (SA...) named as issuer in auth_callout',
+    };
+  }
+  if (!/^SA[A-Z2-7]{56}$/.test(seed)) return { problem: 'does not hold an account seed (SA...)' };
+  try {
+    fromSeed(new TextEncoder().encode(seed));
+  } catch {
+    return { problem: 'holds a damaged account seed (checksum mismatch)' };
+  }
+  return { seed };
 }
 
 function parseBool(raw: string): boolean | undefined {
@@ -166,20 +227,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NatsCalloutCon
   } else if (token !== undefined) natsAuth = { kind: 'token', token };
   else if (urlUser) natsAuth = { kind: 'userpass', ...urlUser };
 
-  // Signing: an account seed. A user seed signs nothing the server accepts here.
+  // Signing: an account seed, bare or in a creds-style block (the reference's formats).
   let signingKeySeed: string | undefined;
   if (get('NATS_SIGNING_KEY_FILE') === undefined) {
     problems.push('NATS_SIGNING_KEY_FILE is required (a file holding the account seed, SA...)');
   } else {
-    const seed = readSecretFile('NATS_SIGNING_KEY_FILE');
-    if (seed !== undefined) {
-      if (seed.startsWith('SU')) {
-        problems.push(
-          'NATS_SIGNING_KEY_FILE holds a user seed (SU...): the callout needs the account seed (SA...) named as issuer in auth_callout',
-        );
-      } else if (!/^SA[A-Z2-7]{56}$/.test(seed)) {
-        problems.push('NATS_SIGNING_KEY_FILE does not hold an account seed (SA...)');
-      } else signingKeySeed = seed;
+    const text = readSecretFile('NATS_SIGNING_KEY_FILE');
+    if (text !== undefined) {
+      const r = parseSigningKeyFile(text);
+      if ('problem' in r) problems.push(`NATS_SIGNING_KEY_FILE ${r.problem}`);
+      else signingKeySeed = r.seed;
     }
   }
   const account = get('NATS_ACCOUNT');
@@ -221,6 +278,51 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NatsCalloutCon
       caPem = undefined;
     }
   }
+  // Go's crypto/x509 (the reference) adds SSL_CERT_FILE and the files of SSL_CERT_DIR to the
+  // roots every https request trusts; Node's TLS does not read them, so they are read here.
+  const extraRootsPem: string[] = [];
+  if (get('SSL_CERT_FILE') !== undefined) {
+    const pem = readSecretFile('SSL_CERT_FILE');
+    if (pem !== undefined && !pem.includes('-----BEGIN CERTIFICATE-----')) {
+      problems.push('SSL_CERT_FILE does not hold a PEM certificate');
+    } else if (pem !== undefined) extraRootsPem.push(pem);
+  }
+  const certDirs = get('SSL_CERT_DIR');
+  if (certDirs !== undefined) {
+    for (const d of certDirs.split(':').filter(Boolean)) {
+      let names: string[];
+      try {
+        names = readdirSync(d);
+      } catch {
+        continue; // as Go: a missing directory is skipped
+      }
+      for (const n of names.sort()) {
+        try {
+          const p = join(d, n);
+          if (!statSync(p).isFile()) continue;
+          const pem = readFileSync(p, 'utf8');
+          if (pem.includes('-----BEGIN CERTIFICATE-----')) extraRootsPem.push(pem);
+        } catch {
+          // unreadable entries are skipped, as Go does
+        }
+      }
+    }
+  }
+  const duration = (name: string, def: number, min: number, max: number): number => {
+    const raw = get(name);
+    if (raw === undefined) return def;
+    const v = parseDurationSeconds(raw);
+    if (v === undefined || v < min || v > max) {
+      problems.push(
+        `${name} must be a duration from ${min}s to ${max}s (e.g. 10s, 5m), got "${raw}"`,
+      );
+      return def;
+    }
+    return v;
+  };
+  const retryIntervalSeconds = duration('JWKS_RETRY_INTERVAL', 10, 1, 3600);
+  const refreshIntervalSeconds = duration('JWKS_REFRESH_INTERVAL', 300, 1, 24 * 3600);
+  const maxStaleSeconds = duration('JWKS_MAX_STALE', 600, 1, 7 * 24 * 3600);
   const issuer = get('JWT_ISSUER') ?? (inCluster ? IN_CLUSTER_ISSUER : undefined);
   if (issuer === undefined) {
     problems.push('JWT_ISSUER is required outside the cluster (K8S_IN_CLUSTER=false)');
@@ -266,6 +368,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NatsCalloutCon
       ...(jwksPath ? { jwksPath } : {}),
       inCluster,
       ...(caPem ? { caPem } : {}),
+      ...(extraRootsPem.length > 0 ? { extraRootsPem } : {}),
+      retryIntervalSeconds,
+      refreshIntervalSeconds,
+      maxStaleSeconds,
     },
     kube: {
       inCluster,

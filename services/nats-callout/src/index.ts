@@ -2,6 +2,7 @@ export { natsCalloutCommand } from './command.js';
 export {
   loadConfig,
   parseDurationSeconds,
+  parseSigningKeyFile,
   type NatsCalloutConfig,
   type NatsClientAuth,
 } from './config.js';

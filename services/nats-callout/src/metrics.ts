@@ -11,6 +11,8 @@ export interface CalloutMetrics {
   kubeApiHealthy: Gauge;
   watchRestarts: Counter;
   natsConnected: Gauge;
+  jwksKeys: Gauge;
+  jwksReady: Gauge;
 }
 
 export function createMetrics(): CalloutMetrics {
@@ -59,6 +61,16 @@ export function createMetrics(): CalloutMetrics {
     natsConnected: new Gauge({
       name: 'nats_callout_nats_connected',
       help: '1 while connected to NATS',
+      registers: [registry],
+    }),
+    jwksKeys: new Gauge({
+      name: 'nats_callout_jwks_keys',
+      help: 'Token verification keys held (kept through failed refreshes)',
+      registers: [registry],
+    }),
+    jwksReady: new Gauge({
+      name: 'nats_callout_jwks_ready',
+      help: '1 while the token keys are loaded and not stale (JWKS_MAX_STALE)',
       registers: [registry],
     }),
   };

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { rootCertificates } from 'node:tls';
 import {
   connect,
   credsAuthenticator,
@@ -22,6 +23,17 @@ const SA_CA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
 /** Requests decided at once; beyond this the server's auth timeout answers for us. */
 const MAX_IN_FLIGHT = 1024;
 
+/** The key store of @precinct/kube's JWKS verifier, as far as readiness needs it. */
+interface KeyStore {
+  status(): {
+    keys: number;
+    loadedAt: number | undefined;
+    failing: boolean;
+    fetching: boolean;
+  };
+  refresh(throwOnFailure: boolean): Promise<void>;
+}
+
 /** Replaceable parts, for tests and embedding. Defaults are built from the config. */
 export interface NatsCalloutDeps {
   /** Default: @precinct/kube createJwksVerifier from `config.token`. */
@@ -37,6 +49,12 @@ export interface NatsCalloutStatus {
   nats: 'connected' | 'disconnected';
   serviceAccounts: 'synced' | 'not_synced' | 'stale';
   cacheSize: number;
+  /**
+   * The token verification keys: `not_loaded` until a first fetch succeeds, `stale` once they
+   * could not be refreshed for longer than JWKS_MAX_STALE, `external` for a verifier passed in
+   * deps (not judged here).
+   */
+  jwks: 'loaded' | 'not_loaded' | 'stale' | 'external';
 }
 
 /** A running callout. */
@@ -51,7 +69,9 @@ export interface NatsCallout {
   close(): Promise<void>;
 }
 
-async function defaultVerifier(config: NatsCalloutConfig): Promise<ServiceAccountTokenVerifier> {
+async function defaultVerifier(
+  config: NatsCalloutConfig,
+): Promise<{ verifier: ServiceAccountTokenVerifier; keys: KeyStore }> {
   const { createJwksVerifier, cachingVerifier } = await import('@precinct/kube');
   const t = config.token;
   let ca: string | Buffer | undefined = t.caPem;
@@ -67,20 +87,25 @@ async function defaultVerifier(config: NatsCalloutConfig): Promise<ServiceAccoun
       ]);
     }
   }
+  if (t.extraRootsPem) {
+    // `ca` replaces Node's roots: keep them (or the CA configured above) and add
+    // SSL_CERT_FILE / SSL_CERT_DIR, one PEM bundle.
+    const base = ca !== undefined ? [ca.toString()] : rootCertificates;
+    ca = [...base, ...t.extraRootsPem].join('\n');
+  }
+  const inner = createJwksVerifier({
+    issuer: t.issuer,
+    audiences: [t.audience],
+    ...(t.jwksUrl ? { jwksUrl: t.jwksUrl } : {}),
+    ...(t.jwksPath ? { jwksPath: t.jwksPath } : {}),
+    ...(ca ? { ca } : {}),
+    ...(bearerToken ? { bearerToken } : {}),
+    minRefreshIntervalMs: (t.retryIntervalSeconds ?? 10) * 1000,
+  });
   // A workload reconnecting (or every workload after a NATS restart) presents the same token
   // again: the cache skips the signature check, never past the token's exp. The ServiceAccount
   // lookup and the permissions are still computed on every connect.
-  return cachingVerifier(
-    createJwksVerifier({
-      issuer: t.issuer,
-      audiences: [t.audience],
-      ...(t.jwksUrl ? { jwksUrl: t.jwksUrl } : {}),
-      ...(t.jwksPath ? { jwksPath: t.jwksPath } : {}),
-      ...(ca ? { ca } : {}),
-      ...(bearerToken ? { bearerToken } : {}),
-    }),
-    { maxEntries: 10_000 },
-  );
+  return { verifier: cachingVerifier(inner, { maxEntries: 10_000 }), keys: inner.jwks };
 }
 
 async function defaultServiceAccounts(
@@ -118,7 +143,10 @@ export async function startNatsCallout(
 ): Promise<NatsCallout> {
   const logger = deps.logger ?? createLogger('nats-callout', config.logLevel);
   const metrics = createMetrics();
-  const verifier = deps.verifier ?? (await defaultVerifier(config));
+  let verifier: ServiceAccountTokenVerifier;
+  let keys: KeyStore | undefined;
+  if (deps.verifier) verifier = deps.verifier;
+  else ({ verifier, keys } = await defaultVerifier(config));
   const serviceAccounts =
     deps.serviceAccounts ?? (await defaultServiceAccounts(config, logger, metrics));
   const authorizer = new Authorizer({
@@ -140,17 +168,66 @@ export async function startNatsCallout(
   let inFlight = 0;
   let wakeRetry: (() => void) | undefined;
 
+  // The keys are loaded at start and kept fresh here, so that readiness says whether tokens
+  // can be verified before the first client arrives, and recovers without one.
+  const maxStaleMs = (config.token.maxStaleSeconds ?? 600) * 1000;
+  // A healthy key set is refetched this often: rotations appear within it (unknown kids sooner).
+  const refreshMs = (config.token.refreshIntervalSeconds ?? 300) * 1000;
+  const jwksState = (): NatsCalloutStatus['jwks'] => {
+    if (!keys) return 'external';
+    const k = keys.status();
+    if (k.keys === 0 || k.loadedAt === undefined) return 'not_loaded';
+    if (k.failing && Date.now() - k.loadedAt > maxStaleMs) return 'stale';
+    return 'loaded';
+  };
+  let lastJwks: NatsCalloutStatus['jwks'] | undefined;
+  let failing = false;
+  const upkeep = async () => {
+    if (!keys || closed) return;
+    const k = keys.status();
+    const due = k.keys === 0 || k.failing || Date.now() - (k.loadedAt ?? 0) >= refreshMs;
+    if (due && !k.fetching) {
+      try {
+        await keys.refresh(true);
+        failing = false;
+      } catch (err) {
+        // Said once per outage. The cause names the endpoint and what failed (TLS, status,
+        // JSON), never a token.
+        if (!failing) {
+          const cause = (err as Error).cause as Error | undefined;
+          logger.warn({ err: cause?.message ?? (err as Error).message }, 'jwks fetch failed');
+        }
+        failing = true;
+      }
+    }
+    const state = jwksState();
+    if (state !== lastJwks) {
+      if (state === 'loaded') logger.info({ keys: keys.status().keys }, 'jwks loaded');
+      else logger.warn({ jwks: state }, 'token keys unavailable: not ready');
+      lastJwks = state;
+    }
+    metrics.jwksKeys.set(keys.status().keys);
+  };
+  const keysTimer = keys
+    ? setInterval(() => void upkeep(), (config.token.retryIntervalSeconds ?? 10) * 1000)
+    : undefined;
+  keysTimer?.unref();
+  void upkeep();
+
   const status = (): NatsCalloutStatus => {
     const s = serviceAccounts.status();
+    const jwks = jwksState();
     metrics.cacheSize.set(s.size);
     metrics.cacheSynced.set(s.synced ? 1 : 0);
     metrics.kubeApiHealthy.set(s.healthy ? 1 : 0);
     metrics.natsConnected.set(connected ? 1 : 0);
+    metrics.jwksReady.set(jwks === 'loaded' || jwks === 'external' ? 1 : 0);
     return {
-      ready: connected && s.synced && !closed,
+      ready: connected && s.synced && (jwks === 'loaded' || jwks === 'external') && !closed,
       nats: connected ? 'connected' : 'disconnected',
       serviceAccounts: !s.synced ? 'not_synced' : s.healthy ? 'synced' : 'stale',
       cacheSize: s.size,
+      jwks,
     };
   };
 
@@ -286,6 +363,7 @@ export async function startNatsCallout(
     close() {
       closing ??= (async () => {
         closed = true;
+        if (keysTimer) clearInterval(keysTimer);
         wakeRetry?.();
         // A connect attempt in progress sees `closed` and closes what it opened.
         await Promise.race([connecting, new Promise((r) => setTimeout(r, 2_000).unref())]);

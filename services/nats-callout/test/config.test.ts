@@ -1,10 +1,15 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createAccount, createCurve, createUser } from '@nats-io/nkeys';
 import { tempDir } from '@precinct/testing';
-import { ConfigError, loadConfig, parseDurationSeconds } from '@precinct/nats-callout';
+import {
+  ConfigError,
+  loadConfig,
+  parseDurationSeconds,
+  parseSigningKeyFile,
+} from '@precinct/nats-callout';
 
 const dir = tempDir('nats-callout-config-');
 after(() => dir.cleanup());
@@ -224,5 +229,116 @@ test('every problem is reported at once', () => {
     ]) {
       assert.ok(vars.includes(v), `${v} missing from ${err.problems.join(' | ')}`);
     }
+  }
+});
+
+test('NATS_SIGNING_KEY_FILE: every format the reference service loads', () => {
+  const account = createAccount();
+  const seed = dec(account.getSeed());
+  const formats: Array<[string, string]> = [
+    ['bare seed', seed],
+    ['trailing newline', `${seed}\n`],
+    ['CRLF and surrounding blanks', `\r\n  ${seed}  \r\n\r\n`],
+    [
+      'wrapped over lines (Go base32 skips line breaks)',
+      `${seed.slice(0, 30)}\n${seed.slice(30)}\n`,
+    ],
+    ['NKEY SEED block', `-----BEGIN NKEY SEED-----\n${seed}\n------END NKEY SEED------\n`],
+    [
+      'creds-style file with a JWT and a USER NKEY SEED block',
+      `-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.e30.sig\n------END NATS USER JWT------\n\n************************* IMPORTANT *************************\nNKEY Seed printed below can be used to sign and prove identity.\n\n-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n\n*************************************************************\n`,
+    ],
+    [
+      'block with indented lines and CRLF',
+      `  -----BEGIN NKEY SEED-----\r\n   ${seed}  \r\n------END NKEY SEED------\r\n`,
+    ],
+    ['block without an END line', `-----BEGIN NKEY SEED-----\n\n${seed}\n\n`],
+  ];
+  for (const [name, content] of formats) {
+    const r = parseSigningKeyFile(content);
+    assert.deepEqual(r, { seed }, name);
+    const c = loadConfig({
+      ...base,
+      NATS_SIGNING_KEY_FILE: file(`fmt-${name.replace(/\W+/g, '-')}.seed`, content),
+    });
+    assert.equal(c.signingKeySeed, seed, name);
+  }
+});
+
+test('NATS_SIGNING_KEY_FILE: what the reference refuses is refused, without quoting the file', () => {
+  const seed = dec(createAccount().getSeed());
+  const user = dec(createUser().getSeed());
+  // Flip one character in the middle: the CRC no longer matches.
+  const mid = seed.length >> 1;
+  const damaged = seed.slice(0, mid) + (seed[mid] === 'A' ? 'B' : 'A') + seed.slice(mid + 1);
+  const bad: Array<[string, string, RegExp]> = [
+    ['user seed', user, /holds a user seed/],
+    [
+      'user seed in a creds file',
+      `-----BEGIN USER NKEY SEED-----\n${user}\n------END USER NKEY SEED------\n`,
+      /holds a user seed/,
+    ],
+    ['damaged seed', damaged, /damaged account seed/],
+    [
+      'BEGIN but no seed block',
+      `-----BEGIN NATS USER JWT-----\nabc\n------END NATS USER JWT------\n`,
+      /has no seed/,
+    ],
+    [
+      'seed block empty',
+      `-----BEGIN NKEY SEED-----\n------END NKEY SEED------\n${seed}\n`,
+      /has no seed/,
+    ],
+    ['curve seed', dec(createCurve().getSeed()), /does not hold an account seed/],
+    ['two seeds on one line', `${seed} ${seed}`, /does not hold an account seed/],
+  ];
+  for (const [name, content, want] of bad) {
+    const r = parseSigningKeyFile(content);
+    assert.ok('problem' in r, name);
+    assert.match(r.problem, want, name);
+    assert.ok(
+      !r.problem.includes(seed.slice(2, 20)) && !r.problem.includes(user.slice(2, 20)),
+      name,
+    );
+  }
+});
+
+test('SSL_CERT_FILE and SSL_CERT_DIR add PEM roots; JWKS timing settings', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const certDir = join(dir.path, 'certs');
+  mkdirSync(certDir);
+  writeFileSync(join(certDir, 'a.pem'), pem);
+  writeFileSync(join(certDir, 'notes.txt'), 'not a certificate');
+  const c = loadConfig({
+    ...base,
+    SSL_CERT_FILE: file('roots.pem', pem),
+    SSL_CERT_DIR: `${certDir}:/nonexistent-dir`,
+    JWKS_RETRY_INTERVAL: '30s',
+    JWKS_REFRESH_INTERVAL: '1h',
+    JWKS_MAX_STALE: '2h',
+  });
+  assert.equal(c.token.extraRootsPem?.length, 2);
+  assert.equal(c.token.retryIntervalSeconds, 30);
+  assert.equal(c.token.refreshIntervalSeconds, 3600);
+  assert.equal(c.token.maxStaleSeconds, 7200);
+  const d = loadConfig({ ...base });
+  assert.equal(d.token.extraRootsPem, undefined);
+  assert.equal(d.token.retryIntervalSeconds, 10);
+  assert.equal(d.token.maxStaleSeconds, 600);
+  for (const [env, want] of [
+    [{ SSL_CERT_FILE: file('junk.pem', 'junk') }, /^SSL_CERT_FILE does not hold a PEM certificate/],
+    [{ SSL_CERT_FILE: '/nonexistent/roots.pem' }, /^SSL_CERT_FILE: cannot read/],
+    [{ JWKS_MAX_STALE: 'soon' }, /^JWKS_MAX_STALE must be a duration/],
+    [{ JWKS_RETRY_INTERVAL: '0s' }, /^JWKS_RETRY_INTERVAL must be a duration/],
+  ] as const) {
+    assert.throws(
+      () => loadConfig({ ...base, ...env }),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.equal(e.problems.length, 1, e.problems.join(' | '));
+        assert.match(e.problems[0]!, want);
+        return true;
+      },
+    );
   }
 });

@@ -53,6 +53,7 @@ test('health, readiness and metrics while NATS is unreachable; close() does not 
       nats: 'disconnected',
       serviceAccounts: 'synced',
       cacheSize: 0,
+      jwks: 'external',
     });
     const metrics = await (await fetch(`${base}/metrics`)).text();
     assert.match(metrics, /^nats_callout_nats_connected 0$/m);
