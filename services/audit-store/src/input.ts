@@ -85,9 +85,10 @@ export function checkStrings(v: unknown, field: string, out: InputProblem[]): vo
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i]!;
         const seg = keySegment(k);
+        const child = path ? `${path}${seg}` : seg.replace(/^\./, '');
         const p = stringProblem(k);
-        if (p) out.push({ field: `${path}${seg}`, message: `key ${p}` });
-        stack.push([(x as Record<string, unknown>)[k], `${path}${seg}`]);
+        if (p) out.push({ field: child, message: `key ${p}` });
+        stack.push([(x as Record<string, unknown>)[k], child]);
       }
     }
   }

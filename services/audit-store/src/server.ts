@@ -421,6 +421,16 @@ export async function buildAuditApp(
   // validation, so the answer names the real problem.
   app.addHook('preValidation', async (req) => {
     const bad: InputProblem[] = [];
+    // The query parser keeps a value whose percent-encoding is not UTF-8 (`%ED%A0%80`, a
+    // surrogate; `%FF`) as raw text: the client asked for something no stored value can be.
+    const q = req.url.indexOf('?');
+    if (q >= 0) {
+      try {
+        decodeURIComponent(req.url.slice(q + 1));
+      } catch {
+        bad.push({ field: '(query)', message: 'must be percent-encoded UTF-8' });
+      }
+    }
     if (req.query) checkStrings(req.query, '', bad);
     if (req.params) checkStrings(req.params, '', bad);
     if (req.suspectStrings) checkStrings(req.body, '', bad);

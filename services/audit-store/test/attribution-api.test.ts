@@ -452,6 +452,63 @@ describe('audit store API', () => {
     assert.equal(await count('corr-idem'), 5);
   });
 
+  test('Idempotency-Key binds the person too: the same key and body for another person is 422', async () => {
+    const WRITER = 'system:serviceaccount:apps:writer';
+    const corr = 'corr-idem-person';
+    const body = { ...event, correlation_id: corr };
+    const as = async (subject: string | undefined, key: string) =>
+      call('/api/v1/audit/events', {
+        method: 'POST',
+        token: 'tok-writer',
+        json: body,
+        headers: {
+          'idempotency-key': key,
+          ...(subject
+            ? {
+                'precinct-delegation': await issuer.issue({
+                  subject,
+                  actors: [WRITER],
+                  audience: 'audit',
+                }),
+              }
+            : {}),
+        },
+      });
+    const people = async () => {
+      const q = await call(`/api/v1/audit/events?correlation_id=${corr}&limit=100`, {
+        token: 'tok-reader',
+      });
+      return ((await q.json()) as { data: Array<{ on_behalf_of: string | null }> }).data
+        .map((e) => e.on_behalf_of)
+        .sort();
+    };
+    const alice = await as('alice', 'k-person');
+    assert.equal(alice.status, 201);
+    const aliceReceipt = await alice.json();
+    // Positive control: the same person, key and body again is a replay of the first receipt
+    // (a fresh delegation token for the same person: the token is not part of the binding).
+    const replay = await as('alice', 'k-person');
+    assert.equal(replay.status, 201);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    assert.deepEqual(await replay.json(), aliceReceipt);
+    // Another person, or none, with the same key and body: a conflict, never alice's receipt.
+    for (const other of ['bob', undefined]) {
+      const r = await as(other, 'k-person');
+      assert.equal(r.status, 422, String(other));
+      assert.match(r.headers.get('content-type') ?? '', /^application\/problem\+json/);
+      await r.arrayBuffer();
+    }
+    assert.deepEqual(await people(), ['alice'], 'nothing written by the conflicts');
+    // ... and bob's event is written under a key of its own; keys without a person still
+    // replay among themselves.
+    assert.equal((await as('bob', 'k-person-bob')).status, 201);
+    assert.equal((await as(undefined, 'k-nobody')).status, 201);
+    const again = await as(undefined, 'k-nobody');
+    assert.equal(again.headers.get('idempotent-replayed'), 'true');
+    assert.equal((await as('carol', 'k-nobody')).status, 422);
+    assert.deepEqual(await people(), ['alice', 'bob', null].sort());
+  });
+
   test('a batch whose 201 is lost is retried by the client and stored once', async () => {
     let lose = 1;
     const client = new AuditClient({
