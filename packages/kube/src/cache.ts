@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import { KubeAuthError } from './errors.js';
 import { TtlLru } from './lru.js';
 import type { TokenVerifier } from './verifier.js';
 import type { ServiceAccountIdentity } from './identity.js';
@@ -25,6 +26,42 @@ export interface CachingVerifierOptions {
   /** Upper bound of an entry's life; the token's own exp always wins. Default 300 s. */
   ttlSeconds?: number;
   now?: () => number;
+}
+
+/**
+ * A ServiceAccount as eviction names it. Without `uid`, every cached identity of that name goes;
+ * with it, those of that uid and those that carry no uid (a recreated ServiceAccount of the same
+ * name keeps its own).
+ */
+export interface ServiceAccountRef {
+  namespace: string;
+  name: string;
+  uid?: string;
+}
+
+/** A ServiceAccount as a cached identity knows it (`uid` when the token carried one). */
+export interface CachedServiceAccount {
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string | undefined;
+}
+
+/** {@link cachingVerifier}'s verifier, with the eviction API a ServiceAccount watch drives. */
+export interface CachingVerifier extends TokenVerifier {
+  readonly size: number;
+  /** Drops the cached identities of `sa` (see ServiceAccountRef); returns how many. */
+  evictServiceAccount(sa: ServiceAccountRef): number;
+  /** Drops every cached identity whose ServiceAccount `drop` selects; returns how many. */
+  evictWhere(drop: (sa: CachedServiceAccount) => boolean): number;
+}
+
+/** True when `sa` (a cached identity's ServiceAccount) is the one `ref` names. */
+export function serviceAccountMatches(ref: ServiceAccountRef, sa: CachedServiceAccount): boolean {
+  return (
+    sa.namespace === ref.namespace &&
+    sa.name === ref.name &&
+    (ref.uid === undefined || sa.uid === undefined || sa.uid === ref.uid)
+  );
 }
 
 /** What cached identities of one ServiceAccount share: kept once, not once per token. */
@@ -253,6 +290,14 @@ function expand(e: Entry): ServiceAccountIdentity {
   return id;
 }
 
+function accountOf(e: Entry): CachedServiceAccount {
+  const p = e.principal;
+  return { namespace: p.namespace, name: p.serviceAccountName, uid: p.uid };
+}
+
+// Evictions remembered for verifications that were in flight when they happened.
+const MAX_RECENT_EVICTIONS = 64;
+
 /**
  * Caches successful verifications keyed by SHA-256 of the token (the raw token is never
  * stored), never beyond the token's `exp`. Failures are not cached: a rejected token costs a
@@ -260,11 +305,16 @@ function expand(e: Entry): ServiceAccountIdentity {
  *
  * A hit returns a new identity object equal to the first one; its `groups` and `audiences` are
  * frozen arrays shared by every identity of the same ServiceAccount.
+ *
+ * Without eviction, a deleted ServiceAccount's token is accepted until its entry ends (`ttlSeconds`,
+ * 5 min by default). `evictServiceAccount`/`evictWhere` end it at once; `evictOnServiceAccountChange`
+ * (serviceaccount-watch.ts) calls them from a ServiceAccount watch. A verification in flight when
+ * an eviction of its ServiceAccount happens is refused (ERR_TOKEN_REJECTED), never cached.
  */
 export function cachingVerifier(
   inner: TokenVerifier,
   opts: CachingVerifierOptions = {},
-): TokenVerifier & { readonly size: number } {
+): CachingVerifier {
   const now = opts.now ?? Date.now;
   const cache = new TtlLru<Entry>(opts.maxEntries ?? 10_000, now, (e) => e.until);
   const principals = new Map<string, Principal>();
@@ -273,10 +323,33 @@ export function cachingVerifier(
   // were cached). Keyed by Entry, so a token verified again starts afresh.
   const hot = new Map<Entry, ServiceAccountIdentity>();
   const ttlMs = (opts.ttlSeconds ?? 300) * 1000;
+  // Sequence numbers of evictions, so a verification that started before one can be checked
+  // against it when it completes.
+  let evictionSeq = 0;
+  const recent: { seq: number; drop: (sa: CachedServiceAccount) => boolean }[] = [];
+  const evictWhere = (drop: (sa: CachedServiceAccount) => boolean): number => {
+    evictionSeq++;
+    recent.push({ seq: evictionSeq, drop });
+    if (recent.length > MAX_RECENT_EVICTIONS) recent.shift();
+    for (const e of hot.keys()) if (drop(accountOf(e))) hot.delete(e);
+    return cache.deleteWhere((e) => drop(accountOf(e)));
+  };
+  /** Whether an eviction since `seq` concerns `id` (true, conservatively, if no longer known). */
+  const evictedSince = (seq: number, id: ServiceAccountIdentity): boolean => {
+    if (seq === evictionSeq) return false;
+    const oldest = recent[0]?.seq ?? Infinity;
+    if (oldest > seq + 1) return true;
+    const sa = { namespace: id.namespace, name: id.serviceAccountName, uid: id.uid };
+    return recent.some((r) => r.seq > seq && r.drop(sa));
+  };
   return {
     get size() {
       return cache.size;
     },
+    evictServiceAccount(ref) {
+      return evictWhere((sa) => serviceAccountMatches(ref, sa));
+    },
+    evictWhere,
     async verify(token) {
       const key = cacheKey(token);
       const hit = cache.get(key);
@@ -289,7 +362,14 @@ export function cachingVerifier(
         }
         return id;
       }
+      const seq = evictionSeq;
       const identity = await inner.verify(token);
+      if (evictedSince(seq, identity)) {
+        throw new KubeAuthError(
+          'ERR_TOKEN_REJECTED',
+          'the ServiceAccount was removed while its token was being verified',
+        );
+      }
       const t = now();
       const exp = identity.expiresAt ? identity.expiresAt.getTime() : Infinity;
       cache.set(key, compact(identity, cache.deadline(Math.min(t + ttlMs, exp)), principals));
@@ -299,6 +379,7 @@ export function cachingVerifier(
       cache.clear();
       principals.clear();
       hot.clear();
+      recent.length = 0;
       inner.close?.();
     },
   };

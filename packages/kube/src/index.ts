@@ -14,7 +14,14 @@ export {
 export { MAX_TOKEN_BYTES } from './jwt.js';
 export { createJwksVerifier, type TokenVerifier, type JwksVerifierOptions } from './verifier.js';
 export { createTokenReviewVerifier, type TokenReviewVerifierOptions } from './tokenreview.js';
-export { cachingVerifier, type CachingVerifierOptions } from './cache.js';
+export {
+  cachingVerifier,
+  serviceAccountMatches,
+  type CachingVerifier,
+  type CachingVerifierOptions,
+  type CachedServiceAccount,
+  type ServiceAccountRef,
+} from './cache.js';
 export {
   createSubjectAccessReviewAuthorizer,
   type Authorizer,
@@ -42,3 +49,14 @@ export {
   type AuthOutcome,
 } from './middleware.js';
 export { kubeAuthFastifyPlugin, type KubeAuthFastifyOptions } from './fastify.js';
+export {
+  watchServiceAccounts,
+  watchPods,
+  evictOnServiceAccountChange,
+  type ObjectWatch,
+  type ObjectWatchOptions,
+  type ObjectWatchEvents,
+  type ObjectWatchState,
+  type ObjectStatus,
+  type WatchedObject,
+} from './serviceaccount-watch.js';

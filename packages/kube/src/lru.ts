@@ -58,6 +58,18 @@ export class TtlLru<V> {
     }
   }
 
+  /** Deletes every entry whose value `drop` selects; returns how many. O(size): for rare events. */
+  deleteWhere(drop: (value: V) => boolean): number {
+    let n = 0;
+    for (const [k, v] of this.map) {
+      if (drop(v)) {
+        this.map.delete(k); // deleting the current key while iterating a Map is safe
+        n++;
+      }
+    }
+    return n;
+  }
+
   clear(): void {
     this.map.clear();
   }

@@ -2,7 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { TokenVerifier as KubeTokenVerifier } from '@precinct/kube';
+import type {
+  ObjectWatch,
+  TokenVerifier as KubeTokenVerifier,
+  WatchedObject,
+} from '@precinct/kube';
 import type { Logger } from '@precinct/runtime';
 import type { Clock } from './clock.js';
 import { IdentityServerError } from './errors.js';
@@ -14,6 +18,8 @@ import { workloadApiDefinition, type WorkloadBinding } from './workload-api.js';
  * @precinct/kube verifier fits (checked at compile time below) and tests can inject their own.
  */
 export interface ServiceAccountIdentity {
+  /** The ServiceAccount's uid (TokenReview's user.uid, or the token's kubernetes.io claims). */
+  uid?: string;
   namespace: string;
   serviceAccountName: string;
   pod?: { name: string; uid?: string };
@@ -47,8 +53,12 @@ export function k8sSelectors(id: ServiceAccountIdentity): string[] {
 }
 
 const MAX_TOKEN = 16_384;
-// A token without exp (legacy secret tokens) still gets a bounded binding.
-const DEFAULT_BINDING_MS = 3600_000;
+/** A binding's longest life, whatever the token's exp (tokens may live a year). */
+export const DEFAULT_MAX_BINDING_MS = 3600_000;
+/** How long attestation waits for the watch to see a ServiceAccount it has not seen yet. */
+const DEFAULT_WATCH_WAIT_MS = 5000;
+/** How long a revoked binding's socket keeps answering PermissionDenied before it goes. */
+export const DEFAULT_SOCKET_LINGER_MS = 5000;
 const MAX_SOCKET_PATH = 100; // sun_path is 108 bytes on Linux, 104 on macOS
 
 export interface WorkloadSocketsOptions {
@@ -59,12 +69,24 @@ export interface WorkloadSocketsOptions {
   metrics: IdentityMetrics;
   logger: Logger;
   implementation: (resolve: () => WorkloadBinding | undefined) => grpc.UntypedServiceImplementation;
-  /** Called when a binding ends, so open streams re-check and close. */
+  /** Called when a binding ends (or is suspended), so open streams re-check and close. */
   onEnd: () => void;
+  /** Longest life of a binding; re-attestation extends it. Default 1 h. */
+  maxBindingMs?: number;
+  /**
+   * Revocation: a binding rests on its ServiceAccount (by uid) and, for a pod-bound token, on
+   * its pod; when the watch sees either go, the binding, its streams and its socket end.
+   * While a watch is stale every binding is suspended (calls get Unavailable).
+   */
+  revocation?: { serviceAccounts: ObjectWatch; pods?: ObjectWatch; waitMs?: number };
+  /** How long a revoked binding's socket answers PermissionDenied before it goes. Default 5 s. */
+  socketLingerMs?: number;
 }
 
 interface Bound {
   binding: WorkloadBinding;
+  serviceAccount: WatchedObject | undefined;
+  pod: WatchedObject | undefined;
   server: grpc.Server;
   dir: string;
   socketPath: string;
@@ -75,15 +97,68 @@ interface Bound {
  * Binds attested workloads to sockets. A workload presents its projected ServiceAccount
  * token; the server verifies it (TokenReview or JWKS, audience-checked), derives selectors, and
  * serves that workload alone on a fresh unix socket (0600, in its own 0700 directory under
- * `socketDir`) until the token expires. Re-attesting the same pod extends the same socket.
+ * `socketDir`) until the token expires or `maxBindingMs` passes, whichever comes first, or the
+ * ServiceAccount (or bound pod) is deleted. Re-attesting the same pod extends the same socket.
  */
 export class WorkloadSockets {
   readonly #bound = new Map<string, Bound>();
   readonly #opts: WorkloadSocketsOptions;
+  readonly #unwatch: (() => void)[] = [];
   #closed = false;
 
   constructor(opts: WorkloadSocketsOptions) {
     this.#opts = opts;
+    if (opts.maxBindingMs !== undefined && !(opts.maxBindingMs > 0)) {
+      throw new TypeError('maxBindingMs must be positive');
+    }
+    const r = opts.revocation;
+    if (r) {
+      this.#follow(r.serviceAccounts, (b) => b.serviceAccount);
+      if (r.pods) this.#follow(r.pods, (b) => b.pod);
+    }
+  }
+
+  /** Ends bindings whose object `watch` saw go, and re-checks them all after a re-list. */
+  #follow(watch: ObjectWatch, objectOf: (b: Bound) => WatchedObject | undefined): void {
+    const onDeleted = (o: WatchedObject) => {
+      for (const [key, b] of this.#bound) {
+        if (objectOf(b)?.uid === o.uid) this.#revoke(key, b, `${watch.resource}_deleted`);
+      }
+    };
+    const onSynced = () => {
+      for (const [key, b] of this.#bound) {
+        const o = objectOf(b);
+        if (o && watch.status(o) !== 'live') this.#revoke(key, b, `${watch.resource}_gone`);
+      }
+      this.#opts.onEnd(); // suspended streams may resume
+    };
+    const onStale = () => this.#opts.onEnd();
+    watch.on('deleted', onDeleted);
+    watch.on('synced', onSynced);
+    watch.on('stale', onStale);
+    this.#unwatch.push(() => {
+      watch.off('deleted', onDeleted);
+      watch.off('synced', onSynced);
+      watch.off('stale', onStale);
+    });
+  }
+
+  #revoke(key: string, b: Bound, reason: string): void {
+    if (b.binding.closed) return;
+    this.#opts.metrics.bindingsRevoked.inc({ reason });
+    this.#opts.logger.info({ binding: b.binding.id, reason }, 'workload binding revoked');
+    void this.#unbind(key, b, this.#opts.socketLingerMs ?? DEFAULT_SOCKET_LINGER_MS);
+  }
+
+  /**
+   * False while a revocation watch is stale (or not yet synced): bindings are then suspended,
+   * as a deletion could go unseen.
+   */
+  available(): boolean {
+    const r = this.#opts.revocation;
+    if (!r) return true;
+    if (r.serviceAccounts.state !== 'synced') return false;
+    return !r.pods || r.pods.state === 'synced' || r.pods.state === 'unsupported';
   }
 
   /** Number of live bindings. */
@@ -119,21 +194,56 @@ export class WorkloadSockets {
       throw fail(/^ERR_[A-Z_]{1,40}$/.test(code) ? code : 'ERR_TOKEN_REJECTED', err);
     }
     const now = this.#opts.clock.now();
-    const expiresAt = id.expiresAt ? id.expiresAt.getTime() : now + DEFAULT_BINDING_MS;
+    const cap = now + (this.#opts.maxBindingMs ?? DEFAULT_MAX_BINDING_MS);
+    const expiresAt = Math.min(id.expiresAt ? id.expiresAt.getTime() : cap, cap);
     if (expiresAt <= now) throw fail('ERR_TOKEN_EXPIRED');
     const selectors = k8sSelectors(id);
+    const podName = id.pod?.name ?? id.extra?.['authentication.kubernetes.io/pod-name']?.[0];
     const podUid = id.pod?.uid ?? id.extra?.['authentication.kubernetes.io/pod-uid']?.[0];
+    const serviceAccount = id.uid
+      ? { namespace: id.namespace, name: id.serviceAccountName, uid: id.uid }
+      : undefined;
+    const pod =
+      podName && podUid ? { namespace: id.namespace, name: podName, uid: podUid } : undefined;
+    const r = this.#opts.revocation;
+    if (r) {
+      // Revocation is keyed by uid: without one, a deletion could not be told apart.
+      if (!serviceAccount) throw fail('no_serviceaccount_uid');
+      await this.#checkLive(r.serviceAccounts, serviceAccount, r.waitMs, fail);
+      if (r.pods && pod && r.pods.state !== 'unsupported') {
+        await this.#checkLive(r.pods, pod, r.waitMs, fail);
+      }
+      if (this.#closed) throw new IdentityServerError('ERR_CA_UNAVAILABLE', 'server is closing');
+    }
     // One socket per pod (per ServiceAccount for tokens not bound to a pod), keyed by the
-    // full selector set so a changed identity never inherits another binding.
-    const key = `${podUid ?? ''}\n${selectors.join('\n')}`;
+    // ServiceAccount's uid and the full selector set, so a recreated ServiceAccount or a
+    // changed identity never inherits another binding.
+    const key = `${serviceAccount?.uid ?? ''}\n${podUid ?? ''}\n${selectors.join('\n')}`;
     const existing = this.#bound.get(key);
     if (existing && !existing.binding.closed) {
       existing.binding.expiresAt = Math.max(existing.binding.expiresAt, expiresAt);
       this.#armExpiry(key, existing);
       return this.#result(existing, selectors);
     }
-    const bound = await this.#bind(key, selectors, expiresAt);
+    const bound = await this.#bind(key, selectors, expiresAt, serviceAccount, pod);
     return this.#result(bound, selectors);
+  }
+
+  async #checkLive(
+    watch: ObjectWatch,
+    o: WatchedObject,
+    waitMs: number | undefined,
+    fail: (reason: string) => Error,
+  ): Promise<void> {
+    const status = await watch.waitForStatus(o, waitMs ?? DEFAULT_WATCH_WAIT_MS);
+    if (status === 'gone') throw fail(`${watch.resource}_gone`);
+    if (status !== 'live') {
+      // Not seen by the watch (down, or far behind): fail closed, the caller may retry.
+      this.#opts.metrics.attestationFailures.inc({ reason: `${watch.resource}_unknown` });
+      throw Object.assign(new Error(`the ${watch.resource} watch cannot confirm the object`), {
+        code: 'ERR_KUBE_UNAVAILABLE',
+      });
+    }
   }
 
   #result(b: Bound, selectors: string[]): Attestation {
@@ -145,7 +255,13 @@ export class WorkloadSockets {
     };
   }
 
-  async #bind(key: string, selectors: string[], expiresAt: number): Promise<Bound> {
+  async #bind(
+    key: string,
+    selectors: string[],
+    expiresAt: number,
+    serviceAccount: WatchedObject | undefined,
+    pod: WatchedObject | undefined,
+  ): Promise<Bound> {
     await mkdir(this.#opts.socketDir, { recursive: true, mode: 0o700 });
     await chmod(this.#opts.socketDir, 0o700);
     const name = randomBytes(16).toString('hex');
@@ -177,8 +293,25 @@ export class WorkloadSockets {
     );
     // The 0700 directory already keeps others out; 0600 on the socket is defence in depth.
     await chmod(socketPath, 0o600);
-    const bound: Bound = { binding, server, dir, socketPath, cancelExpiry: () => undefined };
+    const bound: Bound = {
+      binding,
+      serviceAccount,
+      pod,
+      server,
+      dir,
+      socketPath,
+      cancelExpiry: () => undefined,
+    };
     this.#bound.set(key, bound);
+    // Deleted while the socket was being made: the event found no binding to end.
+    const r = this.#opts.revocation;
+    if (
+      r &&
+      ((serviceAccount && r.serviceAccounts.status(serviceAccount) === 'gone') ||
+        (pod && r.pods?.status(pod) === 'gone'))
+    ) {
+      this.#revoke(key, bound, 'deleted_while_binding');
+    }
     this.#armExpiry(key, bound);
     this.#opts.logger.info({ binding: name, selectors }, 'workload attested');
     return bound;
@@ -200,13 +333,24 @@ export class WorkloadSockets {
     );
   }
 
-  async #unbind(key: string, b: Bound): Promise<void> {
+  async #unbind(key: string, b: Bound, lingerMs = 0): Promise<void> {
     b.cancelExpiry();
     b.binding.closed = true;
     if (this.#bound.get(key) === b) this.#bound.delete(key);
-    // Open streams see the binding closed and end with PermissionDenied; give them a moment
-    // to say so before the socket goes.
+    // Open streams see the binding closed and end with PermissionDenied at once.
     this.#opts.onEnd();
+    // The socket lingers a little, answering PermissionDenied, so a client's next call hears a
+    // definitive no rather than a missing socket it would retry as Unavailable.
+    if (lingerMs > 0 && !this.#closed) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, lingerMs);
+        t.unref();
+        this.#lingering.add(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
     await new Promise<void>((resolve) => {
       const force = setTimeout(() => {
         b.server.forceShutdown();
@@ -221,9 +365,14 @@ export class WorkloadSockets {
     await rm(b.dir, { recursive: true, force: true });
   }
 
+  readonly #lingering = new Set<() => void>();
+
   /** Ends every binding and removes its socket. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    for (const u of this.#unwatch.splice(0)) u();
+    for (const stop of this.#lingering) stop();
+    this.#lingering.clear();
     await Promise.all([...this.#bound].map(([k, b]) => this.#unbind(k, b)));
   }
 }

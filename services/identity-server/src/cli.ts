@@ -10,7 +10,13 @@ import {
   type FlagSpec,
   parseDatabaseUrl,
 } from '@precinct/runtime';
-import { createTokenReviewVerifier, loadKubeConfig } from '@precinct/kube';
+import {
+  createTokenReviewVerifier,
+  loadKubeConfig,
+  watchPods,
+  watchServiceAccounts,
+  type ObjectWatch,
+} from '@precinct/kube';
 import type { TokenVerifier } from './attestation.js';
 import type { KeyType } from './authority.js';
 import type { Entry, EntryInput } from './entries.js';
@@ -161,6 +167,19 @@ const serverFlags: Record<string, FlagSpec> = {
     description: 'private key (PEM) of --upstream-ca-cert',
     placeholder: 'FILE',
   },
+  'max-binding-ttl': {
+    type: 'string',
+    description:
+      'longest life of a workload binding, whatever its token\u2019s exp; re-attesting extends it',
+    default: '1h',
+    placeholder: 'DURATION',
+  },
+  'watch-stale-after': {
+    type: 'string',
+    description: 'suspend every binding when the ServiceAccount watch has been down this long',
+    default: '30s',
+    placeholder: 'DURATION',
+  },
   'workload-key-type': {
     type: 'string',
     description: 'ec-p256 or rsa-2048',
@@ -169,10 +188,21 @@ const serverFlags: Record<string, FlagSpec> = {
   },
 };
 
-function kubeVerifier(audience: string): TokenVerifier {
-  // TokenReview: the API server checks signature, expiry, audience and that the ServiceAccount
-  // (and the pod the token is bound to) still exist.
-  return createTokenReviewVerifier({ kubeConfig: loadKubeConfig(), audiences: [audience] });
+function kubeAttestor(
+  audience: string,
+  staleAfterMs: number,
+  logger: ReturnType<typeof createLogger>,
+): { verifier: TokenVerifier; serviceAccounts: ObjectWatch; pods: ObjectWatch } {
+  const kubeConfig = loadKubeConfig();
+  const watch = { kubeConfig, staleAfterMs, logger };
+  return {
+    // TokenReview: the API server checks signature, expiry, audience and that the
+    // ServiceAccount (and the pod the token is bound to) still exist, at attestation time.
+    verifier: createTokenReviewVerifier({ kubeConfig, audiences: [audience] }),
+    // The watches carry that on: a deletion ends the bindings resting on it.
+    serviceAccounts: watchServiceAccounts(watch),
+    pods: watchPods(watch),
+  };
 }
 
 /** `precinct identity-server`: runs the issuer until SIGINT/SIGTERM. */
@@ -192,8 +222,18 @@ export const identityServerCommand: Command = {
     const audience = f.audience as string;
     if (!audience) throw new UsageError('--audience must not be empty');
     const ttl = parseDuration(f['ca-ttl'] as string, 'ca-ttl') * 1000;
+    const maxBindingMs = parseDuration(f['max-binding-ttl'] as string, 'max-binding-ttl') * 1000;
+    if (maxBindingMs <= 0) throw new UsageError('--max-binding-ttl must be positive');
+    const staleAfterMs =
+      parseDuration(f['watch-stale-after'] as string, 'watch-stale-after') * 1000;
+    if (staleAfterMs <= 0) throw new UsageError('--watch-stale-after must be positive');
     const logger = createLogger('identity-server');
-    const verifier = attestor === 'kube' ? kubeVerifier(audience) : undefined;
+    const kube = attestor === 'kube' ? kubeAttestor(audience, staleAfterMs, logger) : undefined;
+    const verifier = kube?.verifier;
+    const closeWatches = () => {
+      kube?.serviceAccounts.close();
+      kube?.pods.close();
+    };
     const rawDbUrl = (f['database-url'] as string | undefined) ?? process.env.DATABASE_URL;
     const databaseUrl = rawDbUrl
       ? parseDatabaseUrl(rawDbUrl, f['database-url'] ? '--database-url' : 'DATABASE_URL')
@@ -248,6 +288,11 @@ export const identityServerCommand: Command = {
         ...(federationCa ? { caPem: federationCa } : {}),
       };
     });
+    kube?.pods.once('unsupported', () =>
+      logger.warn(
+        'the Kubernetes API serves no pods: pod-bound bindings end with their ServiceAccount only',
+      ),
+    );
     const server = await startIdentityServer({
       trustDomain: f['trust-domain'] as string,
       dataDir: f['data-dir'] as string,
@@ -262,11 +307,16 @@ export const identityServerCommand: Command = {
       caKeyType: keyType(f['ca-key-type'] as string, 'ca-key-type'),
       workloadKeyType: keyType(f['workload-key-type'] as string, 'workload-key-type'),
       ...(verifier ? { verifier } : {}),
+      ...(kube ? { revocation: { serviceAccounts: kube.serviceAccounts, pods: kube.pods } } : {}),
+      maxBindingMs,
       ...(bundleEndpoint ? { bundleEndpoint } : {}),
       ...(upstreamCa ? { upstreamCa } : {}),
       ...(oidcTls ? { oidcTls } : {}),
       federation,
       logger,
+    }).catch((err: unknown) => {
+      closeWatches();
+      throw err;
     });
     console.log(`trust domain   spiffe://${server.trustDomain}`);
     console.log(
@@ -279,6 +329,7 @@ export const identityServerCommand: Command = {
     await waitForShutdown();
     verifier?.close?.();
     await server.close();
+    closeWatches();
   },
 };
 

@@ -7,6 +7,7 @@ export interface IdentityMetrics {
   jwtSvidsIssued: Counter;
   rotations: Counter<'event'>;
   attestationFailures: Counter<'reason'>;
+  bindingsRevoked: Counter<'reason'>;
 }
 
 export function createMetrics(defaultMetrics = true): IdentityMetrics {
@@ -33,6 +34,12 @@ export function createMetrics(defaultMetrics = true): IdentityMetrics {
     attestationFailures: new Counter({
       name: 'precinct_identity_attestation_failures_total',
       help: 'Workload attestations refused, by reason',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    bindingsRevoked: new Counter({
+      name: 'precinct_identity_bindings_revoked_total',
+      help: 'Workload bindings ended before their time: ServiceAccount or pod deleted or replaced',
       labelNames: ['reason'],
       registers: [registry],
     }),

@@ -12,6 +12,7 @@ import {
   type ListenOptions,
   type Logger,
 } from '@precinct/runtime';
+import type { ObjectWatch } from '@precinct/kube';
 import { WorkloadSockets, type TokenVerifier } from './attestation.js';
 import { KeyManager, type KeyType, type RotationEvent } from './authority.js';
 import { systemClock, type Clock } from './clock.js';
@@ -53,6 +54,21 @@ export interface IdentityServerOptions {
   adminToken?: string;
   /** Verifies workloads' ServiceAccount tokens; without it attestation is refused. */
   verifier?: TokenVerifier;
+  /**
+   * Watches (owned by the caller) that end a binding when its ServiceAccount (by uid) or bound
+   * pod is deleted; while the ServiceAccount watch is stale, bindings are suspended. Without
+   * it a binding lasts until the token's exp or `maxBindingMs`.
+   */
+  revocation?: {
+    serviceAccounts: ObjectWatch;
+    pods?: ObjectWatch;
+    /** How long attestation waits for the watch to see a new ServiceAccount. Default 5 s. */
+    waitMs?: number;
+  };
+  /** A binding's longest life, whatever the token's exp; re-attestation extends it. Default 1 h. */
+  maxBindingMs?: number;
+  /** How long a revoked binding's socket answers PermissionDenied before it goes. Default 5 s. */
+  socketLingerMs?: number;
   /**
    * The SPIFFE bundle endpoint (https_web profile): this trust domain's bundle on HTTPS with a
    * web-PKI certificate, for peers that federate with it.
@@ -189,13 +205,17 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
             return issuer;
           },
           ...(opts.random ? { random: opts.random } : {}),
+          // Called only by requests, after `sockets` below exists.
+          available: () => sockets.available(),
         },
         resolve,
       );
 
     // The shared socket: anyone who can reach it may call, nobody attested on it gets an SVID.
     const socketPath = opts.socketPath ?? join(workDir, 'public', 'api.sock');
-    await mkdir(dirname(socketPath), { recursive: true, mode: 0o755 });
+    // 0700 like everything under the data dir: the shared socket grants nothing, but nothing
+    // there is for other users either.
+    await mkdir(dirname(socketPath), { recursive: true, mode: 0o700 });
     await rm(socketPath, { force: true });
     const shared = new grpc.Server();
     shared.addService(
@@ -207,6 +227,7 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
         e ? rej(e) : res(),
       ),
     );
+    await chmod(socketPath, 0o600);
     cleanups.push(() => {
       shared.forceShutdown();
     });
@@ -219,6 +240,9 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       logger,
       implementation,
       onEnd: () => events.emit('binding'),
+      ...(opts.revocation ? { revocation: opts.revocation } : {}),
+      ...(opts.maxBindingMs !== undefined ? { maxBindingMs: opts.maxBindingMs } : {}),
+      ...(opts.socketLingerMs !== undefined ? { socketLingerMs: opts.socketLingerMs } : {}),
     });
     cleanups.push(() => sockets.close());
 

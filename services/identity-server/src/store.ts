@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { access, mkdir, mkdtemp, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { access, chmod, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /**
@@ -49,13 +49,32 @@ export async function openPglite(dir: string): Promise<SqlClient> {
     // caches the files: more buffers bought no speed for 10,000 entries.
     postgresqlconf: 'shared_buffers = 1MB',
   });
+  // Emscripten's file system creates some files with the process umask (0644, and 0666/0755
+  // from data dirs made before initdb ran under umask 077), and start-up rewrites
+  // pg_internal.init: tighten after opening and again after closing.
+  await restrictTree(dir);
   return {
     query: async <R>(sql: string, params?: unknown[]) => {
       const r = await db.query<R>(sql, params);
       return { rows: r.rows };
     },
-    close: () => db.close(),
+    close: async () => {
+      await db.close();
+      await restrictTree(dir);
+    },
   };
+}
+
+/** Makes every directory under `dir` (and itself) 0700 and every file 0600; symlinks untouched. */
+export async function restrictTree(dir: string): Promise<void> {
+  const st = await lstat(dir);
+  if (st.isSymbolicLink()) return;
+  if (st.isDirectory()) {
+    if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700);
+    for (const name of await readdir(dir)) await restrictTree(join(dir, name));
+  } else if ((st.mode & 0o777) !== 0o600) {
+    await chmod(dir, 0o600);
+  }
 }
 
 const exists = (p: string) =>
@@ -82,7 +101,9 @@ export async function initPgliteDir(dir: string): Promise<void> {
         '--liftoff-only',
         '--input-type=module',
         '-e',
-        `const { PGlite } = await import(${JSON.stringify(pglite)});
+        // umask 077: the database files are the server's alone (0600 files, 0700 directories).
+        `process.umask(0o077);
+         const { PGlite } = await import(${JSON.stringify(pglite)});
          const db = await PGlite.create({ dataDir: process.argv[1] });
          await db.close();`,
         tmp,

@@ -57,6 +57,11 @@ export interface WorkloadApiDeps {
   federation?: FederatedBundles;
   /** Uniform in [0, 1); injectable so the refresh jitter is testable. */
   random?: () => number;
+  /**
+   * False while bindings cannot be trusted to be current (the revocation watch is stale):
+   * calls then get Unavailable, and open streams end with it.
+   */
+  available?: () => boolean;
 }
 
 /**
@@ -70,6 +75,7 @@ export function refreshTime(issuedAt: number, notAfter: number, random: () => nu
 
 type Status = { code: grpc.status; details: string };
 const denied: Status = { code: grpc.status.PERMISSION_DENIED, details: 'no identity issued' };
+const unavailable: Status = { code: grpc.status.UNAVAILABLE, details: 'temporarily unavailable' };
 
 function bad(details: string): Status {
   return { code: grpc.status.INVALID_ARGUMENT, details };
@@ -91,9 +97,12 @@ export function workloadApiImplementation(
   resolve: () => WorkloadBinding | undefined,
 ): grpc.UntypedServiceImplementation {
   const random = deps.random ?? Math.random;
-  const live = () => {
+  /** The caller's live binding, or the status to answer instead. */
+  const live = (): WorkloadBinding | Status => {
     const b = resolve();
-    return b && !b.closed && b.expiresAt > deps.clock.now() ? b : undefined;
+    if (!b || b.closed || b.expiresAt <= deps.clock.now()) return denied;
+    if (deps.available && !deps.available()) return unavailable;
+    return b;
   };
   // Workload API spec: SVIDs sharing a hint are not all sent; the first (oldest entry) wins.
   const entitled = (b: WorkloadBinding): Entry[] => {
@@ -186,7 +195,7 @@ export function workloadApiImplementation(
     const send = async () => {
       if (done) return;
       const b = live();
-      if (!b) return finish(denied);
+      if ('code' in b) return finish(b);
       let r;
       try {
         r = await build(b);
@@ -281,7 +290,7 @@ export function workloadApiImplementation(
           return cb(bad('audience must be 1-16 non-empty values of at most 256 characters'));
         }
         const b = live();
-        if (!b) return cb(denied);
+        if ('code' in b) return cb(b);
         let ents = entitled(b);
         if (spiffe_id) ents = ents.filter((e) => e.spiffeId === spiffe_id);
         if (ents.length === 0) return cb(denied);
@@ -315,7 +324,8 @@ export function workloadApiImplementation(
         const { audience, svid } = call.request;
         if (!audience) return cb(bad('audience is required'));
         if (!svid) return cb(bad('svid is required'));
-        if (!live()) return cb(denied);
+        const b = live();
+        if ('code' in b) return cb(b);
         const r = await validateJwtSvid(
           deps.keys,
           svid,
