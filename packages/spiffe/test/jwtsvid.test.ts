@@ -145,6 +145,13 @@ test('every JWT-SVID rule is enforced (table)', () => {
     ],
     ['typ JWS', sign('ES256', claims(), { typ: 'JWS' }), 'ERR_JWTSVID_TYP'],
     ['unknown crit', sign('ES256', claims(), { crit: ['x'], x: 1 }), 'ERR_JWTSVID_CRIT'],
+    [
+      'jku header',
+      sign('ES256', claims(), { jku: 'https://evil.example/jwks' }),
+      'ERR_JWTSVID_HEADER',
+    ],
+    ['jwk header', sign('ES256', claims(), { jwk: { kty: 'EC' } }), 'ERR_JWTSVID_HEADER'],
+    ['private header', sign('ES256', claims(), { foo: 1 }), 'ERR_JWTSVID_HEADER'],
     ['no sub', sign('ES256', claims({ sub: undefined })), 'ERR_JWTSVID_SUB'],
     [
       'sub not a SPIFFE ID',

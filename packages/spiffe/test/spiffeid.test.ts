@@ -28,6 +28,29 @@ test('valid SPIFFE IDs parse and print back unchanged', () => {
   assert.equal(SpiffeId.parse('spiffe://example.org').isTrustDomainId(), true);
 });
 
+test('edge cases the spec makes valid: exactly 2048 bytes, 255-byte trust domain, IPv4-like', () => {
+  const prefix = 'spiffe://example.org/';
+  const exactly2048 = `${prefix}${'a'.repeat(2048 - prefix.length)}`;
+  assert.equal(Buffer.byteLength(exactly2048), 2048);
+  const td255 = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(63)}`;
+  assert.equal(td255.length, 255);
+  for (const s of [
+    exactly2048,
+    `spiffe://${td255}/x`,
+    'spiffe://192.168.0.1/a',
+    'spiffe://td_1.example-2.org/Mixed.Case-Path_9',
+  ]) {
+    assert.equal(SpiffeId.parse(s).toString(), s);
+  }
+  // One byte more is refused (the size bound), as is a 256-byte trust domain.
+  assert.throws(() => SpiffeId.parse(`${exactly2048}a`), { code: 'ERR_SPIFFEID_TOO_LONG' });
+  assert.throws(() => SpiffeId.parse(`spiffe://a${td255}/x`), {
+    code: 'ERR_SPIFFEID_TRUST_DOMAIN_TOO_LONG',
+  });
+  // An IPv6 literal is not a trust domain.
+  assert.throws(() => SpiffeId.parse('spiffe://[::1]/a'), SpiffeError);
+});
+
 test('invalid SPIFFE IDs are rejected with the rule they break (table)', () => {
   const cases: Array<[string, string]> = [
     ['', 'ERR_SPIFFEID_EMPTY'],

@@ -271,3 +271,29 @@ test('RFC 5280 path rules: path length, name constraints, unknown critical exten
     'ERR_X509SVID_NAME_CONSTRAINTS',
   );
 });
+
+test('SPIFFE ID rules apply to the URI SAN: edge cases accepted, invalid IDs refused', async () => {
+  const prefix = 'spiffe://example.org/';
+  const longest = `${prefix}${'a'.repeat(2048 - prefix.length)}`;
+  for (const id of [longest, 'spiffe://example.org/Mixed.Case-Path_9']) {
+    const s = await ca.issue(id);
+    assert.equal(verifyX509Svid(s.chainDer, bundles).id.toString(), id);
+  }
+  for (const uri of [
+    'spiffe://example.org:8080/a',
+    'spiffe://u@example.org/a',
+    'spiffe://example.org/a?x=1',
+    'spiffe://example.org/a#f',
+    'spiffe://example.org/%41',
+    'spiffe://example.org/a//b',
+    'spiffe://example.org/a/./b',
+    'spiffe://example.org/a/../b',
+    'spiffe://example.org/a/',
+    'spiffe://example.org/a!b',
+    'spiffe://t$d/a',
+    'spiffe:///a',
+  ]) {
+    const s = await ca.issue('/x', { uris: [uri] });
+    assert.throws(() => verifyX509Svid(s.chainDer, bundles), { code: 'ERR_X509SVID_BAD_ID' }, uri);
+  }
+});

@@ -4,7 +4,10 @@ import { SpiffeError } from '../errors.js';
 const TD_CHARS = /^[a-z0-9._-]+$/;
 const SEGMENT_CHARS = /^[a-zA-Z0-9._-]+$/;
 const SCHEME = 'spiffe://';
-/** SPIFFE-ID spec 2.3: URIs longer than 2048 bytes MUST be rejected. */
+/**
+ * SPIFFE-ID spec 2.3: implementations MUST support IDs up to 2048 bytes (and should not make
+ * longer ones). Longer input is refused here as a size bound; 2048 bytes exactly is valid.
+ */
 export const MAX_SPIFFE_ID_LENGTH = 2048;
 /** SPIFFE-ID spec 2.1: the trust domain is at most 255 characters. */
 export const MAX_TRUST_DOMAIN_LENGTH = 255;

@@ -46,6 +46,8 @@ const EC_CURVE: Record<string, string> = {
 };
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
+/** JWT-SVID spec, section 2: the only JOSE header parameters a JWT-SVID may carry. */
+const HEADERS = new Set(['alg', 'kid', 'typ']);
 
 /** A validated (or, from parseInsecure, merely parsed) JWT-SVID. */
 export interface JwtSvid {
@@ -110,6 +112,12 @@ function parse(token: string, audiences: string[], now: Date, leewaySeconds: num
     fail('ERR_JWTSVID_TYP', 'token header type must be JWT or JOSE');
   }
   if (header.crit !== undefined) fail('ERR_JWTSVID_CRIT', 'unsupported critical header parameters');
+  // JWT-SVID 2: "Any header not described here, registered or private, MUST NOT be included"
+  // (jku, x5u, jwk and the like would point a careless validator at attacker keys).
+  const extra = Object.keys(header).filter((k) => !HEADERS.has(k));
+  if (extra.length > 0) {
+    fail('ERR_JWTSVID_HEADER', `header parameters not allowed in a JWT-SVID: ${extra.join(', ')}`);
+  }
   if (header.kid !== undefined && typeof header.kid !== 'string') {
     fail('ERR_JWTSVID_MALFORMED', 'kid must be a string');
   }
