@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync, closeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -93,7 +93,9 @@ export async function startLocalNats(o: {
   const conf = secret(
     'nats-server.conf',
     [
-      `listen: "[::]:${o.port}"`,
+      // Port 0 = any free port (tests): the server writes the port it got to the ports file.
+      `listen: "[::]:${o.port === 0 ? -1 : o.port}"`,
+      `ports_file_dir: ${JSON.stringify(o.dir)}`,
       'accounts {',
       `  AUTH { users: [ { user: callout, password: "${password}" } ] }`,
       '  APP { }',
@@ -123,14 +125,27 @@ export async function startLocalNats(o: {
     }
   };
   try {
-    for (let i = 0; !(await reachable(o.port)); i++) {
-      if (child.exitCode !== null || i > 100) {
-        throw new Error(`nats-server did not start on port ${o.port} (see ${o.logFile})`);
+    let port = 0;
+    for (let i = 0; ; i++) {
+      const info = join(o.dir, `nats-server_${child.pid}.ports`);
+      if (existsSync(info)) {
+        try {
+          const u = (JSON.parse(readFileSync(info, 'utf8')) as { nats?: string[] }).nats?.[0];
+          port = u ? Number(new URL(u).port) : 0;
+        } catch {
+          /* being written */
+        }
+      }
+      if (port > 0 && (await reachable(port))) break;
+      if (child.exitCode !== null || i > 150) {
+        throw new Error(
+          `nats-server did not start${o.port ? ` on port ${o.port} (in use? choose another with --nats-port)` : ''}; see ${o.logFile}`,
+        );
       }
       await sleep(100);
     }
     const config = loadConfig({
-      NATS_URL: `nats://callout:${password}@127.0.0.1:${o.port}`,
+      NATS_URL: `nats://callout:${password}@127.0.0.1:${port}`,
       NATS_SIGNING_KEY_FILE: accountSeed,
       NATS_XKEY_SEED_FILE: xkeySeed,
       NATS_ACCOUNT: 'APP',
@@ -144,7 +159,7 @@ export async function startLocalNats(o: {
     });
     const callout = await startNatsCallout(config, { logger: o.logger });
     return {
-      url: `nats://${o.advertiseHost}:${o.port}`,
+      url: `nats://${o.advertiseHost}:${port}`,
       pid: child.pid!,
       callout,
       healthUrl: `http://127.0.0.1:${callout.port}/ready`,

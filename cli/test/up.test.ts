@@ -6,16 +6,25 @@ import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { findPeer, peerSkip, tempDir } from '@precinct/testing';
 import { X509Source } from '@precinct/spiffe';
+import { connect as natsConnect } from '@nats-io/transport-node';
 
 const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));
 
 test(
   'precinct up prints the kubeconfig; kubectl create token and auth can-i work against it',
-  { skip: peerSkip('kubectl'), timeout: 120_000 },
+  { skip: peerSkip('kubectl', 'nats-server'), timeout: 180_000 },
   async (t) => {
     const dir = tempDir();
     t.after(dir.cleanup);
-    const ports = ['kube-port', 'audit-port', 'identity-port', 'oidc-port', 'identity-health-port'];
+    const ports = [
+      'kube-port',
+      'audit-port',
+      'identity-port',
+      'oidc-port',
+      'identity-health-port',
+      'nats-port',
+      'nats-callout-health-port',
+    ];
     const child = spawn(
       process.execPath,
       [bin, 'up', '--data-dir', dir.path, ...ports.flatMap((p) => [`--${p}`, '0'])],
@@ -217,6 +226,22 @@ test(
     assert.equal(
       (await post({ authorization: `Bearer ${storeToken}`, 'precinct-delegation': other })).status,
       401,
+    );
+    // NATS through the callout: a ServiceAccount token for audience `nats` connects and may use
+    // its namespace's subjects; a token for another audience is refused.
+    const natsToken = run('create', 'token', 'default', '--audience', 'nats').trim();
+    const nc = await natsConnect({ servers: url('nats-server'), token: natsToken });
+    const sub = nc.subscribe('default.hello', { max: 1 });
+    nc.publish('default.hello', 'hi');
+    for await (const m of sub) assert.equal(m.string(), 'hi');
+    await nc.close();
+    await assert.rejects(
+      natsConnect({
+        servers: url('nats-server'),
+        token,
+        reconnect: false,
+        maxReconnectAttempts: 0,
+      }),
     );
     // `down` from another process stops it cleanly, with a shutdown line; the folder is free.
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
