@@ -1,1 +1,34 @@
-export {};
+export {
+  DEMO_CONSENT,
+  DEMO_PORTS,
+  createDemoIdp,
+  demoGrantScope,
+  demoServiceId,
+  startDemo,
+  type Demo,
+  type DemoOptions,
+  type DemoPorts,
+  type WorkloadIdentity,
+} from './demo.js';
+export {
+  MtlsClient,
+  agentSpiffeId,
+  documentScope,
+  stripIdentityHeaders,
+  userSpiffeId,
+  type ServiceHandle,
+} from './common.js';
+export {
+  POLICY_DECISION_ROUTE,
+  startPolicyService,
+  type PolicyServiceOptions,
+} from './policy-service.js';
+export {
+  startDocumentService,
+  type AccessAnswer,
+  type DocumentService,
+  type DocumentServiceOptions,
+} from './document-service.js';
+export { startUserService, type UserServiceOptions } from './user-service.js';
+export { startAgentService, type AgentServiceOptions } from './agent-service.js';
+export { tokenHash, type TokenServiceRef } from './txn.js';

@@ -1,0 +1,587 @@
+// The dashboard: a backend-for-frontend on its own origin. People log in with a password; the
+// session cookie is theirs alone (httpOnly, SameSite=Strict); every access request derives the
+// person from the session, turns it into an ID token and then a Transaction Token at the token
+// service (mTLS as the dashboard), and sends that token down the chain. Nothing a browser sends
+// can name another person.
+import { createHash, randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyReply,
+  type FastifyRequest,
+} from 'fastify';
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Agent, request } from 'undici';
+import { TXN_TOKEN_HEADER, TXN_TOKEN_TYPE } from '@precinct/delegation';
+import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import { probesPlugin, sendProblem } from '@precinct/runtime/http';
+import {
+  authorizeId,
+  tlsClientOptions,
+  undiciConnector,
+  type X509BundleSource,
+  type X509SvidSource,
+} from '@precinct/spiffe';
+import type { DashboardIdp } from './idp.js';
+import { PasswordBook, loadOrCreateDemoPasswords } from './people.js';
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
+export const SESSION_COOKIE = 'precinct_session';
+const DOCUMENT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export interface Peer {
+  url: string;
+  spiffeId: string;
+}
+
+export interface DashboardOptions {
+  /** The dashboard's SVID, used for its mTLS calls. */
+  svidSource: X509SvidSource;
+  bundleSource: X509BundleSource;
+  trustDomain: string;
+  tokenService: Peer;
+  userService: Peer;
+  agentService: Peer;
+  idp: DashboardIdp;
+  /** Where the demo people's generated passwords are (created 0600 when missing). */
+  demoUsersFile: string;
+  /** People who can log in. Default alice, bob, carol. */
+  people?: readonly string[];
+  /** Health URLs shown by /api/status, by service name. */
+  statusTargets?: Record<string, string>;
+  /** Serve HTTPS with this key pair (cookies then get `Secure`). Default plain HTTP. */
+  tls?: { cert: string | Buffer; key: string | Buffer };
+  /** Further origins allowed to send state-changing requests (besides the dashboard's own). */
+  allowedOrigins?: readonly string[];
+  sessionTtlSeconds?: number;
+  host?: string;
+  port?: number;
+  healthHost?: string;
+  healthPort?: number;
+  advertiseHost?: string;
+  logger?: Logger;
+}
+
+export interface Dashboard {
+  url: string;
+  healthUrl: string;
+  close(): Promise<void>;
+}
+
+interface Session {
+  user: string;
+  expiresAt: number;
+}
+
+interface DecisionEvent {
+  mode: 'direct' | 'delegated' | 'autonomous';
+  user: string;
+  agent?: string;
+  document: string;
+  granted: boolean;
+  reason: string;
+  at: string;
+}
+
+class PeerClient {
+  readonly dispatcher: Agent;
+  constructor(
+    svid: X509SvidSource,
+    bundles: X509BundleSource,
+    readonly peer: Peer,
+  ) {
+    this.dispatcher = new Agent({
+      connect: undiciConnector(
+        tlsClientOptions(svid, bundles, authorizeId(peer.spiffeId)),
+      ) as never,
+    });
+  }
+  async call(
+    path: string,
+    init: { body?: string; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    const res = await request(`${this.peer.url}${path}`, {
+      dispatcher: this.dispatcher,
+      method: init.body === undefined ? 'GET' : 'POST',
+      headers: init.headers ?? {},
+      ...(init.body !== undefined ? { body: init.body } : {}),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const text = await res.body.text();
+    let body: unknown;
+    try {
+      body = text ? JSON.parse(text) : undefined;
+    } catch {
+      body = undefined;
+    }
+    return { status: res.statusCode, body };
+  }
+  json(path: string, body: unknown, headers: Record<string, string> = {}) {
+    return this.call(path, {
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...headers },
+    });
+  }
+  close() {
+    return this.dispatcher.close();
+  }
+}
+
+const sha256 = (v: string) => createHash('sha256').update(v).digest('hex');
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header || header.length > 8192) return undefined;
+  for (const part of header.split(';')) {
+    const i = part.indexOf('=');
+    if (i > 0 && part.slice(0, i).trim() === name) return part.slice(i + 1).trim();
+  }
+  return undefined;
+}
+
+// Identity a browser could type; removed before any route, never read.
+function stripIdentityHeaders(headers: Record<string, unknown>): void {
+  for (const name of Object.keys(headers)) {
+    if (
+      name === 'x-spiffe-id' ||
+      name === 'x-auth-request-user' ||
+      name === 'x-remote-user' ||
+      name === 'x-forwarded-user' ||
+      name.startsWith('impersonate-')
+    ) {
+      delete headers[name];
+    }
+  }
+}
+
+const LOGIN_SCHEMA = {
+  body: {
+    type: 'object',
+    required: ['username', 'password'],
+    additionalProperties: false,
+    properties: {
+      username: { type: 'string', minLength: 1, maxLength: 64 },
+      password: { type: 'string', minLength: 1, maxLength: 256 },
+    },
+  },
+};
+
+export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
+  const logger = o.logger ?? createLogger('dashboard');
+  const people = o.people ?? ['alice', 'bob', 'carol'];
+  const book = await PasswordBook.create(loadOrCreateDemoPasswords(o.demoUsersFile, people));
+  const sessions = new Map<string, Session>();
+  const ttlMs = (o.sessionTtlSeconds ?? 8 * 3600) * 1000;
+  const secure = o.tls !== undefined;
+  const scheme = secure ? 'https' : 'http';
+  const tokenClient = new PeerClient(o.svidSource, o.bundleSource, o.tokenService);
+  const userClient = new PeerClient(o.svidSource, o.bundleSource, o.userService);
+  const agentClient = new PeerClient(o.svidSource, o.bundleSource, o.agentService);
+  const subscribers = new Map<ServerResponse, string>();
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const logins = new Counter({
+    name: 'precinct_dashboard_logins_total',
+    help: 'Login attempts by result',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const refusals = new Counter({
+    name: 'precinct_dashboard_refused_total',
+    help: 'Requests refused by the dashboard, by bounded reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  let ownOrigins: string[] = [];
+
+  const app = Fastify({
+    ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
+    loggerInstance: logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: 8 * 1024,
+  });
+  app.addHook('onRequest', async (req) => stripIdentityHeaders(req.headers));
+  app.setNotFoundHandler((_req, reply) => sendProblem(reply, 'not_found'));
+  app.setErrorHandler((err, _req, reply) => {
+    const status = (err as { statusCode?: number }).statusCode;
+    if (status === 413) return sendProblem(reply, 'payload_too_large');
+    if (status === 415) return sendProblem(reply, 'unsupported_media_type');
+    if (status !== undefined && status < 500) return sendProblem(reply, 'bad_request');
+    logger.error({ err: (err as Error).message }, 'unexpected error');
+    return sendProblem(reply, 'internal');
+  });
+
+  const refuse = (
+    reply: FastifyReply,
+    code: 'authentication_failed' | 'authorization_failed' | 'bad_request',
+    reason: string,
+    detail?: string,
+  ) => {
+    refusals.inc({ reason });
+    logger.info({ reason }, 'request refused');
+    return sendProblem(reply, code, detail);
+  };
+
+  /** CSRF: a state-changing request must come from this origin. */
+  function sameOrigin(req: FastifyRequest): boolean {
+    const origin = req.headers.origin;
+    if (typeof origin === 'string') {
+      const host = req.headers.host;
+      return (
+        (typeof host === 'string' && origin === `${scheme}://${host}`) ||
+        ownOrigins.includes(origin) ||
+        (o.allowedOrigins ?? []).includes(origin)
+      );
+    }
+    return req.headers['sec-fetch-site'] === 'same-origin';
+  }
+
+  function session(req: FastifyRequest): Session | undefined {
+    const raw = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    if (!raw || !/^[A-Za-z0-9_-]{43}$/.test(raw)) return undefined;
+    // Looked up by hash: the map never holds a usable cookie, and lookup time says nothing.
+    const key = sha256(raw);
+    const s = sessions.get(key);
+    if (!s) return undefined;
+    if (s.expiresAt <= Date.now()) {
+      sessions.delete(key);
+      return undefined;
+    }
+    return s;
+  }
+
+  const cookie = (value: string, maxAgeSeconds: number) =>
+    `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
+
+  // Guards: a session for everything under /api except login; same origin for every POST.
+  app.addHook('preValidation', async (req, reply) => {
+    const url = req.routeOptions.url ?? '';
+    if (req.method === 'POST' && !sameOrigin(req)) {
+      return refuse(reply, 'authorization_failed', 'cross_origin');
+    }
+    const open =
+      url === '/api/auth/login' ||
+      url === '/health' ||
+      url === '/api/status' ||
+      url === '/' ||
+      url === '/.well-known/jwks.json';
+    if (!open) {
+      const s = session(req);
+      if (!s) return refuse(reply, 'authentication_failed', 'no_session');
+      (req as { user?: string }).user = s.user;
+    }
+  });
+
+  app.get('/health', async () => ({ status: 'ok' }));
+  app.get('/.well-known/jwks.json', async () => o.idp.jwks());
+
+  app.post('/api/auth/login', { schema: LOGIN_SCHEMA }, async (req, reply) => {
+    const { username, password } = req.body as { username: string; password: string };
+    const user = await book.verify(username, password);
+    if (!user) {
+      logins.inc({ result: 'refused' });
+      return refuse(reply, 'authentication_failed', 'bad_credentials');
+    }
+    logins.inc({ result: 'ok' });
+    const value = randomBytes(32).toString('base64url');
+    sessions.set(sha256(value), { user, expiresAt: Date.now() + ttlMs });
+    logger.info({ user }, 'logged in');
+    return reply
+      .header('set-cookie', cookie(value, Math.floor(ttlMs / 1000)))
+      .header('cache-control', 'no-store')
+      .send({ user, spiffe_id: personId(user) });
+  });
+
+  app.post('/api/auth/logout', async (req, reply) => {
+    const raw = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    if (raw) sessions.delete(sha256(raw));
+    return reply.header('set-cookie', cookie('', 0)).code(204).send();
+  });
+
+  app.get('/api/auth/me', async (req) => {
+    const user = (req as { user?: string }).user!;
+    return { user, spiffe_id: personId(user) };
+  });
+
+  const personId = (user: string) => `spiffe://${o.trustDomain}/user/${user}`;
+
+  const passThrough =
+    (client: PeerClient, path: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
+      try {
+        const a = await client.call(path);
+        return reply
+          .code(a.status === 200 ? 200 : 502)
+          .send(a.status === 200 ? a.body : { title: 'upstream error' });
+      } catch {
+        return sendProblem(reply, 'unavailable');
+      }
+    };
+  app.get('/api/users', passThrough(userClient, '/users'));
+  app.get('/api/documents', passThrough(userClient, '/documents'));
+  app.get('/api/agents', passThrough(agentClient, '/agents'));
+
+  app.get('/api/status', async () => {
+    const services: Record<string, string> = {};
+    await Promise.all(
+      Object.entries(o.statusTargets ?? {}).map(async ([name, url]) => {
+        try {
+          const r = await request(`${url}/ready`, { headersTimeout: 2000, bodyTimeout: 2000 });
+          await r.body.dump();
+          services[name] = r.statusCode === 200 ? 'up' : 'not ready';
+        } catch {
+          services[name] = 'down';
+        }
+      }),
+    );
+    return { services };
+  });
+
+  /** The person's Transaction Token for reading `documentId`, or the refusal to send. */
+  async function personToken(
+    user: string,
+    documentId: string,
+  ): Promise<string | { status: number; reason: string }> {
+    const idToken = o.idp.mint(personId(user));
+    let res;
+    try {
+      res = await tokenClient.call('/token', {
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE,
+          requested_token_type: TXN_TOKEN_TYPE,
+          audience: o.trustDomain,
+          scope: `documents:read:${documentId}`,
+          subject_token: idToken,
+          subject_token_type: ID_TOKEN_TYPE,
+        }).toString(),
+      });
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'token service unavailable');
+      return { status: 503, reason: 'token_service_unavailable' };
+    }
+    const body = res.body as { access_token?: unknown; error?: unknown } | undefined;
+    if (res.status === 200 && typeof body?.access_token === 'string') return body.access_token;
+    logger.info(
+      { status: res.status, error: String(body?.error ?? '').slice(0, 64) },
+      'token service refused',
+    );
+    return res.status >= 500
+      ? { status: 503, reason: 'token_service_unavailable' }
+      : { status: 403, reason: 'token_refused' };
+  }
+
+  function publish(user: string, e: Omit<DecisionEvent, 'user' | 'at'>) {
+    const event: DecisionEvent = { ...e, user, at: new Date().toISOString() };
+    const line = `event: decision\ndata: ${JSON.stringify(event)}\n\n`;
+    for (const [res, who] of subscribers) if (who === user) res.write(line);
+  }
+
+  async function answer(
+    reply: FastifyReply,
+    user: string,
+    event: Omit<DecisionEvent, 'user' | 'at' | 'granted' | 'reason'>,
+    call: () => Promise<{ status: number; body: unknown }>,
+  ) {
+    let a;
+    try {
+      a = await call();
+    } catch {
+      return sendProblem(reply, 'unavailable');
+    }
+    const body = a.body as { granted?: unknown; reason?: unknown } | undefined;
+    if (typeof body?.granted === 'boolean') {
+      publish(user, { ...event, granted: body.granted, reason: String(body.reason ?? '') });
+    }
+    return reply.code(a.status).send(a.body);
+  }
+
+  const ACCESS_FIELDS = new Set(['document_id', 'agent_id', 'autonomous']);
+  /** Body checks shared by the access routes; the person never comes from the body. */
+  function accessBody(req: FastifyRequest, reply: FastifyReply, needAgent: boolean) {
+    const b = req.body as Record<string, unknown> | undefined;
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) {
+      refuse(reply, 'bad_request', 'bad_body', 'body must be a JSON object');
+      return undefined;
+    }
+    if ('user_id' in b || 'user' in b || 'user_spiffe_id' in b) {
+      refuse(
+        reply,
+        'bad_request',
+        'user_in_body',
+        'the person is the logged-in user; do not send user_id',
+      );
+      return undefined;
+    }
+    for (const k of Object.keys(b)) {
+      if (!ACCESS_FIELDS.has(k)) {
+        refuse(reply, 'bad_request', 'unknown_field', 'unknown field in body');
+        return undefined;
+      }
+    }
+    if (typeof b.document_id !== 'string' || !DOCUMENT_ID.test(b.document_id)) {
+      refuse(reply, 'bad_request', 'bad_document', 'document_id is required');
+      return undefined;
+    }
+    if (needAgent && (typeof b.agent_id !== 'string' || !NAME.test(b.agent_id))) {
+      refuse(reply, 'bad_request', 'bad_agent', 'agent_id is required');
+      return undefined;
+    }
+    if (b.autonomous !== undefined && typeof b.autonomous !== 'boolean') {
+      refuse(reply, 'bad_request', 'bad_body', 'autonomous must be a boolean');
+      return undefined;
+    }
+    return {
+      documentId: b.document_id,
+      agentId: b.agent_id as string | undefined,
+      autonomous: b.autonomous === true,
+    };
+  }
+
+  app.post('/api/access-direct', async (req, reply) => {
+    const user = (req as { user?: string }).user!;
+    const b = accessBody(req, reply, false);
+    if (!b) return reply;
+    if (b.agentId !== undefined || b.autonomous)
+      return refuse(reply, 'bad_request', 'unknown_field');
+    const token = await personToken(user, b.documentId);
+    if (typeof token !== 'string') {
+      publish(user, {
+        mode: 'direct',
+        document: b.documentId,
+        granted: false,
+        reason: token.reason,
+      });
+      return reply.code(token.status).send({ granted: false, reason: token.reason });
+    }
+    return answer(reply, user, { mode: 'direct', document: b.documentId }, () =>
+      userClient.json('/access', { document_id: b.documentId }, { [TXN_TOKEN_HEADER]: token }),
+    );
+  });
+
+  app.post('/api/access-delegated', async (req, reply) => {
+    const user = (req as { user?: string }).user!;
+    const b = accessBody(req, reply, true);
+    if (!b) return reply;
+    const agent = b.agentId!;
+    const path = `/agents/${encodeURIComponent(agent)}/access`;
+    if (b.autonomous) {
+      // The reference's 13th scenario: the agent asks on its own, with no person's token.
+      return answer(reply, user, { mode: 'autonomous', agent, document: b.documentId }, () =>
+        agentClient.json(path, { document_id: b.documentId }),
+      );
+    }
+    const token = await personToken(user, b.documentId);
+    if (typeof token !== 'string') {
+      publish(user, {
+        mode: 'delegated',
+        agent,
+        document: b.documentId,
+        granted: false,
+        reason: token.reason,
+      });
+      return reply.code(token.status).send({ granted: false, reason: token.reason });
+    }
+    return answer(reply, user, { mode: 'delegated', agent, document: b.documentId }, () =>
+      agentClient.json(path, { document_id: b.documentId }, { [TXN_TOKEN_HEADER]: token }),
+    );
+  });
+
+  app.get('/events', async (req, reply) => {
+    const user = (req as { user?: string }).user!;
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+    });
+    res.write(': connected\n\n');
+    subscribers.set(res, user);
+    const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
+    ping.unref();
+    req.raw.on('close', () => {
+      clearInterval(ping);
+      subscribers.delete(res);
+    });
+  });
+
+  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE));
+
+  const probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });
+  await probes.register(probesPlugin, {
+    registry,
+    ready: { svid: () => o.svidSource.getX509Svid() !== undefined },
+  });
+  const host = o.host ?? '::';
+  const healthHost = o.healthHost ?? host;
+  let port: number;
+  let healthPort: number;
+  try {
+    await app.ready();
+    await probes.ready();
+    port = await listen(app.server, { host, port: o.port ?? 0 });
+    healthPort = await listen(probes.server, { host: healthHost, port: o.healthPort ?? 0 });
+  } catch (err) {
+    await app.close();
+    await probes.close();
+    throw err;
+  }
+  const shown = (h: string) =>
+    h === '::' || h === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : h;
+  const url = `${scheme}://${formatHostPort(shown(host), port)}`;
+  ownOrigins = [url];
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    healthUrl: `http://${formatHostPort(shown(healthHost), healthPort)}`,
+    close() {
+      closed ??= (async () => {
+        for (const res of subscribers.keys()) res.end();
+        subscribers.clear();
+        await probes.close();
+        await app.close();
+        await Promise.all([tokenClient.close(), userClient.close(), agentClient.close()]);
+      })();
+      return closed;
+    },
+  };
+}
+
+// A deliberately small page: log in, pick a document (and an agent), see the answer.
+const PAGE = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Precinct delegation demo</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+</head><body>
+<main>
+<h1>Precinct delegation demo</h1>
+<form id="login"><label>User <input name="username" autocomplete="username"></label>
+<label>Password <input name="password" type="password" autocomplete="current-password"></label>
+<button>Log in</button></form>
+<p id="me"></p>
+<form id="access"><label>Document <input name="document_id" value="DOC-001"></label>
+<label>Agent (empty: direct) <input name="agent_id"></label>
+<button>Access</button></form>
+<pre id="out" aria-live="polite"></pre>
+</main>
+<script>
+const out = document.getElementById('out');
+const post = (p, b) => fetch(p, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(b)});
+document.getElementById('login').onsubmit = async (e) => {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  const r = await post('/api/auth/login', {username: f.get('username'), password: f.get('password')});
+  document.getElementById('me').textContent = r.ok ? 'Logged in as ' + (await r.json()).user : 'Login failed';
+};
+document.getElementById('access').onsubmit = async (e) => {
+  e.preventDefault();
+  const f = new FormData(e.target);
+  const agent = f.get('agent_id');
+  const r = agent
+    ? await post('/api/access-delegated', {agent_id: agent, document_id: f.get('document_id')})
+    : await post('/api/access-direct', {document_id: f.get('document_id')});
+  out.textContent = JSON.stringify(await r.json(), null, 2);
+};
+</script></body></html>`;

@@ -1,0 +1,173 @@
+// The agent service (the reference's 8083): AI agents acting for people. It holds one SVID per
+// agent besides its own; to act as an agent it exchanges the person's Transaction Token at the
+// token service over mTLS with that agent's SVID (so the token's `act.sub` is proved by the
+// certificate, never claimed), then calls the document service with the same SVID.
+import { request } from 'undici';
+import { TXN_TOKEN_HEADER, TXN_TOKEN_TYPE } from '@precinct/delegation';
+import type { PolicyData } from '@precinct/policy';
+import { createLogger, type Logger } from '@precinct/runtime';
+import { sendProblem } from '@precinct/runtime/http';
+import type { X509BundleSource, X509SvidSource } from '@precinct/spiffe';
+import {
+  DOCUMENT_ID,
+  MtlsClient,
+  agentSpiffeId,
+  documentScope,
+  mtlsService,
+  pickSvid,
+  type ListenConfig,
+  type ServiceHandle,
+} from './common.js';
+import { checkTxnToken, tokenHash, txnVerifier, type TokenServiceRef } from './txn.js';
+
+const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+export interface AgentServiceOptions extends ListenConfig {
+  /** The workload's SVIDs: its own (the default, first) and one per agent. */
+  svidSource: X509SvidSource;
+  bundleSource: X509BundleSource;
+  trustDomain: string;
+  data: PolicyData;
+  tokenService: TokenServiceRef;
+  documentService: { url: string; spiffeId: string };
+  /** SPIFFE IDs that may call (the dashboard). */
+  callers: readonly string[];
+  logger?: Logger;
+}
+
+const ACCESS_SCHEMA = {
+  body: {
+    type: 'object',
+    required: ['document_id'],
+    additionalProperties: false,
+    properties: { document_id: { type: 'string', minLength: 1, maxLength: 128 } },
+  },
+};
+
+export async function startAgentService(o: AgentServiceOptions): Promise<ServiceHandle> {
+  const logger = o.logger ?? createLogger('agent-service');
+  const callers = new Set(o.callers);
+  const svc = await mtlsService({
+    ...o,
+    name: 'agent-service',
+    allow: (id) => callers.has(id),
+    logger,
+  });
+  const ownTokenClient = new MtlsClient(o.svidSource, o.bundleSource, o.tokenService.spiffeId);
+  const verifier = txnVerifier(o.trustDomain, o.tokenService, ownTokenClient);
+  const agents = Object.entries(o.data.precinct.agents).map(([id, a]) => ({
+    id,
+    name: String(a.name ?? id),
+    capabilities: [...a.capabilities],
+    spiffe_id: agentSpiffeId(o.trustDomain, id),
+  }));
+  // Per agent: its SVID, a client to the token service and one to the document service.
+  const clients = new Map<string, { token: MtlsClient; docs: MtlsClient }>();
+  for (const a of agents) {
+    const svid = pickSvid(o.svidSource as never, a.spiffe_id);
+    clients.set(a.id, {
+      token: new MtlsClient(svid, o.bundleSource, o.tokenService.spiffeId),
+      docs: new MtlsClient(svid, o.bundleSource, o.documentService.spiffeId),
+    });
+  }
+
+  svc.app.get('/agents', async () => agents);
+  svc.app.get('/agents/:id', async (req, reply) => {
+    const a = agents.find((x) => x.id === (req.params as { id: string }).id);
+    return a ?? sendProblem(reply, 'not_found');
+  });
+
+  svc.app.post('/agents/:id/access', { schema: ACCESS_SCHEMA }, async (req, reply) => {
+    const agentName = (req.params as { id: string }).id;
+    const agent = agents.find((x) => x.id === agentName);
+    const c = clients.get(agentName);
+    if (!agent || !c) return sendProblem(reply, 'not_found');
+    const documentId = (req.body as { document_id: string }).document_id;
+    if (!DOCUMENT_ID.test(documentId)) return sendProblem(reply, 'bad_request', 'bad document_id');
+    const check = await checkTxnToken(req, verifier, documentId);
+    let token: string | undefined;
+    if (check.ok === false) {
+      logger.info({ reason: check.reason, agent: agent.spiffe_id }, 'delegated access refused');
+      return sendProblem(reply, check.unavailable ? 'unavailable' : 'authentication_failed');
+    }
+    if (check.ok === true) {
+      // Replacement exchange as the agent: same txn and person, scope narrowed to this
+      // document, the agent pushed onto `act` by the token service from our certificate.
+      let answer;
+      try {
+        answer = await tokenExchange(c.token, check.raw, documentId);
+      } catch (err) {
+        logger.warn({ err: (err as Error).message }, 'token service unavailable');
+        return sendProblem(reply, 'unavailable');
+      }
+      const body = answer.body as { access_token?: unknown; error?: unknown } | undefined;
+      if (answer.status !== 200 || typeof body?.access_token !== 'string') {
+        const error = typeof body?.error === 'string' ? body.error.slice(0, 64) : 'unknown';
+        logger.info(
+          { error, agent: agent.spiffe_id, txn: check.token.txn, status: answer.status },
+          'token service refused the delegation',
+        );
+        if (answer.status >= 500) return sendProblem(reply, 'unavailable');
+        return reply.code(403).send({
+          granted: false,
+          reason: 'delegation_refused',
+          agent: agent.spiffe_id,
+          user: check.token.subject,
+        });
+      }
+      token = body.access_token;
+      logger.debug(
+        { txn: check.token.txn, token_sha256: tokenHash(token), agent: agent.spiffe_id },
+        'acting for the person',
+      );
+    }
+    // Without a token the agent still asks, as itself: the policy answers agent_without_person.
+    let answer;
+    try {
+      answer = await c.docs.json(`${o.documentService.url}/access`, {
+        ...(token ? { headers: { [TXN_TOKEN_HEADER]: token } } : {}),
+        body: { document_id: documentId },
+      });
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'document service unavailable');
+      return sendProblem(reply, 'unavailable');
+    }
+    return reply.code(answer.status).send(answer.body);
+  });
+
+  async function tokenExchange(client: MtlsClient, subjectToken: string, documentId: string) {
+    const res = await request(`${o.tokenService.url}/token`, {
+      dispatcher: client.dispatcher,
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: TOKEN_EXCHANGE,
+        requested_token_type: TXN_TOKEN_TYPE,
+        audience: o.trustDomain,
+        scope: documentScope(documentId),
+        subject_token: subjectToken,
+        subject_token_type: TXN_TOKEN_TYPE,
+      }).toString(),
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const text = await res.body.text();
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = undefined;
+    }
+    return { status: res.statusCode, body };
+  }
+
+  const handle = await svc.start();
+  return {
+    ...handle,
+    async close() {
+      await handle.close();
+      await ownTokenClient.close();
+      for (const c of clients.values()) await Promise.all([c.token.close(), c.docs.close()]);
+    },
+  };
+}

@@ -1,0 +1,274 @@
+// `startDemo`: the five services of the agent-delegation demo, each with its own SVID from the
+// Workload API, wired to an already running token service (and audit store).
+import { loadDemoData, type PolicyData, type PolicyEngine } from '@precinct/policy';
+import { createLogger, type Logger } from '@precinct/runtime';
+import { X509Source } from '@precinct/spiffe';
+import { DashboardIdp, startDashboard } from '@precinct/dashboard';
+import { agentSpiffeId, type ServiceHandle } from './common.js';
+import { startAgentService } from './agent-service.js';
+import { startDocumentService, type DocumentService } from './document-service.js';
+import { startPolicyService } from './policy-service.js';
+import { startUserService } from './user-service.js';
+import type { TokenServiceRef } from './txn.js';
+
+/** A Workload API address (`unix:///...`, `tcp://...`) or an X509Source the caller owns. */
+export type WorkloadIdentity = string | X509Source;
+
+/** Default ports, as the reference demo. Health ports are separate and plain HTTP. */
+export const DEMO_PORTS = {
+  dashboard: 8080,
+  userService: 8082,
+  agentService: 8083,
+  documentService: 8084,
+  policyService: 8085,
+  dashboardHealth: 9080,
+  userServiceHealth: 9082,
+  agentServiceHealth: 9083,
+  documentServiceHealth: 9084,
+  policyServiceHealth: 9085,
+} as const;
+
+export type DemoPorts = { [K in keyof typeof DEMO_PORTS]: number };
+
+export interface DemoOptions {
+  trustDomain: string;
+  /** Each service's identity. The agent service's workload also holds the agents' SVIDs. */
+  workloadApi: {
+    dashboard: WorkloadIdentity;
+    userService: WorkloadIdentity;
+    agentService: WorkloadIdentity;
+    documentService: WorkloadIdentity;
+    policyService: WorkloadIdentity;
+  };
+  /** The token service: `https://` URL and its SPIFFE ID (also the tokens' issuer). */
+  tokenService: TokenServiceRef;
+  /**
+   * The ID-token signer the token service trusts for people (pass `idp.jwks()` and `idp.issuer`
+   * to its OIDC person authenticator, `idp.audience` as its client id). See `createDemoIdp`.
+   */
+  idp: DashboardIdp;
+  /** The audit store's mTLS URL and SPIFFE ID; the document service writes every decision. */
+  audit?: { url: string; spiffeId: string };
+  /** Decides; `wasmPolicy()` or `opaServerPolicy({url: OPA_URL})`. */
+  policy: PolicyEngine;
+  /** The policy's data (people, agents, documents). Default: the package's demo data. */
+  data?: PolicyData;
+  /** JSON file with the demo people's passwords; created 0600 when missing. */
+  demoUsersFile: string;
+  /** Ports; 0 picks a free one. Default DEMO_PORTS. */
+  ports?: Partial<DemoPorts>;
+  host?: string;
+  advertiseHost?: string;
+  logger?: Logger;
+}
+
+export interface Demo {
+  urls: {
+    dashboard: string;
+    userService: string;
+    agentService: string;
+    documentService: string;
+    policyService: string;
+  };
+  healthUrls: Demo['urls'];
+  spiffeIds: Omit<Demo['urls'], 'dashboard'> & { dashboard: string; agents: string[] };
+  /** Waits until every decision so far is in the audit store. */
+  flushAudit(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The dashboard's ID-token signer for people, to hand to both the token service and startDemo. */
+export function createDemoIdp(o: { issuer?: string; audience?: string } = {}): DashboardIdp {
+  return new DashboardIdp({
+    issuer: o.issuer ?? 'https://dashboard.precinct.local',
+    audience: o.audience ?? 'precinct-token-service',
+  });
+}
+
+/**
+ * The token service's `grantScope` for the demo: people and agents of the demo data may ask
+ * for `documents:read:<known document>`; whether they may actually read it is the policy's
+ * call at the document service, so every decision (and its reason) reaches the audit store.
+ */
+export function demoGrantScope(data: PolicyData = loadDemoData()) {
+  const td = data.precinct.trust_domain;
+  const docs = new Set(Object.keys(data.precinct.documents));
+  const person = new RegExp(`^spiffe://${td.replace(/\./g, '\\.')}/user/([A-Za-z0-9._-]+)$`);
+  return async (r: { person: string; agent: string | undefined; requested: string[] }) => {
+    const m = person.exec(r.person);
+    if (!m || !Object.hasOwn(data.precinct.users, m[1]!)) return [];
+    return r.requested.filter((s) => s.startsWith('documents:read:') && docs.has(s.slice(15)));
+  };
+}
+
+/**
+ * Which agent may act for which person in the demo (the token service's consent store):
+ * every pair of the reference's scenarios. Carol never allowed the summarizer.
+ */
+export const DEMO_CONSENT: Readonly<Record<string, readonly string[]>> = {
+  alice: ['gpt4', 'claude', 'summarizer'],
+  bob: ['gpt4', 'claude', 'summarizer'],
+  carol: ['gpt4', 'claude'],
+};
+
+const svcId = (td: string, sa: string) => `spiffe://${td}/ns/demo/sa/${sa}`;
+
+async function source(w: WorkloadIdentity, owned: X509Source[]): Promise<X509Source> {
+  if (typeof w !== 'string') return w;
+  const s = await X509Source.create({ address: w, timeoutMs: 20_000 });
+  owned.push(s);
+  return s;
+}
+
+/**
+ * Starts the policy, document, user and agent services and the dashboard, in dependency order.
+ * Every service's SPIFFE ID is read from its own SVID; the allow-lists are built from them.
+ */
+export async function startDemo(o: DemoOptions): Promise<Demo> {
+  const data = o.data ?? loadDemoData();
+  const td = o.trustDomain;
+  if (data.precinct.trust_domain !== td) {
+    throw new Error(
+      `demo: the policy data's trust domain is ${data.precinct.trust_domain}, not ${td}; people and agents would all be unknown`,
+    );
+  }
+  const ports = { ...DEMO_PORTS, ...o.ports };
+  const base = o.logger ?? createLogger('demo');
+  const log = (name: string) => base.child({ service: name });
+  const owned: X509Source[] = [];
+  const started: Array<{ close(): Promise<void> }> = [];
+  const listen = (port: number, healthPort: number) => ({
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.advertiseHost !== undefined ? { advertiseHost: o.advertiseHost } : {}),
+    port,
+    healthPort,
+  });
+  try {
+    const src = {
+      dashboard: await source(o.workloadApi.dashboard, owned),
+      user: await source(o.workloadApi.userService, owned),
+      agent: await source(o.workloadApi.agentService, owned),
+      document: await source(o.workloadApi.documentService, owned),
+      policy: await source(o.workloadApi.policyService, owned),
+    };
+    const id = (s: X509Source) => s.getX509Svid().id.toString();
+    const agents = Object.keys(data.precinct.agents).map((a) => agentSpiffeId(td, a));
+    const held = new Set(src.agent.getX509Svids().map((s) => s.id.toString()));
+    const missing = agents.filter((a) => !held.has(a));
+    if (missing.length > 0) {
+      throw new Error(`demo: the agent service's workload holds no SVID for ${missing.join(', ')}`);
+    }
+    const bundles = src.document;
+    const policy = await startPolicyService({
+      svidSource: src.policy,
+      bundleSource: src.policy,
+      policy: o.policy,
+      callers: [id(src.document)],
+      logger: log('policy-service'),
+      ...listen(ports.policyService, ports.policyServiceHealth),
+    });
+    started.push(policy);
+    const documents: DocumentService = await startDocumentService({
+      svidSource: src.document,
+      bundleSource: bundles,
+      trustDomain: td,
+      data,
+      tokenService: o.tokenService,
+      policyService: policy,
+      userService: id(src.user),
+      agents,
+      ...(o.audit ? { audit: o.audit } : {}),
+      logger: log('document-service'),
+      ...listen(ports.documentService, ports.documentServiceHealth),
+    });
+    started.push(documents);
+    const common = {
+      trustDomain: td,
+      data,
+      tokenService: o.tokenService,
+      documentService: documents,
+      callers: [id(src.dashboard)],
+    };
+    const users: ServiceHandle = await startUserService({
+      ...common,
+      svidSource: src.user,
+      bundleSource: src.user,
+      logger: log('user-service'),
+      ...listen(ports.userService, ports.userServiceHealth),
+    });
+    started.push(users);
+    const agentSvc: ServiceHandle = await startAgentService({
+      ...common,
+      // The agent service serves as its own identity (the entry for its service account).
+      svidSource: {
+        getX509Svid: () =>
+          src.agent.getX509Svids().find((s) => !agents.includes(s.id.toString())) ??
+          src.agent.getX509Svid(),
+        getX509Svids: () => src.agent.getX509Svids(),
+      } as never,
+      bundleSource: src.agent,
+      logger: log('agent-service'),
+      ...listen(ports.agentService, ports.agentServiceHealth),
+    });
+    started.push(agentSvc);
+    const dashboard = await startDashboard({
+      svidSource: src.dashboard,
+      bundleSource: src.dashboard,
+      trustDomain: td,
+      tokenService: o.tokenService,
+      userService: users,
+      agentService: agentSvc,
+      idp: o.idp,
+      demoUsersFile: o.demoUsersFile,
+      people: Object.keys(data.precinct.users),
+      statusTargets: {
+        'user-service': users.healthUrl,
+        'agent-service': agentSvc.healthUrl,
+        'document-service': documents.healthUrl,
+        'policy-service': policy.healthUrl,
+      },
+      logger: log('dashboard'),
+      ...listen(ports.dashboard, ports.dashboardHealth),
+    });
+    started.push(dashboard);
+    let closed: Promise<void> | undefined;
+    return {
+      urls: {
+        dashboard: dashboard.url,
+        userService: users.url,
+        agentService: agentSvc.url,
+        documentService: documents.url,
+        policyService: policy.url,
+      },
+      healthUrls: {
+        dashboard: dashboard.healthUrl,
+        userService: users.healthUrl,
+        agentService: agentSvc.healthUrl,
+        documentService: documents.healthUrl,
+        policyService: policy.healthUrl,
+      },
+      spiffeIds: {
+        dashboard: id(src.dashboard),
+        userService: users.spiffeId,
+        agentService: agentSvc.spiffeId,
+        documentService: documents.spiffeId,
+        policyService: policy.spiffeId,
+        agents,
+      },
+      flushAudit: () => documents.flushAudit(),
+      close() {
+        closed ??= (async () => {
+          for (const s of started.reverse()) await s.close();
+          for (const s of owned) await s.close();
+        })();
+        return closed;
+      },
+    };
+  } catch (err) {
+    for (const s of started.reverse()) await s.close().catch(() => undefined);
+    for (const s of owned) await s.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+export { svcId as demoServiceId };

@@ -1,0 +1,277 @@
+// The demo world on real parts: the identity server issuing SVIDs over the Workload API, the
+// real token service, the Rego policy compiled to Wasm, the audit store (PGlite) taking SPIFFE
+// mTLS callers, and the five demo services, all on loopback with ephemeral ports.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { tempDir } from '@precinct/testing';
+import { createLogger } from '@precinct/runtime';
+import { X509Source, authorizeOneOf } from '@precinct/spiffe';
+import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
+import {
+  MemoryConsentStore,
+  createOidcPersonAuthenticator,
+  startTokenService,
+  type TokenService,
+} from '@precinct/token-service';
+import { startAuditStore, type AuditStore } from '@precinct/audit-store';
+import { wasmPolicy, type PolicyEngine } from '@precinct/policy';
+import type { DashboardIdp } from '@precinct/dashboard';
+import {
+  DEMO_CONSENT,
+  MtlsClient,
+  createDemoIdp,
+  demoGrantScope,
+  demoServiceId,
+  startDemo,
+  type Demo,
+} from '@precinct/demo';
+
+export const TD = 'demo.example.com';
+export const FOREIGN_TD = 'foreign.example';
+export const AGENT_NAMES = ['gpt4', 'claude', 'summarizer'] as const;
+export const SERVICE_ACCOUNTS = [
+  'dashboard',
+  'user-service',
+  'agent-service',
+  'document-service',
+  'policy-service',
+  'token-service',
+  'audit-store',
+  'auditor',
+  'intruder',
+] as const;
+export type Sa = (typeof SERVICE_ACCOUNTS)[number];
+export const sid = (sa: string) => demoServiceId(TD, sa);
+export const userId = (u: string) => `spiffe://${TD}/user/${u}`;
+export const agentId = (a: string) => `spiffe://${TD}/agent/${a}`;
+
+export const quiet = () => createLogger('demo-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+
+/** Attestation stand-in: each ServiceAccount's token is its name (attestation is not under test). */
+const verifier = (namespace: string) => ({
+  async verify(token: string) {
+    if (!/^[a-z-]+$/.test(token))
+      throw Object.assign(new Error('bad token'), { code: 'ERR_TOKEN_SIGNATURE' });
+    return { namespace, serviceAccountName: token, expiresAt: new Date(Date.now() + 3600_000) };
+  },
+});
+
+async function attest(identity: IdentityServer, sa: string): Promise<X509Source> {
+  const res = await fetch(`${identity.adminUrl}/v1/attest`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: sa }),
+  });
+  assert.equal(res.status, 200, await res.clone().text());
+  const { address } = (await res.json()) as { address: string };
+  return X509Source.create({ address, timeoutMs: 20_000 });
+}
+
+export interface World {
+  identity: IdentityServer;
+  foreignIdentity: IdentityServer;
+  sources: Record<Sa, X509Source>;
+  foreign: X509Source;
+  tokenService: TokenService;
+  consent: MemoryConsentStore;
+  store: AuditStore;
+  idp: DashboardIdp;
+  demo: Demo;
+  usersFile: string;
+  passwords: Record<string, string>;
+  startDemoWith(policy: PolicyEngine): Promise<Demo>;
+  close(): Promise<void>;
+}
+
+export async function startWorld(): Promise<World> {
+  const dir = tempDir('precinct-demo-');
+  const closers: Array<() => Promise<unknown> | unknown> = [dir.cleanup];
+  const quietOpts = { logger: quiet() };
+  try {
+    const identity = await startIdentityServer({
+      trustDomain: TD,
+      admin: { host: '127.0.0.1', port: 0 },
+      oidc: { host: '127.0.0.1', port: 0 },
+      health: { host: '127.0.0.1', port: 0 },
+      verifier: verifier('demo'),
+      ...quietOpts,
+    });
+    closers.unshift(() => identity.close());
+    for (const sa of SERVICE_ACCOUNTS) {
+      await identity.entries.create({
+        spiffeId: sid(sa),
+        selectors: ['k8s:ns:demo', `k8s:sa:${sa}`],
+      });
+    }
+    // The agent service's workload also holds one SVID per agent.
+    for (const a of AGENT_NAMES) {
+      await identity.entries.create({
+        spiffeId: agentId(a),
+        selectors: ['k8s:ns:demo', 'k8s:sa:agent-service'],
+      });
+    }
+    const foreignIdentity = await startIdentityServer({
+      trustDomain: FOREIGN_TD,
+      admin: { host: '127.0.0.1', port: 0 },
+      oidc: { host: '127.0.0.1', port: 0 },
+      health: { host: '127.0.0.1', port: 0 },
+      verifier: verifier('demo'),
+      ...quietOpts,
+    });
+    closers.unshift(() => foreignIdentity.close());
+    // Same path as the real user service, another trust domain.
+    await foreignIdentity.entries.create({
+      spiffeId: `spiffe://${FOREIGN_TD}/ns/demo/sa/user-service`,
+      selectors: ['k8s:ns:demo', 'k8s:sa:user-service'],
+    });
+    const sources = {} as Record<Sa, X509Source>;
+    for (const sa of SERVICE_ACCOUNTS) {
+      sources[sa] = await attest(identity, sa);
+      closers.unshift(() => sources[sa].close());
+    }
+    const foreign = await attest(foreignIdentity, 'user-service');
+    closers.unshift(() => foreign.close());
+    assert.equal(sources['agent-service'].getX509Svids().length, 4);
+
+    const idp = createDemoIdp();
+    const consent = new MemoryConsentStore();
+    for (const [person, agents] of Object.entries(DEMO_CONSENT)) {
+      consent.grant(userId(person), agents.map(agentId));
+    }
+    const tokenService = await startTokenService({
+      svidSource: sources['token-service'],
+      bundleSource: sources['token-service'],
+      persons: [
+        createOidcPersonAuthenticator({
+          issuer: idp.issuer,
+          clientId: idp.audience,
+          jwks: idp.jwks() as never,
+          algorithms: ['ES256'],
+        }),
+      ],
+      consent,
+      grantScope: demoGrantScope(),
+      isAgent: (id) => id.startsWith(`spiffe://${TD}/agent/`),
+      mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${TD}/agent/`),
+      host: '127.0.0.1',
+      ...quietOpts,
+    });
+    closers.unshift(() => tokenService.close());
+
+    const store = await startAuditStore({
+      host: '127.0.0.1',
+      port: 0,
+      auth: false,
+      spiffe: {
+        svidSource: sources['audit-store'],
+        bundleSource: sources['audit-store'],
+        // Writers and readers by certificate: the document service writes, the auditor reads.
+        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+        healthHost: '127.0.0.1',
+      },
+      retentionIntervalMs: 0,
+      ...quietOpts,
+    });
+    closers.unshift(() => store.close());
+
+    const usersFile = join(dir.path, 'demo-users.json');
+    const startDemoWith = async (policy: PolicyEngine) => {
+      const d = await startDemo({
+        trustDomain: TD,
+        workloadApi: {
+          dashboard: sources.dashboard,
+          userService: sources['user-service'],
+          agentService: sources['agent-service'],
+          documentService: sources['document-service'],
+          policyService: sources['policy-service'],
+        },
+        tokenService: { url: tokenService.url, spiffeId: tokenService.issuer },
+        idp,
+        audit: { url: store.url, spiffeId: sid('audit-store') },
+        policy,
+        demoUsersFile: usersFile,
+        ports: {
+          dashboard: 0,
+          userService: 0,
+          agentService: 0,
+          documentService: 0,
+          policyService: 0,
+          dashboardHealth: 0,
+          userServiceHealth: 0,
+          agentServiceHealth: 0,
+          documentServiceHealth: 0,
+          policyServiceHealth: 0,
+        },
+        host: '127.0.0.1',
+        ...quietOpts,
+      });
+      closers.unshift(() => d.close());
+      return d;
+    };
+    const demo = await startDemoWith(await wasmPolicy());
+    const { readFileSync } = await import('node:fs');
+    const passwords = JSON.parse(readFileSync(usersFile, 'utf8')) as Record<string, string>;
+    return {
+      identity,
+      foreignIdentity,
+      sources,
+      foreign,
+      tokenService,
+      consent,
+      store,
+      idp,
+      demo,
+      usersFile,
+      passwords,
+      startDemoWith,
+      async close() {
+        for (const c of closers) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of closers) await Promise.resolve(c()).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** A browser stand-in for the dashboard: keeps the cookie, sends a same-origin Origin. */
+export class Browser {
+  cookie: string | undefined;
+  constructor(readonly base: string) {}
+
+  async request(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<{ status: number; body: Record<string, unknown>; headers: Headers }> {
+    const res = await fetch(new URL(path, this.base), {
+      method,
+      headers: {
+        ...(method === 'POST' ? { origin: new URL(this.base).origin } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...(this.cookie ? { cookie: this.cookie } : {}),
+        ...headers,
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+    const setCookie = res.headers.get('set-cookie');
+    if (setCookie) this.cookie = setCookie.split(';')[0];
+    const text = await res.text();
+    return {
+      status: res.status,
+      headers: res.headers,
+      body: text ? (JSON.parse(text) as Record<string, unknown>) : {},
+    };
+  }
+
+  async login(user: string, password: string): Promise<void> {
+    const r = await this.request('POST', '/api/auth/login', { username: user, password });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+}
+
+/** An mTLS client as workload `sa` (or any source), accepting only `serverId`. */
+export function clientAs(source: X509Source, serverId: string, bundles?: X509Source): MtlsClient {
+  return new MtlsClient(source, bundles ?? source, serverId);
+}
