@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -18,7 +19,7 @@ export interface AuthenticatedPerson {
   /** The person's identifier in this trust domain; becomes the Transaction Token's `sub`. */
   subject: string;
   /** How they authenticated (`amr`), when the proof says; goes into `rctx.authn`. */
-  amr?: string[];
+  amr?: readonly string[];
 }
 
 /**
@@ -68,6 +69,15 @@ export interface OidcPersonAuthenticatorOptions {
   maxTokenBytes?: number;
   /** Fetch for the JWKS URL (e.g. with a private CA). */
   fetch?: typeof globalThis.fetch;
+  /**
+   * How long a verified ID token is remembered (by its SHA-256), in seconds; never past its
+   * `exp`. An agent exchanges the same person's ID token for every transaction, and the RSA
+   * or ECDSA check is most of an exchange's cost. The price: a provider key withdrawn from its
+   * JWKS is still honoured this long for tokens already seen. Default 60; 0 disables.
+   */
+  verifiedCacheSeconds?: number;
+  /** Most remembered ID tokens (oldest forgotten first). Default 10000. */
+  verifiedCacheSize?: number;
   /** Current time in ms; for tests. Default Date.now. */
   clock?: () => number;
 }
@@ -137,12 +147,31 @@ export function createOidcPersonAuthenticator(
       throw new KeysUnavailable('keys unavailable', { cause: err });
     }
   };
+  const cacheMs = (opts.verifiedCacheSeconds ?? 60) * 1000;
+  const cacheSize = opts.verifiedCacheSize ?? 10_000;
+  if (
+    !Number.isFinite(cacheMs) ||
+    cacheMs < 0 ||
+    !Number.isSafeInteger(cacheSize) ||
+    cacheSize < 1
+  ) {
+    throw new TokenServiceConfigError('verifiedCacheSeconds/verifiedCacheSize are out of range');
+  }
+  // Only successes are remembered, keyed by the token's hash: a forged or garbage token is
+  // checked in full every time and can never push a verified one out by being stored.
+  const verified = new Map<string, { person: AuthenticatedPerson; until: number }>();
   return {
     tokenTypes: [ID_TOKEN_TYPE],
     async authenticate(token, tokenType) {
       if (tokenType !== ID_TOKEN_TYPE) throw new PersonAuthError('invalid');
       if (typeof token !== 'string' || token.length > maxBytes) {
         throw new PersonAuthError('invalid');
+      }
+      const key = cacheMs > 0 ? createHash('sha256').update(token).digest('base64url') : '';
+      if (cacheMs > 0) {
+        const hit = verified.get(key);
+        if (hit && clock() < hit.until) return hit.person;
+        if (hit) verified.delete(key);
       }
       let typ: unknown;
       try {
@@ -185,7 +214,16 @@ export function createOidcPersonAuthenticator(
       const amr = Array.isArray(payload.amr)
         ? payload.amr.filter((m): m is string => typeof m === 'string').slice(0, 8)
         : undefined;
-      return { subject, ...(amr && amr.length > 0 ? { amr } : {}) };
+      const person: AuthenticatedPerson = Object.freeze({
+        subject,
+        ...(amr && amr.length > 0 ? { amr: Object.freeze(amr) } : {}),
+      });
+      if (cacheMs > 0) {
+        const until = Math.min(clock() + cacheMs, (payload.exp as number) * 1000);
+        if (verified.size >= cacheSize) verified.delete(verified.keys().next().value as string);
+        verified.set(key, { person, until });
+      }
+      return person;
     },
   };
 }
