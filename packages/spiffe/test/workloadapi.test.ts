@@ -373,3 +373,19 @@ test('JwtSource and BundleSource stop using bundles after PermissionDenied (WA 5
     await until(usable(get), `${name}: a good update after PermissionDenied`);
   }
 });
+
+test('sources over a tcp://127.0.0.1:port endpoint (Workload Endpoint 4), header on every call', async (t) => {
+  const server = await TestWorkloadApiServer.start({ tcp: true });
+  t.after(() => server.close());
+  server.setX509(x509Response([svidA], ca.bundleDer()));
+  server.setJwtBundles({ [`spiffe://${TD}`]: ca.jwksJson() });
+  assert.match(server.address, /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  const x509 = await X509Source.create({ address: server.address });
+  t.after(() => x509.close());
+  const jwt = await JwtSource.create({ address: server.address });
+  t.after(() => jwt.close());
+  assert.equal(String(x509.getX509Svid().id), `spiffe://${TD}/a`);
+  assert.ok(jwt.getJwtBundleForTrustDomain(TD));
+  assert.ok(server.calls.length >= 2);
+  assert.ok(server.calls.every((c) => c.securityHeader === 'true'));
+});
