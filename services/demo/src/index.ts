@@ -14,6 +14,7 @@ export {
   MtlsClient,
   agentSpiffeId,
   documentScope,
+  pickSvid,
   stripIdentityHeaders,
   userSpiffeId,
   type ServiceHandle,
