@@ -6,7 +6,9 @@ import * as k8s from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
 import {
   cachingVerifier,
+  createJwksVerifier,
   createTokenReviewVerifier,
+  requireLiveServiceAccount,
   evictOnServiceAccountChange,
   watchPods,
   watchServiceAccounts,
@@ -122,6 +124,46 @@ describe('ServiceAccount watch and cache eviction (kube-dev)', () => {
         cache.close?.();
         unwatched.close?.();
       }
+    },
+  );
+
+  test(
+    'offline (JWKS) verification refuses a deleted ServiceAccount only behind requireLiveServiceAccount',
+    { skip: peerSkip('kubectl') },
+    async () => {
+      for (const n of ['offline', 'offline-control']) await createSa(n);
+      const watch = watchServiceAccounts({ kubeConfig: kc, logger: quiet() });
+      watches.push(watch);
+      await watch.ready();
+      const jwks = () =>
+        createJwksVerifier({
+          issuer: kube.issuer,
+          audiences: [AUD],
+          jwksUrl: `${kube.issuer}/openid/v1/jwks`,
+          ca: kube.caPem,
+          bearerToken: kube.adminToken,
+        });
+      const guarded = requireLiveServiceAccount(cachingVerifier(jwks()), watch);
+      const plain = cachingVerifier(jwks());
+      const token = await tokenFor(core, NS, 'offline', [AUD]);
+      const control = await tokenFor(core, NS, 'offline-control', [AUD]);
+      assert.equal((await guarded.verify(token)).serviceAccountName, 'offline');
+      assert.equal((await guarded.verify(control)).serviceAccountName, 'offline-control');
+      await kubectl(kube, 'delete', 'serviceaccount', 'offline', '-n', NS);
+      await eventually(
+        () =>
+          guarded.verify(token).then(
+            () => false,
+            (e: { code?: string }) => e.code === 'ERR_TOKEN_REJECTED',
+          ),
+        'the guarded verifier to refuse the deleted ServiceAccount',
+      );
+      // Control: its neighbour is still accepted; a bare JWKS verifier still accepts the
+      // deleted one (its signature is as valid as before): why the guard exists.
+      assert.equal((await guarded.verify(control)).serviceAccountName, 'offline-control');
+      assert.equal((await plain.verify(token)).serviceAccountName, 'offline');
+      guarded.close?.();
+      plain.close?.();
     },
   );
 
@@ -252,11 +294,29 @@ describe('ServiceAccount watch and cache eviction (kube-dev)', () => {
     }
   });
 
-  test('kube-dev serves no pods: the pod watch says unsupported instead of failing', async () => {
+  test('the pod watch follows pods where kube-dev serves them, and says unsupported where not', async () => {
     const pods = watchPods({ kubeConfig: kc, logger: quiet() });
     watches.push(pods);
     await pods.ready();
-    assert.equal(pods.state, 'unsupported');
+    // kube-dev is gaining pods; before that, it answers 404 and the watch stops cleanly.
+    if (pods.state === 'synced') {
+      const deleted: WatchedObject[] = [];
+      pods.on('deleted', (o) => deleted.push(o));
+      const p = await core.createNamespacedPod({
+        namespace: NS,
+        body: {
+          metadata: { name: 'short-lived' },
+          spec: { serviceAccountName: 'default', containers: [{ name: 'c', image: 'none' }] },
+        },
+      });
+      const ref = { namespace: NS, name: 'short-lived', uid: p.metadata!.uid! };
+      await eventually(() => pods.status(ref) === 'live', 'the watch to see the pod');
+      await core.deleteNamespacedPod({ namespace: NS, name: 'short-lived', gracePeriodSeconds: 0 });
+      await eventually(() => deleted.some((d) => d.uid === ref.uid), 'the pod deletion');
+      assert.equal(pods.status(ref), 'gone');
+    } else {
+      assert.equal(pods.state, 'unsupported');
+    }
     // Control: the same client lists ServiceAccounts fine.
     const sas = watchServiceAccounts({ kubeConfig: kc, logger: quiet() });
     watches.push(sas);

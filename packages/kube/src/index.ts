@@ -53,6 +53,7 @@ export {
   watchServiceAccounts,
   watchPods,
   evictOnServiceAccountChange,
+  requireLiveServiceAccount,
   type ObjectWatch,
   type ObjectWatchOptions,
   type ObjectWatchEvents,

@@ -3,6 +3,8 @@ import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { CachingVerifier } from './cache.js';
 import { clientNode } from './client-node.js';
+import { KubeAuthError, KubeUnavailableError } from './errors.js';
+import type { TokenVerifier } from './verifier.js';
 
 /** An object a watch follows, as far as revocation cares: where it is and which incarnation. */
 export interface WatchedObject {
@@ -441,5 +443,43 @@ export function evictOnServiceAccountChange(
     watch.off('stale', onStale);
     watch.off('deleted', onDeleted);
     watch.off('synced', onSynced);
+  };
+}
+
+/**
+ * Accepts an identity from `inner` only while `watch` shows its ServiceAccount (by uid) live:
+ * what makes an offline (JWKS) verifier, whose signatures stay valid until `exp`, refuse a
+ * deleted ServiceAccount's token. One map lookup per call, so it goes outside a cache:
+ * `requireLiveServiceAccount(cachingVerifier(jwks), watch)`. A ServiceAccount the watch has not
+ * seen yet is waited for up to `waitMs` (default 5 s); a stale watch gives ERR_KUBE_UNAVAILABLE
+ * (fail closed). Tokens without a ServiceAccount uid are refused (ERR_TOKEN_CLAIMS).
+ */
+export function requireLiveServiceAccount(
+  inner: TokenVerifier,
+  watch: ObjectWatch,
+  opts: { waitMs?: number } = {},
+): TokenVerifier {
+  const waitMs = opts.waitMs ?? 5000;
+  return {
+    async verify(token) {
+      const id = await inner.verify(token);
+      if (!id.uid) {
+        throw new KubeAuthError('ERR_TOKEN_CLAIMS', 'the token names no ServiceAccount uid');
+      }
+      const ref = { namespace: id.namespace, name: id.serviceAccountName, uid: id.uid };
+      const status = watch.status(ref) === 'live' ? 'live' : await watch.waitForStatus(ref, waitMs);
+      if (status === 'gone') {
+        throw new KubeAuthError('ERR_TOKEN_REJECTED', 'the ServiceAccount no longer exists');
+      }
+      if (status !== 'live') {
+        throw new KubeUnavailableError(
+          'the ServiceAccount watch cannot confirm the ServiceAccount',
+        );
+      }
+      return id;
+    },
+    close() {
+      inner.close?.();
+    },
   };
 }
