@@ -1,6 +1,8 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
+import 'reflect-metadata';
 import * as grpc from '@grpc/grpc-js';
+import { KeyUsageFlags } from '@peculiar/x509';
 import { WorkloadApiClient } from '../src/workloadapi/client.js';
 import { X509Source, JwtSource, BundleSource } from '../src/workloadapi/sources.js';
 import { TestCa, type IssuedSvid } from './support/ca.js';
@@ -170,7 +172,43 @@ test('X509Source: invalid responses are discarded and the last good one stays', 
   const errors: string[] = [];
   source.on('watchError', (e: { error: { code: string } }) => errors.push(e.error.code));
   const good = x509Response([svidA], ca.bundleDer());
+  // Hardening (beyond the spec's client rules): SVIDs that would fail every peer.
+  const rogue = await TestCa.create(TD);
+  const HOUR = 3600_000;
+  const broken: [string, IssuedSvid][] = [
+    ['signed by a CA not in the bundle', await rogue.issue('/a')],
+    [
+      'expired',
+      await ca.issue('/a', {
+        notBefore: new Date(Date.now() - 2 * HOUR),
+        notAfter: new Date(Date.now() - HOUR),
+      }),
+    ],
+    ['leaf with cA=true', await ca.issue('/a', { isCa: true })],
+    [
+      'leaf with keyCertSign',
+      await ca.issue('/a', {
+        keyUsage: KeyUsageFlags.digitalSignature | KeyUsageFlags.keyCertSign,
+      }),
+    ],
+    ['two URI SANs', await ca.issue('/a', { uris: [`spiffe://${TD}/a`, `spiffe://${TD}/b`] })],
+    ['a non-spiffe URI SAN', await ca.issue('/a', { uris: ['https://example.org/a'] })],
+  ];
+  const tampered = Buffer.from(svidA.chainDer[0]!);
+  tampered[tampered.length - 3]! ^= 0x01; // inside the signature
   const variants: [string, (r: ReturnType<typeof x509Response>) => void][] = [
+    ...broken.map(([name, svid]): [string, (r: ReturnType<typeof x509Response>) => void] => [
+      name,
+      (r) => {
+        r.svids[0]!.x509_svid = Buffer.concat(svid.chainDer);
+        r.svids[0]!.x509_svid_key = svid.keyDer;
+      },
+    ]),
+    [
+      'invalid signature',
+      (r) => (r.svids[0]!.x509_svid = Buffer.concat([tampered, ...svidA.chainDer.slice(1)])),
+    ],
+    ['private key of another SVID', (r) => (r.svids[0]!.x509_svid_key = svidB.keyDer)],
     ['empty svids', (r) => (r.svids = [])],
     ['empty spiffe_id', (r) => (r.svids[0]!.spiffe_id = '')],
     ['empty x509_svid', (r) => (r.svids[0]!.x509_svid = Buffer.alloc(0))],
