@@ -182,6 +182,21 @@ test('an open source keeps the program alive through reconnects; close() lets it
   assert.equal(await child.exited, 0, child.stderr());
 });
 
+test('a create() that times out leaves nothing behind: the program ends by itself', async (t) => {
+  const server = await serve(t);
+  await server.stop();
+  rmSync(server.socketPath, { force: true });
+  const child = startChild(t, server.address, ['x509', 'timeout']);
+  // A guard against hanging for ever, not a timing assertion.
+  const guard = new Promise<'hung'>((resolve) => {
+    const timer = setTimeout(() => resolve('hung'), 30_000);
+    void child.exited.then(() => clearTimeout(timer));
+  });
+  assert.equal(await Promise.race([child.exited, guard]), 1, child.stderr());
+  assert.match(child.stderr(), /error: \[ERR_SOURCE_TIMEOUT\]/);
+  assert.equal(child.stdout(), '');
+});
+
 test('timeoutMs must be a positive number', async () => {
   const { X509Source } = await import('../src/workloadapi/sources.js');
   for (const timeoutMs of [0, -1, Number.NaN, '5' as unknown as number]) {
@@ -191,6 +206,15 @@ test('timeoutMs must be a positive number', async () => {
       String(timeoutMs),
     );
   }
+  // Infinity waits until the caller's signal ends it (a plain setTimeout would fire at once).
+  await assert.rejects(
+    X509Source.create({
+      address: 'unix:///nonexistent/agent.sock',
+      timeoutMs: Infinity,
+      signal: AbortSignal.timeout(200),
+    }),
+    { name: 'TimeoutError' },
+  );
   // Positive control: a valid timeout gets as far as waiting, and times out.
   await assert.rejects(
     X509Source.create({ address: 'unix:///nonexistent/agent.sock', timeoutMs: 50 }),

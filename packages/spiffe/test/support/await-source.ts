@@ -2,10 +2,11 @@
 // it got. It runs as a child process because only a real process shows whether pending work
 // holds the event loop (an in-process test always has the runner keeping it alive).
 //
-//   await-source.ts x509|jwt|bundles [hold]
+//   await-source.ts x509|jwt|bundles [hold|timeout]
 //
 // Prints READY <detail> once created, then closes the source and ends by itself; with
-// `hold`, it keeps the source open until SIGTERM, then closes it and prints CLOSED.
+// `hold`, it keeps the source open until SIGTERM, then closes it and prints CLOSED; with
+// `timeout`, create() gives up after 300 ms (the error goes to stderr, exit code 1).
 // The Workload API address comes from SPIFFE_ENDPOINT_SOCKET; retries are logged to stderr.
 import { BundleSource, JwtSource, X509Source } from '../../src/index.js';
 
@@ -13,10 +14,14 @@ const logger = {
   warn: (o: object, m: string) => process.stderr.write(`warn ${m} ${JSON.stringify(o)}\n`),
   debug: (o: object, m: string) => process.stderr.write(`debug ${m} ${JSON.stringify(o)}\n`),
 };
-const opts = { logger, backoff: { initialMs: 20, maxMs: 100 }, timeoutMs: 60_000 };
+const [kind, mode] = process.argv.slice(2);
+const opts = {
+  logger,
+  backoff: { initialMs: 20, maxMs: 100 },
+  timeoutMs: mode === 'timeout' ? 300 : 60_000,
+};
 
 async function main(): Promise<void> {
-  const [kind, mode] = process.argv.slice(2);
   let source: { close(): Promise<void> };
   if (kind === 'x509') {
     const s = await X509Source.create(opts);
@@ -46,6 +51,6 @@ async function main(): Promise<void> {
 // The shape of most programs: a promise chain, no top-level await. A pending create() that
 // held nothing would let this process end with code 0 and no output.
 main().catch((err: unknown) => {
-  process.stderr.write(`error: ${String(err)}\n`);
+  process.stderr.write(`error: [${(err as { code?: string }).code}] ${String(err)}\n`);
   process.exitCode = 1;
 });
