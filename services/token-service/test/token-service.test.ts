@@ -150,10 +150,8 @@ describe('token service over mTLS', () => {
   }
 
   test('agent acting for a consenting person: a Transaction Token with sub, act, narrowed scope', async () => {
-    const res = await post(
-      AGENT_ID,
-      await exchangeForm({ scope: 'docs.read docs.write mail.send' }),
-    );
+    const form = await exchangeForm({ scope: 'docs.read docs.write mail.send' });
+    const res = await post(AGENT_ID, form);
     assert.equal(res.status, 200, JSON.stringify(res.json));
     assert.equal(res.headers.get('cache-control'), 'no-store');
     assert.equal(res.json.token_type, 'N_A');
@@ -176,6 +174,7 @@ describe('token service over mTLS', () => {
     assert.ok(logs.text().includes(tokenHash(token)));
     assert.ok(!logs.text().includes(token));
     assert.ok(!logs.text().includes(token.split('.')[2]!));
+    assert.ok(!logs.text().includes(form.subject_token!.split('.')[2]!), 'nor the ID token');
   });
 
   test('a gateway (not an agent) gets a token without act; request_details become tctx', async () => {
