@@ -19,6 +19,8 @@ export interface KubeApiserver {
   caPem: string;
   /** Static token of user `admin` in group `system:masters`. */
   adminToken: string;
+  /** The ServiceAccount signing key (PKCS#8 PEM), for tests that forge tokens. */
+  serviceAccountKeyPem: string;
   /** Admin kubeconfig (mode 0600) in the temp dir. */
   kubeconfigPath: string;
   /** Whether kube-controller-manager runs beside it (aggregation, default ServiceAccounts). */
@@ -228,6 +230,7 @@ export async function startKubeApiserver(opts: KubeApiserverOptions = {}): Promi
       port,
       caPem,
       adminToken,
+      serviceAccountKeyPem: readFileSync(saKey, 'utf8'),
       kubeconfigPath,
       controllers: !!kcmBin,
       log: () => logText,

@@ -15,12 +15,30 @@ describe('Kubernetes attestation with kube-dev', () => {
   let server: IdentityServer;
   let core: k8s.CoreV1Api;
 
+  // kube-dev, like kube-apiserver, binds a token only to a pod that exists and runs as the
+  // ServiceAccount, and uses that pod's uid; the `uid` arguments below are ignored.
+  const podUids = new Map<string, string>();
+  const ensurePod = async (namespace: string, name: string, serviceAccountName: string) => {
+    const key = `${namespace}/${name}`;
+    if (!podUids.has(key)) {
+      const p = await core.createNamespacedPod({
+        namespace,
+        body: {
+          metadata: { name },
+          spec: { serviceAccountName, containers: [{ name: 'c', image: 'app' }] },
+        },
+      });
+      podUids.set(key, p.metadata!.uid!);
+    }
+    return podUids.get(key)!;
+  };
   const tokenFor = async (
     namespace: string,
     name: string,
     audiences: string[],
-    pod?: { name: string; uid: string },
+    podArg?: { name: string; uid: string },
   ) => {
+    const pod = podArg && { name: podArg.name, uid: await ensurePod(namespace, podArg.name, name) };
     const r = await core.createNamespacedServiceAccountToken({
       name,
       namespace,
@@ -97,7 +115,7 @@ describe('Kubernetes attestation with kube-dev', () => {
       'k8s:ns:team-a',
       'k8s:sa:api',
       'k8s:pod-name:api-1',
-      'k8s:pod-uid:6f1e0c8a-0000-4000-8000-000000000001',
+      `k8s:pod-uid:${podUids.get('team-a/api-1')}`,
     ]);
     const c = rawClient(r.body.address);
     try {

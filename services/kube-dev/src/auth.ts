@@ -10,7 +10,7 @@ import {
   type UserInfo,
 } from './rbac.js';
 import type { ObjectStore } from './store.js';
-import { SERVICE_ACCOUNTS } from './resources.js';
+import { PODS, SECRETS, SERVICE_ACCOUNTS } from './resources.js';
 import { MAX_TOKEN_BYTES, verifyToken, type SigningKey } from './tokens.js';
 
 export const ADMIN_USER = 'kube-dev-admin';
@@ -94,20 +94,25 @@ export class Authenticator {
     }
     const k = verified.claims['kubernetes.io'];
     const sa = this.o.store.peek(SERVICE_ACCOUNTS.storeKind, k.namespace, k.serviceaccount.name);
-    // Like kube-apiserver: the ServiceAccount must still exist with the same uid. A bound pod
-    // is not checked because kube-dev has no pods.
+    // Like kube-apiserver: the ServiceAccount, and the Pod or Secret the token is bound to,
+    // must still exist with the same uid. (A Node never does: kube-dev has none.)
     if (!sa || sa.metadata.uid !== k.serviceaccount.uid) {
       this.o.log.debug({ reason: 'serviceaccount_gone' }, 'token rejected');
+      return undefined;
+    }
+    const boundGone = (kind: string, ref: { name: string; uid?: string } | undefined) => {
+      if (!ref) return false;
+      const o = this.o.store.peek(kind, k.namespace, ref.name);
+      return !o || o.metadata.uid !== ref.uid;
+    };
+    if (boundGone(PODS.storeKind, k.pod) || boundGone(SECRETS.storeKind, k.secret) || k.node) {
+      this.o.log.debug({ reason: 'bound_object_gone' }, 'token rejected');
       return undefined;
     }
     const extra: Record<string, string[]> = {};
     if (k.pod) {
       extra['authentication.kubernetes.io/pod-name'] = [k.pod.name];
       if (k.pod.uid) extra['authentication.kubernetes.io/pod-uid'] = [k.pod.uid];
-    }
-    if (k.node) {
-      extra['authentication.kubernetes.io/node-name'] = [k.node.name];
-      if (k.node.uid) extra['authentication.kubernetes.io/node-uid'] = [k.node.uid];
     }
     if (verified.claims.jti)
       extra['authentication.kubernetes.io/credential-id'] = [`JTI=${verified.claims.jti}`];

@@ -175,7 +175,16 @@ export const PATCH_CONTENT_TYPES: Record<string, PatchType> = {
 };
 
 export function applyPatch(type: PatchType, target: unknown, patch: unknown): Json {
-  if (type === 'json') return jsonPatch(target, patch);
-  if (type === 'merge') return mergePatch(target, patch);
-  return strategicMergePatch(target, patch);
+  try {
+    if (type === 'json') return jsonPatch(target, patch);
+    if (type === 'merge') return mergePatch(target, patch);
+    return strategicMergePatch(target, patch);
+  } catch (err) {
+    // The merge functions recurse on the patch's depth, which the body parser bounds at 10000
+    // levels; a document near that bound can still exhaust the stack. That is the client's
+    // malformed input, not a server fault.
+    if (err instanceof RangeError)
+      throw new ApiError(400, 'BadRequest', 'the patch is nested too deeply to apply');
+    throw err;
+  }
 }

@@ -65,6 +65,29 @@ export const SERVICE_ACCOUNTS = def({
   shortNames: ['sa'],
   validateName: dns1123Subdomain,
 });
+/**
+ * Pods and Secrets exist so that tokens can be bound to them (TokenRequest boundObjectRef) and
+ * end with them; nothing runs a pod.
+ */
+export const PODS = def({
+  group: '',
+  version: 'v1',
+  resource: 'pods',
+  kind: 'Pod',
+  singular: 'pod',
+  namespaced: true,
+  shortNames: ['po'],
+  validateName: dns1123Subdomain,
+});
+export const SECRETS = def({
+  group: '',
+  version: 'v1',
+  resource: 'secrets',
+  kind: 'Secret',
+  singular: 'secret',
+  namespaced: true,
+  validateName: dns1123Subdomain,
+});
 export const ROLES = def({
   group: RBAC_GROUP,
   version: 'v1',
@@ -105,6 +128,8 @@ export const CLUSTER_ROLE_BINDINGS = def({
 export const STORED: ResourceDef[] = [
   NAMESPACES,
   SERVICE_ACCOUNTS,
+  PODS,
+  SECRETS,
   ROLES,
   CLUSTER_ROLES,
   ROLE_BINDINGS,
@@ -151,6 +176,8 @@ const createOnly = (name: string, kind: string, namespaced = false): ApiResource
 export const DISCOVERY: Record<string, ApiResource[]> = {
   v1: [
     stored(NAMESPACES),
+    stored(PODS),
+    stored(SECRETS),
     stored(SERVICE_ACCOUNTS),
     {
       name: 'serviceaccounts/token',

@@ -5,6 +5,7 @@ import { type Authenticator, forbidden, impersonate } from './auth.js';
 import { applyPatch, PATCH_CONTENT_TYPES } from './patch.js';
 import { decodeProtobufObject } from './protobuf.js';
 import { openApiDocument, openApiIndex } from './openapi.js';
+import { decode, jsonDepth } from './schema.js';
 import {
   aggregatedRules,
   authorize,
@@ -27,8 +28,10 @@ import {
   CLUSTER_ROLES,
   DISCOVERY,
   NAMESPACES,
+  PODS,
   ROLE_BINDINGS,
   ROLES,
+  SECRETS,
   SERVICE_ACCOUNTS,
   STORED,
   dns1123Label,
@@ -129,11 +132,65 @@ function mediaType(req: IncomingMessage): string {
 }
 
 function parseJson(buf: Buffer): unknown {
+  const text = buf.toString('utf8');
+  // kube-apiserver's JSON decoder stops at 10000 levels; so does kube-dev, before parsing, so
+  // nothing downstream ever walks a deeper document.
+  if (jsonDepth(text) > MAX_JSON_DEPTH)
+    throw badRequest(`the request body is nested more than ${MAX_JSON_DEPTH} levels deep`);
   try {
-    return JSON.parse(buf.toString('utf8'));
+    return JSON.parse(text);
   } catch {
     throw badRequest('the request body is not valid JSON');
   }
+}
+
+const MAX_JSON_DEPTH = 10_000;
+type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
+
+/** The fieldValidation query parameter; absent or empty means Warn, as in kube-apiserver. */
+function fieldValidation(q: URLSearchParams, method: string): FieldValidation {
+  const v = q.get('fieldValidation') ?? '';
+  if (v === '') return 'Warn';
+  if (v === 'Ignore' || v === 'Warn' || v === 'Strict') return v;
+  const options =
+    method === 'PATCH' ? 'PatchOptions' : method === 'PUT' ? 'UpdateOptions' : 'CreateOptions';
+  throw invalid(`${options}.meta.k8s.io`, '', '', [
+    {
+      field: 'fieldValidation',
+      message: `Unsupported value: "${v}": supported values: "", "Ignore", "Strict", "Warn"`,
+      reason: 'FieldValueNotSupported',
+    },
+  ]);
+}
+
+/**
+ * Decodes a body as kube-apiserver's decoder does: a wrong type is a 400; unknown fields are
+ * dropped, and refused (Strict: 400, or 422 for a patch, as kube-apiserver words them) or
+ * reported in Warning headers (Warn).
+ */
+function decodeBody(
+  kind: string,
+  apiVersion: string,
+  body: Record<string, unknown>,
+  mode: FieldValidation,
+  res: ServerResponse,
+  patch = false,
+): Record<string, unknown> {
+  const d = decode(kind, body);
+  const handled = `${kind} in version "${apiVersion.split('/').pop()}" cannot be handled as a ${kind}`;
+  if (d.typeErrors.length) throw badRequest(`${handled}: ${d.typeErrors[0]}`);
+  if (d.unknown.length && mode === 'Strict') {
+    const why = `strict decoding error: ${d.unknown.map((u) => `unknown field "${u}"`).join(', ')}`;
+    if (patch) throw invalid('', '', '', [{ field: 'patch', message: `Invalid value: ${why}` }]);
+    throw badRequest(`${handled}: ${why}`);
+  }
+  if (d.unknown.length && mode === 'Warn') {
+    res.setHeader(
+      'Warning',
+      d.unknown.map((u) => `299 - ${JSON.stringify(`unknown field "${u}"`)}`),
+    );
+  }
+  return d.value;
 }
 
 async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
@@ -459,13 +516,25 @@ export class KubeApi {
     if (t.group === '' && t.resource === 'serviceaccounts' && t.subresource === 'token') {
       if (method !== 'POST') throw methodNotAllowed();
       if (!t.namespace || !t.name) throw notFoundPath();
-      return send(
+      const mode = fieldValidation(q, method);
+      const body = decodeBody(
+        'TokenRequest',
+        'authentication.k8s.io/v1',
+        await readJsonObject(req),
+        mode,
         res,
-        201,
-        await this.tokenRequest(t.namespace, t.name, await readJsonObject(req)),
       );
+      return send(res, 201, await this.tokenRequest(t.namespace, t.name, body));
     }
     const review = `${t.group}/${t.resource}`;
+    const reviewKinds: Record<string, string> = {
+      'authentication.k8s.io/tokenreviews': 'TokenReview',
+      'authentication.k8s.io/selfsubjectreviews': 'SelfSubjectReview',
+      'authorization.k8s.io/subjectaccessreviews': 'SubjectAccessReview',
+      'authorization.k8s.io/localsubjectaccessreviews': 'LocalSubjectAccessReview',
+      'authorization.k8s.io/selfsubjectaccessreviews': 'SelfSubjectAccessReview',
+      'authorization.k8s.io/selfsubjectrulesreviews': 'SelfSubjectRulesReview',
+    };
     const reviews: Record<string, (b: Record<string, unknown>) => Promise<unknown> | unknown> = {
       'authentication.k8s.io/tokenreviews': (b) => this.tokenReview(b),
       'authentication.k8s.io/selfsubjectreviews': () => ({
@@ -487,7 +556,15 @@ export class KubeApi {
       const namespacedOk =
         t.resource === 'localsubjectaccessreviews' ? !!t.namespace : !t.namespace;
       if (!namespacedOk) throw notFoundPath();
-      return send(res, 201, await reviewFn(await readJsonObject(req)));
+      const mode = fieldValidation(q, method);
+      const body = decodeBody(
+        reviewKinds[review]!,
+        `${t.group}/v1`,
+        await readJsonObject(req),
+        mode,
+        res,
+      );
+      return send(res, 201, await reviewFn(body));
     }
 
     const def = t.def;
@@ -539,13 +616,27 @@ export class KubeApi {
       case 'watch':
         return this.watch(req, res, def, ns, q);
       case 'create': {
-        const body = await readJsonObject(req);
+        const mode = fieldValidation(q, 'POST');
+        const body = decodeBody(
+          def.kind,
+          apiVersionOf(def.group, def.version),
+          await readJsonObject(req),
+          mode,
+          res,
+        );
         const obj = this.prepare(def, body, ns, undefined);
         this.preventEscalation(user, def, obj);
         return send(res, 201, withTypeMeta(def, this.create(def, obj, dryRun)));
       }
       case 'update': {
-        const body = await readJsonObject(req);
+        const mode = fieldValidation(q, 'PUT');
+        const body = decodeBody(
+          def.kind,
+          apiVersionOf(def.group, def.version),
+          await readJsonObject(req),
+          mode,
+          res,
+        );
         const obj = this.prepare(def, body, ns, t.name);
         this.preventEscalation(user, def, obj);
         return send(res, 200, withTypeMeta(def, this.update(def, obj, dryRun)));
@@ -560,6 +651,7 @@ export class KubeApi {
             `the body of the request was in an unknown format - accepted media types include: ${Object.keys(PATCH_CONTENT_TYPES).join(', ')}`,
           );
         }
+        const mode = fieldValidation(q, 'PATCH');
         const patch = parseJson(await readBody(req));
         const cur = this.ctx.store.get(def.storeKind, ns, t.name!);
         if (!cur) throw notFound(def.resource, def.group, t.name!);
@@ -568,7 +660,15 @@ export class KubeApi {
         const meta = isObj(patched.metadata) ? patched.metadata : {};
         // Identity fields cannot be patched; a patch that carries a resourceVersion is a precondition.
         patched.metadata = { ...meta, name: t.name, ...(ns ? { namespace: ns } : {}) };
-        const obj = this.prepare(def, patched, ns, t.name);
+        const decoded = decodeBody(
+          def.kind,
+          apiVersionOf(def.group, def.version),
+          patched,
+          mode,
+          res,
+          true,
+        );
+        const obj = this.prepare(def, decoded, ns, t.name);
         this.preventEscalation(user, def, obj);
         return send(res, 200, withTypeMeta(def, this.update(def, obj, dryRun)));
       }
@@ -704,6 +804,19 @@ export class KubeApi {
       !this.ctx.store.peek(NAMESPACES.storeKind, undefined, obj.metadata.namespace!)
     ) {
       throw notFound('namespaces', '', obj.metadata.namespace!);
+    }
+    if (def === PODS) {
+      // The ServiceAccount admission plugin: a pod runs as an existing ServiceAccount.
+      const ns = obj.metadata.namespace!;
+      const sa = (obj.spec as { serviceAccountName: string }).serviceAccountName;
+      if (!this.ctx.store.peek(SERVICE_ACCOUNTS.storeKind, ns, sa)) {
+        throw new ApiError(
+          403,
+          'Forbidden',
+          `pods "${obj.metadata.name}" is forbidden: error looking up service account ${ns}/${sa}: serviceaccount "${sa}" not found`,
+          { name: obj.metadata.name, kind: 'pods' },
+        );
+      }
     }
     const created = this.ctx.store.create(def.storeKind, def.resource, def.group, obj, dryRun);
     if (def === NAMESPACES && !dryRun) {
@@ -855,6 +968,8 @@ export class KubeApi {
         });
       }
     }
+    if (def === PODS) causes.push(...preparePod(obj));
+    if (def === SECRETS) prepareSecret(obj);
     if (causes.length) throw invalid(def.kind, def.group, name, causes);
     return obj;
   }
@@ -978,22 +1093,43 @@ export class KubeApi {
     }
     let bound: BoundObject | undefined;
     const ref = spec.boundObjectRef;
-    if (ref !== undefined && ref !== null) {
-      if (!isObj(ref) || typeof ref.name !== 'string' || !ref.name) {
-        causes.push({ field: 'spec.boundObjectRef.name', message: 'Required value' });
-      } else if (ref.kind !== 'Pod' && ref.kind !== 'Secret' && ref.kind !== 'Node') {
-        causes.push({
-          field: 'spec.boundObjectRef.kind',
-          message: `Unsupported value: "${String(ref.kind)}": supported values: "Pod", "Secret", "Node"`,
-        });
-      } else if (ref.uid !== undefined && typeof ref.uid !== 'string') {
-        causes.push({
-          field: 'spec.boundObjectRef.uid',
-          message: 'Invalid value: must be a string',
-        });
-      } else {
-        bound = { kind: ref.kind, name: ref.name, ...(ref.uid ? { uid: ref.uid as string } : {}) };
+    if (isObj(ref)) {
+      const kind = typeof ref.kind === 'string' ? ref.kind : '';
+      const refName = typeof ref.name === 'string' ? ref.name : '';
+      const apiVersion = typeof ref.apiVersion === 'string' ? ref.apiVersion : '';
+      const group = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+      const version = apiVersion.includes('/') ? apiVersion.split('/')[1] : apiVersion;
+      const defs: Record<string, ResourceDef> = { Pod: PODS, Secret: SECRETS };
+      const target = group === '' ? defs[kind] : undefined;
+      if (kind === 'Node' && group === '') {
+        // kube-dev has no nodes, so a node to bind to never exists.
+        throw notFound('nodes', '', refName);
       }
+      if (!target) {
+        throw badRequest(`cannot bind token to object of type ${group}/${version}, Kind=${kind}`);
+      }
+      // Like kube-apiserver: the object must exist now, with the uid the caller names; the
+      // token then lives only as long as that object (TokenReview checks it again).
+      const o = this.ctx.store.peek(target.storeKind, ns, refName);
+      if (!o) throw notFound(target.resource, '', refName);
+      const uid = o.metadata.uid!;
+      if (typeof ref.uid === 'string' && ref.uid && ref.uid !== uid) {
+        throw new ApiError(
+          409,
+          'Conflict',
+          `Operation cannot be fulfilled on ${kind} "${refName}": the UID in the bound object reference (${ref.uid}) does not match the UID in record. The object might have been deleted and then recreated`,
+          { name: refName, kind },
+        );
+      }
+      if (
+        target === PODS &&
+        (o.spec as { serviceAccountName?: string }).serviceAccountName !== name
+      ) {
+        throw badRequest(
+          `cannot bind token for serviceaccount "${name}" to pod running with different serviceaccount name.`,
+        );
+      }
+      bound = { kind: kind as BoundObject['kind'], name: refName, uid };
     }
     if (causes.length) throw invalid('TokenRequest', 'authentication.k8s.io', name, causes);
     const { token, expiresAt } = await issueToken(this.ctx.key, {
@@ -1027,9 +1163,7 @@ export class KubeApi {
   private async tokenReview(body: Record<string, unknown>) {
     const spec = body.spec;
     if (!isObj(spec) || typeof spec.token !== 'string' || !spec.token) {
-      throw invalid('TokenReview', 'authentication.k8s.io', '', [
-        { field: 'spec.token', message: 'Required value' },
-      ]);
+      throw badRequest('token is required for TokenReview in authentication');
     }
     if (spec.audiences !== undefined && spec.audiences !== null && !stringArray(spec.audiences)) {
       throw invalid('TokenReview', 'authentication.k8s.io', '', [
@@ -1317,4 +1451,61 @@ function validateBinding(obj: KubeObject, cluster: boolean) {
     });
   }
   return causes;
+}
+
+/** The checks and defaults a Pod gets (kube-dev stores pods only to bind tokens to them). */
+function preparePod(obj: KubeObject) {
+  const causes: Array<{ field: string; message: string; reason?: string }> = [];
+  const spec = isObj(obj.spec) ? obj.spec : {};
+  const containers = spec.containers;
+  if (!Array.isArray(containers) || containers.length === 0) {
+    causes.push({
+      field: 'spec.containers',
+      message: 'Required value',
+      reason: 'FieldValueRequired',
+    });
+  } else {
+    containers.forEach((c: unknown, i) => {
+      const f = `spec.containers[${i}]`;
+      if (!isObj(c) || typeof c.name !== 'string' || dns1123Label(c.name))
+        causes.push({
+          field: `${f}.name`,
+          message: 'Required value',
+          reason: 'FieldValueRequired',
+        });
+      if (!isObj(c) || typeof c.image !== 'string' || !c.image.trim())
+        causes.push({
+          field: `${f}.image`,
+          message: 'Required value',
+          reason: 'FieldValueRequired',
+        });
+    });
+  }
+  const sa =
+    typeof spec.serviceAccountName === 'string' && spec.serviceAccountName
+      ? spec.serviceAccountName
+      : 'default';
+  obj.spec = { ...spec, serviceAccountName: sa, serviceAccount: sa };
+  if (!isObj(obj.status)) obj.status = { phase: 'Pending' };
+  return causes;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** stringData folds into data (base64), as kube-apiserver stores a Secret; type defaults to Opaque. */
+function prepareSecret(obj: KubeObject) {
+  const data: Record<string, string> = {};
+  for (const [k, v] of Object.entries(isObj(obj.data) ? obj.data : {})) {
+    if (typeof v !== 'string' || !BASE64.test(v))
+      throw badRequest(
+        `Secret in version "v1" cannot be handled as a Secret: illegal base64 data in data.${k}`,
+      );
+    data[k] = v;
+  }
+  for (const [k, v] of Object.entries(isObj(obj.stringData) ? obj.stringData : {}))
+    data[k] = Buffer.from(String(v)).toString('base64');
+  delete obj.stringData;
+  if (Object.keys(data).length) obj.data = data;
+  else delete obj.data;
+  if (typeof obj.type !== 'string' || !obj.type) obj.type = 'Opaque';
 }

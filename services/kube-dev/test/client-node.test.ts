@@ -179,7 +179,15 @@ describe('TokenRequest and TokenReview', () => {
 
   test('a token is shaped like a real cluster projected token and verifies offline via OIDC discovery', async () => {
     const sa = await core.readNamespacedServiceAccount({ name: 'app', namespace: NS });
-    const podUid = '3f1c8a9e-2a5b-4c2d-9d1e-7f6a5b4c3d2e';
+    // A token binds only to a pod that exists and runs as the ServiceAccount.
+    const pod = await core.createNamespacedPod({
+      namespace: NS,
+      body: {
+        metadata: { name: 'app-0' },
+        spec: { serviceAccountName: 'app', containers: [{ name: 'app', image: 'app' }] },
+      },
+    });
+    const podUid = pod.metadata!.uid!;
     const tr = await core.createNamespacedServiceAccountToken({
       name: 'app',
       namespace: NS,

@@ -77,7 +77,7 @@ const cases: Case[] = [
   {
     name: 'unknown API path',
     method: 'GET',
-    path: '/api/v1/pods',
+    path: '/api/v1/configmaps',
     status: 404,
     reason: 'NotFound',
   },
@@ -154,8 +154,8 @@ const cases: Case[] = [
     method: 'POST',
     path: SA,
     body: '{"metadata":{"name":"x","labels":{"a":1}}}',
-    status: 422,
-    reason: 'Invalid',
+    status: 400,
+    reason: 'BadRequest',
   },
   {
     name: 'name differs from URL on update',
@@ -229,8 +229,8 @@ const cases: Case[] = [
     method: 'POST',
     path: '/apis/authentication.k8s.io/v1/tokenreviews',
     body: '{"spec":{}}',
-    status: 422,
-    reason: 'Invalid',
+    status: 400,
+    reason: 'BadRequest',
   },
   {
     name: 'SAR with both attribute kinds',
@@ -398,7 +398,7 @@ test('discovery lists the served resources', async () => {
   const v1 = (await call(kd, 'GET', '/api/v1')).json() as { resources: Array<{ name: string }> };
   assert.deepEqual(
     v1.resources.map((r) => r.name),
-    ['namespaces', 'serviceaccounts', 'serviceaccounts/token'],
+    ['namespaces', 'pods', 'secrets', 'serviceaccounts', 'serviceaccounts/token'],
   );
   const groups = (await call(kd, 'GET', '/apis')).json() as {
     kind: string;
