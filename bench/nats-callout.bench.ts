@@ -1,21 +1,26 @@
-// Authorized connections per second through the NATS auth callout, and the connect latency it
-// adds, against the same nats-server with plain token auth, at the same concurrency, in one run.
+// Authorized connections per second through the NATS auth callout, the connect latency it
+// adds, and the CPU each authorization decision costs in the callout process, against the same
+// nats-server with plain token auth and, when given, the Go reference callout
+// (portswigger-tim/nats-k8s-oidc-callout), at the same concurrency, in one run.
 //
 //   npm run bench -- nats-callout
-//   BENCH_ROUNDS=5 BENCH_PHASE_MS=3000 npm run bench -- nats-callout
+//   BENCH_GO_CALLOUT=/tmp/natsref/nats-k8s-oidc-callout npm run bench -- nats-callout
+//   BENCH_ROUNDS=5 BENCH_PHASE_MS=3000 BENCH_TOKENS=fresh npm run bench -- nats-callout
 //
-// The callout runs in a child process of its own (as it would in a pod), with the JWKS-file
-// verifier and a static ServiceAccount list, so the figures measure the callout path (request
-// decode, token verification, permissions, two Ed25519 signatures, NATS round trips) rather than
-// the Kubernetes API.
+// Each callout runs in a process of its own (as it would in a pod), with a JWKS file, so the
+// figures measure the callout path (request decode and verify, token verification, permissions,
+// two Ed25519 signatures, NATS round trips) rather than the Kubernetes API. Ours gets a static
+// ServiceAccount list; the Go reference needs a Kubernetes API for its informer, so kube-dev
+// runs in this process (idle during the phases).
 //
-// Both servers run for the whole benchmark and their phases alternate (reference, callout,
-// callout, reference, ...), so a change in the machine's load during the run (other benchmarks)
-// lands on both sides alike. Each concurrency is measured separately: 32 concurrent connects
-// on a small machine are mostly queueing for the CPU; at 4 the added latency is the callout's
-// own. CPU per connect (Linux /proc) is printed per process: unlike connects/s it hardly moves
-// with the machine's load.
-import { spawn } from 'node:child_process';
+// Token modes (BENCH_TOKENS, default both): `same`, every connect presents one token (a
+// reconnect storm; our verifier cache skips the RS256 check, the reference has no cache);
+// `fresh`, every connect presents a token never seen before (RS256 verified each time).
+//
+// The sides' phases alternate (plain, ours, Go, then the reverse order next round), so a change
+// in the machine's load during the run lands on all alike. CPU per decision (Linux /proc) is
+// what to compare across implementations: unlike connects/s it hardly moves with the load.
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +35,12 @@ const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '32,4')
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 2_500);
 const WARMUP_MS = 500;
+const TOKEN_MODES = (process.env.BENCH_TOKENS ?? 'same,fresh')
+  .split(',')
+  .map((s) => s.trim())
+  .filter((m): m is 'same' | 'fresh' => m === 'same' || m === 'fresh');
+/** Path of a built Go reference callout (see docs/nats-callout.md); that row is left out without it. */
+const GO_CALLOUT = process.env.BENCH_GO_CALLOUT;
 /** BENCH_XKEY=1: the server encrypts requests to the callout's xkey (auth_callout.xkey). */
 const XKEY = process.env.BENCH_XKEY === '1' || process.env.BENCH_XKEY === 'true';
 
@@ -103,7 +114,8 @@ function natsServerPid(server: NatsServer): number | undefined {
 
 interface Target {
   server: NatsServer;
-  token: string;
+  /** The token for the next connect. */
+  token: () => string;
   inboxPrefix?: string;
   /** Processes whose CPU is charged to this side, besides the client (this process). */
   pids: Record<string, number | undefined>;
@@ -137,7 +149,7 @@ async function measure(t: Target, concurrency: number): Promise<Phase> {
       try {
         const nc = await connect({
           servers: t.server.url,
-          token: t.token,
+          token: t.token(),
           ...(t.inboxPrefix ? { inboxPrefix: t.inboxPrefix } : {}),
           reconnect: false,
         });
@@ -205,64 +217,63 @@ function combine(phases: Phase[]): Result {
   };
 }
 
-function printTable(concurrency: number, ours: Result, ref: Result): void {
+interface Side {
+  label: string;
+  result: Result;
+}
+
+function printTable(title: string, sides: Side[]): void {
   const ms = (n: number | undefined) => (n === undefined ? '-' : n.toFixed(3));
-  const cpuRow = (label: string, key: string): [string, string, string, string, string] => [
-    `CPU per connect, ${label} (ms)`,
-    ms(ours.cpuPerConnect[key]),
-    ms(ref.cpuPerConnect[key]),
-    '',
-    '',
-  ];
+  const ref = sides.find((s) => s.label.startsWith('plain'))!.result;
+  const ours = sides.find((s) => s.label.startsWith('ours'))!.result;
+  const go = sides.find((s) => s.label.startsWith('Go'))?.result;
+  const col = (f: (r: Result) => string) => sides.map((s) => f(s.result));
   const totalCpu = (r: Result) =>
     Object.values(r.cpuPerConnect).every((v) => v !== undefined)
-      ? Object.values(r.cpuPerConnect).reduce<number>((s, v) => s + v!, 0)
+      ? Object.values(r.cpuPerConnect).reduce<number>((a, v) => a + v!, 0)
       : undefined;
-  const rows: Array<[string, string, string, string, string]> = [
+  const ratio = (a: number | undefined, b: number | undefined) =>
+    a === undefined || b === undefined || b === 0 ? '-' : (a / b).toFixed(2);
+  const rows: string[][] = [
     [
-      `authorized connects/s (${concurrency} concurrent)`,
-      ours.rate.toFixed(0),
-      ref.rate.toFixed(0),
-      (ours.rate / ref.rate).toFixed(2),
-      '>= 0.70',
+      'authorized connects/s',
+      ...col((r) => r.rate.toFixed(0)),
+      ratio(ours.rate, ref.rate),
+      ratio(ours.rate, go?.rate),
     ],
     [
       'connect latency p50 (ms)',
-      ours.p50.toFixed(2),
-      ref.p50.toFixed(2),
-      (ours.p50 / ref.p50).toFixed(2),
-      '',
+      ...col((r) => r.p50.toFixed(2)),
+      ratio(ours.p50, ref.p50),
+      ratio(ours.p50, go?.p50),
     ],
     [
       'connect latency p99 (ms)',
-      ours.p99.toFixed(2),
-      ref.p99.toFixed(2),
-      (ours.p99 / ref.p99).toFixed(2),
-      '',
+      ...col((r) => r.p99.toFixed(2)),
+      ratio(ours.p99, ref.p99),
+      ratio(ours.p99, go?.p99),
     ],
-    ['added connect latency p50 (ms)', (ours.p50 - ref.p50).toFixed(2), '0', '', ''],
-    ['added connect latency p99 (ms)', (ours.p99 - ref.p99).toFixed(2), '0', '', '< 5'],
-    cpuRow('client', 'client'),
-    cpuRow('nats-server', 'server'),
-    cpuRow('callout', 'callout'),
-    ['CPU per connect, total (ms)', ms(totalCpu(ours)), ms(totalCpu(ref)), '', ''],
+    ['added latency p50 vs plain (ms)', ...col((r) => (r.p50 - ref.p50).toFixed(2)), '', ''],
     [
-      'connects measured / failed',
-      `${ours.n} / ${ours.failures}`,
-      `${ref.n} / ${ref.failures}`,
+      'CPU per decision, callout process (ms)',
+      ...col((r) => ms(r.cpuPerConnect.callout)),
       '',
-      '',
+      ratio(ours.cpuPerConnect.callout, go?.cpuPerConnect.callout),
     ],
+    ['CPU per connect, nats-server (ms)', ...col((r) => ms(r.cpuPerConnect.server)), '', ''],
+    ['CPU per connect, client (ms)', ...col((r) => ms(r.cpuPerConnect.client)), '', ''],
+    [
+      'CPU per connect, total (ms)',
+      ...col((r) => ms(totalCpu(r))),
+      '',
+      ratio(totalCpu(ours), go ? totalCpu(go) : undefined),
+    ],
+    ['connects measured / failed', ...col((r) => `${r.n} / ${r.failures}`), '', ''],
   ];
-  const head: [string, string, string, string, string] = [
-    'metric',
-    'ours (callout)',
-    'reference (token)',
-    'ratio',
-    'target',
-  ];
+  const head = ['metric', ...sides.map((s) => s.label), 'ours/plain', 'ours/Go'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  console.log(`\n${title}`);
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));
@@ -272,6 +283,27 @@ const load = () =>
   loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
+
+/** Resolves once `proc` prints `marker` on stdout or stderr; rejects if it exits first. */
+function waitForOutput(proc: ChildProcess, marker: RegExp, what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    let seen = '';
+    const t = setTimeout(
+      () => reject(new Error(`${what} did not start: ${seen.slice(-500)}`)),
+      30_000,
+    );
+    const on = (b: Buffer) => {
+      seen += b.toString();
+      if (marker.test(seen)) {
+        clearTimeout(t);
+        resolve();
+      }
+    };
+    proc.stdout?.on('data', on);
+    proc.stderr?.on('data', on);
+    proc.once('exit', (code) => reject(new Error(`${what} exited ${code}: ${seen.slice(-500)}`)));
+  });
+}
 
 async function main(): Promise<void> {
   const skip = peerSkip('nats-server');
@@ -284,7 +316,8 @@ async function main(): Promise<void> {
   const dir = tempDir('nats-callout-bench-');
   const keys = newKeys();
   const tokens = await newTokenIssuer(dir.path, 'https://kubernetes.bench');
-  const saToken = await tokens.mint('bench', 'worker', { uid: 'uid-bench-worker' });
+  const mint = () => tokens.mint('bench', 'worker', { uid: 'uid-bench-worker' });
+  const saToken = await mint();
   const seedFile = join(dir.path, 'account.seed');
   writeFileSync(seedFile, keys.accountSeed, { mode: 0o600 });
   const xkeyFile = join(dir.path, 'xkey.seed');
@@ -295,6 +328,15 @@ async function main(): Promise<void> {
   const plainToken = 'bench-plain-token';
   const plain = await startNatsServer(`authorization { token: "${plainToken}" }`);
   const server = await startNatsServer(serverConfig(keys, { xkey: XKEY }));
+  const calloutEnv = {
+    NATS_URL: `nats://${CALLOUT_USER}:${keys.calloutPassword}@127.0.0.1:${server.port}`,
+    NATS_SIGNING_KEY_FILE: seedFile,
+    NATS_ACCOUNT: ACCOUNT,
+    K8S_IN_CLUSTER: 'false',
+    JWT_ISSUER: tokens.issuer,
+    JWKS_PATH: tokens.jwksPath,
+    LOG_LEVEL: 'warn',
+  };
   const proc = spawn(
     process.execPath,
     [
@@ -310,71 +352,144 @@ async function main(): Promise<void> {
       stdio: ['ignore', 'pipe', 'inherit'],
       env: {
         ...process.env,
+        ...calloutEnv,
         HOST: '127.0.0.1',
         PORT: '0',
-        NATS_URL: `nats://${CALLOUT_USER}:${keys.calloutPassword}@127.0.0.1:${server.port}`,
-        NATS_SIGNING_KEY_FILE: seedFile,
         ...(XKEY ? { NATS_XKEY_SEED_FILE: xkeyFile } : {}),
-        NATS_ACCOUNT: ACCOUNT,
-        K8S_IN_CLUSTER: 'false',
-        JWT_ISSUER: tokens.issuer,
-        JWKS_PATH: tokens.jwksPath,
-        LOG_LEVEL: 'warn',
       },
     },
   );
+  let goProc: ChildProcess | undefined;
+  let goServer: NatsServer | undefined;
+  let kube: { close(): Promise<void> } | undefined;
+  let goNote =
+    'Go reference callout not run: set BENCH_GO_CALLOUT to its binary (docs/nats-callout.md)';
   try {
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('callout did not become ready')), 20_000);
-      proc.stdout!.on('data', (b: Buffer) => {
-        if (b.toString().includes('ready')) {
-          clearTimeout(t);
-          resolve();
-        }
+    await waitForOutput(proc, /^ready$/m, 'our callout');
+    if (GO_CALLOUT && XKEY) goNote = 'Go reference callout not run: it has no xkey support';
+    else if (GO_CALLOUT) {
+      // Its informer wants a Kubernetes API with the ServiceAccount: kube-dev, in this process.
+      const { startKubeDev } = await import('@precinct/kube-dev');
+      const { CoreV1Api, KubeConfig } = await import('@kubernetes/client-node');
+      const { createLogger } = await import('@precinct/runtime');
+      const kd = await startKubeDev({
+        listen: { host: '127.0.0.1', port: 0 },
+        advertiseHost: '127.0.0.1',
+        dataDir: join(dir.path, 'kube'),
+        logger: createLogger('kube-dev', 'silent'),
       });
-      proc.once('exit', (code) => reject(new Error(`callout exited ${code}`)));
-    });
-    const reference: Target = {
+      kube = kd;
+      const kc = new KubeConfig();
+      kc.loadFromFile(kd.kubeconfigPath);
+      const core = kc.makeApiClient(CoreV1Api);
+      await core.createNamespace({ body: { metadata: { name: 'bench' } } });
+      await core.createNamespacedServiceAccount({
+        namespace: 'bench',
+        body: { metadata: { name: 'worker' } },
+      });
+      // A nats-server of its own, configured like ours.
+      goServer = await startNatsServer(serverConfig(keys));
+      goProc = spawn(GO_CALLOUT, [], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          ...calloutEnv,
+          NATS_URL: `nats://${CALLOUT_USER}:${keys.calloutPassword}@127.0.0.1:${goServer.port}`,
+          KUBECONFIG: kd.kubeconfigPath,
+          PORT: '0',
+        },
+      });
+      await waitForOutput(goProc, /authorization service started/, 'Go callout');
+      goNote = `Go reference callout: ${GO_CALLOUT}`;
+    }
+
+    // Fresh tokens, minted before the phases (RS256 signing here would slow the client).
+    const perMode = new Map<string, () => string>();
+    if (TOKEN_MODES.includes('fresh')) {
+      const sides = goProc ? 2 : 1;
+      const want = Number(
+        process.env.BENCH_FRESH_TOKENS ??
+          Math.ceil((sides * CONCURRENCIES.length * ROUNDS * (PHASE_MS + WARMUP_MS) * 700) / 1000),
+      );
+      const pool: string[] = [];
+      const t0 = performance.now();
+      for (let i = 0; i < want; i++) pool.push(await mint());
+      console.log(
+        `minted ${want} fresh tokens in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      );
+      let next = 0;
+      let wrapped = false;
+      perMode.set('fresh', () => {
+        if (next >= pool.length) {
+          next = 0;
+          if (!wrapped) console.log('  (fresh token pool exhausted: tokens reused from here on)');
+          wrapped = true;
+        }
+        return pool[next++]!;
+      });
+    }
+    perMode.set('same', () => saToken);
+
+    const plainTarget: Target = {
       server: plain,
-      token: plainToken,
+      token: () => plainToken,
       pids: { server: natsServerPid(plain) },
     };
-    const callout: Target = {
-      server,
-      token: saToken,
-      inboxPrefix: '_INBOX_bench_worker',
-      pids: { server: natsServerPid(server), callout: proc.pid },
-    };
     console.log(
-      `load average before: ${load()}; ${ROUNDS} rounds x ${PHASE_MS} ms per side and concurrency; xkey ${XKEY ? 'on' : 'off (BENCH_XKEY=1 encrypts)'}`,
+      `load average before: ${load()}; ${ROUNDS} rounds x ${PHASE_MS} ms per side, mode and concurrency; xkey ${XKEY ? 'on' : 'off (BENCH_XKEY=1 encrypts)'}`,
     );
-    for (const concurrency of CONCURRENCIES) {
-      const ours: Phase[] = [];
-      const ref: Phase[] = [];
-      for (let round = 0; round < ROUNDS; round++) {
-        // ABBA: neither side always runs first (the callout's JIT warms in round 0's warm-up).
-        if (round % 2 === 0) {
-          ref.push(await measure(reference, concurrency));
-          ours.push(await measure(callout, concurrency));
-        } else {
-          ours.push(await measure(callout, concurrency));
-          ref.push(await measure(reference, concurrency));
-        }
+    for (const mode of TOKEN_MODES) {
+      const token = perMode.get(mode)!;
+      const targets: Array<[string, Target]> = [
+        ['plain token', plainTarget],
+        [
+          'ours (callout)',
+          {
+            server,
+            token,
+            inboxPrefix: '_INBOX_bench_worker',
+            pids: { server: natsServerPid(server), callout: proc.pid },
+          },
+        ],
+      ];
+      if (goProc && goServer) {
+        targets.push([
+          'Go reference',
+          {
+            server: goServer,
+            token,
+            inboxPrefix: '_INBOX_bench_worker',
+            pids: { server: natsServerPid(goServer), callout: goProc.pid },
+          },
+        ]);
       }
-      console.log('');
-      printTable(concurrency, combine(ours), combine(ref));
+      for (const concurrency of CONCURRENCIES) {
+        const phases = new Map<string, Phase[]>(targets.map(([l]) => [l, []]));
+        for (let round = 0; round < ROUNDS; round++) {
+          // Neither side always runs first (the callout's JIT warms in round 0's warm-up).
+          const order = round % 2 === 0 ? targets : [...targets].reverse();
+          for (const [label, t] of order) phases.get(label)!.push(await measure(t, concurrency));
+        }
+        printTable(
+          `${mode === 'same' ? 'same token on every connect' : 'a new token on every connect'}, ${concurrency} concurrent`,
+          targets.map(([label]) => ({ label, result: combine(phases.get(label)!) })),
+        );
+      }
     }
     console.log(
       `\nload average after: ${load()} (a 1-minute load above the core count means other work shared the CPU)`,
     );
-    console.log(
-      `(one callout replica in its own process; reference Go service (portswigger-tim/nats-k8s-oidc-callout) not run)`,
-    );
+    console.log(`(one callout replica of each, in its own process; ${goNote})`);
   } finally {
     proc.kill('SIGTERM');
+    goProc?.kill('SIGTERM');
     await Promise.race([new Promise((r) => proc.once('exit', r)), sleep(5_000)]);
+    if (goProc) await Promise.race([new Promise((r) => goProc!.once('exit', r)), sleep(5_000)]);
     await server.close();
+    await goServer?.close();
     await plain.close();
+    await kube?.close();
     dir.cleanup();
   }
 }

@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createAccount, createServer, createUser } from '@nats-io/nkeys';
 import { decode as thirdPartyDecode, encodeAuthorizationResponse } from '@nats-io/jwt';
-import { decodeNatsJwt, encodeNatsJwt, nkeySigner } from '../src/nats-jwt.js';
+import {
+  base32Decode,
+  decodeNatsJwt,
+  ed25519,
+  encodeNatsJwt,
+  nkeySigner,
+  nodeEd25519,
+  sodiumEd25519,
+} from '../src/nats-jwt.js';
 
 const dec = (b: Uint8Array) => new TextDecoder().decode(b);
 
@@ -119,3 +127,29 @@ function base32(b: Uint8Array): string {
   if (bits > 0) out += A[(value << (5 - bits)) & 31];
   return out;
 }
+
+test('Ed25519: libsodium is in use, and signs and verifies exactly as node:crypto and nkeys do', () => {
+  if (process.env.PRECINCT_ED25519 !== 'node') assert.equal(ed25519.name, 'libsodium');
+  assert.ok(sodiumEd25519, 'sodium-native loads on this platform');
+  const account = createAccount();
+  const seed = dec(account.getSeed());
+  const raw = base32Decode(account.getPublicKey()).subarray(1, 33);
+  const backends = [sodiumEd25519, nodeEd25519];
+  for (const len of [0, 1, 100, 1500]) {
+    const msg = Buffer.alloc(len, len & 0xff);
+    const [a, b] = backends.map((be) => nkeySigner(seed, be).sign(msg));
+    // Ed25519 is deterministic: the same bytes from both.
+    assert.deepEqual(a, b, `same signature for ${len} bytes`);
+    // A third implementation, @nats-io/nkeys (tweetnacl), accepts it.
+    assert.ok(account.verify(msg, a!));
+    for (const be of backends) {
+      const v = be.verifier(raw);
+      assert.equal(v(msg, a!), true, `${be.name} accepts`);
+      const flipped = Buffer.from(a!);
+      flipped[10]! ^= 1;
+      assert.equal(v(msg, flipped), false, `${be.name} refuses a flipped bit`);
+      assert.equal(v(msg, a!.subarray(0, 63)), false, `${be.name} refuses a short signature`);
+      assert.equal(v(Buffer.concat([msg, Buffer.from('x')]), a!), false, `${be.name}: other data`);
+    }
+  }
+});
