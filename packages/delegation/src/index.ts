@@ -20,7 +20,6 @@ export {
   TXN_TOKEN_TYP,
   TXN_TOKEN_TYPE,
   TxnTokenError,
-  actorChain,
   createTxnTokenVerifier,
   parseScope,
   type TxnToken,

@@ -94,6 +94,7 @@ export interface TokenExchange {
 const MAX_SCOPES = 32;
 const MAX_SCOPE_CHARS = 1024;
 const MAX_REQ_WL_CHAIN = 16;
+const RESERVED_RCTX = ['amr', 'req_wl_chain'];
 
 function required(params: ReadonlyMap<string, string>, name: string): string {
   const value = params.get(name);
@@ -281,8 +282,11 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
         'no requested scope is granted',
       );
     }
-    // The service's own assertions come last, so a requester cannot overwrite them.
-    const rctx = { ...requestContext, ...(person.amr ? { amr: person.amr } : {}) };
+    // Keys the service asserts itself are never taken from the requester, so no caller can
+    // plant an `amr` or a fake earlier requester in `req_wl_chain`.
+    const rctx: Record<string, unknown> = { ...requestContext };
+    for (const reserved of RESERVED_RCTX) delete rctx[reserved];
+    if (person.amr) rctx.amr = person.amr;
     const now = clock();
     const txn = randomUUID();
     const actors = agent ? [agent] : [];

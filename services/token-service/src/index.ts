@@ -25,7 +25,6 @@ export {
   type TokenExchangeOptions,
   type TokenExchangeResponse,
 } from './exchange.js';
-export { parseTokenForm, type FormLimits } from './form.js';
 export {
   JWKS_PATH,
   TOKEN_PATH,

@@ -122,6 +122,20 @@ describe('issuing', () => {
     assert.equal(typeof c.txn, 'string');
   });
 
+  test('request_context cannot plant service-asserted rctx keys (amr, req_wl_chain)', async () => {
+    const ctx = { req_ip: '192.0.2.9', amr: ['face'], req_wl_chain: [`spiffe://${TD}/admin`] };
+    const out = await tts.exchange(
+      form({ subject_token: await idToken('alice'), request_context: JSON.stringify(ctx) }),
+      as(AGENT),
+    );
+    assert.deepEqual(decodeJwt(out.response.access_token).rctx, { req_ip: '192.0.2.9' });
+    const r = await tts.exchange(replaceForm(out.response.access_token), as(SVC));
+    assert.deepEqual(decodeJwt(r.response.access_token).rctx, {
+      req_ip: '192.0.2.9',
+      req_wl_chain: [AGENT],
+    });
+  });
+
   test('a policy that answers more than was asked cannot widen the token', async () => {
     policy = async () => ['docs.read', 'docs.list', 'admin.everything'];
     const out = await tts.exchange(
