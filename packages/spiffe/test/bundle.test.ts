@@ -110,8 +110,8 @@ test('SPIFFE bundle format round trip with sequence and refresh hint', () => {
   assert.ok(again.x509.equals(b.x509));
   assert.equal(again.sequenceNumber, 7);
   const bad: Array<[unknown, string]> = [
-    [{ keys: [{ kty: 'EC', use: 'x509-svid', x5c: [] }] }, 'ERR_BUNDLE_X5C'],
     [{ keys: [{ kty: 'EC', use: 'x509-svid', x5c: ['a', 'b'] }] }, 'ERR_BUNDLE_X5C'],
+    [{ keys: [{ kty: 'EC', use: 'x509-svid', x5c: [7] }] }, 'ERR_BUNDLE_X5C'],
     [{ keys: [{ kty: 'EC', use: 'x509-svid', x5c: ['bm90IGEgY2VydA=='] }] }, 'ERR_BUNDLE_X5C'],
     [{ keys: [{ ...ecJwk(), use: 'jwt-svid' }] }, 'ERR_BUNDLE_KID'],
     [{ keys: [], spiffe_refresh_hint: -1 }, 'ERR_BUNDLE_REFRESH_HINT'],
@@ -121,6 +121,25 @@ test('SPIFFE bundle format round trip with sequence and refresh hint', () => {
   for (const [input, code] of bad) {
     assert.throws(() => SpiffeBundle.parse(td, JSON.stringify(input)), { code }, code);
   }
+});
+
+test('SPIFFE bundle format: which x509-svid entries count (X509-SVID 6.2, TB 4.1.3, 4.2.1)', () => {
+  const root = ca.bundleDer().toString('base64');
+  const entry = (extra: Record<string, unknown>) => ({ kty: 'EC', use: 'x509-svid', ...extra });
+  const anchors = (keys: unknown[]) =>
+    SpiffeBundle.parse(td, JSON.stringify({ keys })).x509.x509Authorities().length;
+  // Positive control: one well-formed entry is one anchor.
+  assert.equal(anchors([entry({ x5c: [root] })]), 1);
+  const cases: [string, unknown[], number][] = [
+    ['x5c missing: entry ignored', [entry({}), entry({ x5c: [root] })], 1],
+    ['x5c empty: entry ignored', [entry({ x5c: [] })], 0],
+    ['several x5c values: only the first counts', [entry({ x5c: [root, 'not used'] })], 1],
+    ['unknown kty: entry ignored', [entry({ kty: 'FANCY', x5c: [root] })], 0],
+    ['no use: entry ignored', [{ kty: 'EC', x5c: [root] }], 0],
+    ['another use: entry ignored', [entry({ use: 'wit-svid', x5c: [root] })], 0],
+    ['use is case sensitive', [entry({ use: 'X509-SVID', x5c: [root] })], 0],
+  ];
+  for (const [name, keys, want] of cases) assert.equal(anchors(keys), want, name);
 });
 
 test('bundle sets keep trust domains apart', () => {

@@ -5,6 +5,8 @@ import { toTrustDomain, type TrustDomain } from '../spiffeid/id.js';
 import { JwtBundle, importPublicJwk, parseJwksKeys } from './jwtbundle.js';
 import { X509Bundle } from './x509bundle.js';
 
+const KNOWN_KTY = new Set(['RSA', 'EC', 'OKP']);
+
 /**
  * A bundle in the SPIFFE bundle format (SPIFFE Trust Domain and Bundle spec, section 4): a
  * JWKS whose keys have `use: x509-svid` (one certificate in `x5c`) or `use: jwt-svid` (a `kid`),
@@ -33,8 +35,9 @@ export class SpiffeBundle {
   }
 
   /**
-   * Parses the SPIFFE bundle format. An `x509-svid` key must carry exactly one certificate; a
-   * `jwt-svid` key must carry a `kid`; keys of another `use` or an unknown `kty` are skipped.
+   * Parses the SPIFFE bundle format. An `x509-svid` key contributes the first certificate of
+   * its `x5c` (an entry without one is skipped); a `jwt-svid` key must carry a `kid`; keys
+   * without `use`, of another `use` or of an unknown `kty` are skipped.
    */
   static parse(td: TrustDomain | string, data: Buffer | string): SpiffeBundle {
     const t = toTrustDomain(td);
@@ -60,11 +63,16 @@ export class SpiffeBundle {
       bundle.sequenceNumber = seq;
     }
     for (const [i, jwk] of keys.entries()) {
+      // Trust Domain and Bundle 4.2.1: an element of an unknown key type is ignored whole.
+      if (!KNOWN_KTY.has(String(jwk.kty))) continue;
       if (jwk.use === 'x509-svid') {
-        if (!Array.isArray(jwk.x5c) || jwk.x5c.length !== 1 || typeof jwk.x5c[0] !== 'string') {
+        // X509-SVID 6.2: an entry without x5c (or with an empty one) MUST be ignored, and of
+        // several values all but the first MUST be ignored.
+        if (!Array.isArray(jwk.x5c) || jwk.x5c.length === 0) continue;
+        if (typeof jwk.x5c[0] !== 'string') {
           throw new SpiffeError(
             'ERR_BUNDLE_X5C',
-            `spiffebundle: expected a single certificate in x509-svid entry ${i}`,
+            `spiffebundle: x5c of x509-svid entry ${i} is not a base64 certificate`,
           );
         }
         let cert: X509Certificate;
