@@ -1,7 +1,5 @@
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
-  customFetch,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -12,6 +10,7 @@ import {
 } from 'jose';
 import { precheck } from './compact.js';
 import { DelegationConfigError, DelegationError } from './errors.js';
+import { remoteKeySet } from './verifier.js';
 
 /**
  * Transaction Tokens (draft-ietf-oauth-transaction-tokens-10): a short-lived JWT minted by the
@@ -115,10 +114,11 @@ export interface TxnTokenVerifierOptions {
   /** This trust domain's name (e.g. `example.org`); `aud` must be exactly this string. */
   trustDomain: string;
   /**
-   * The token service's public keys: its JWKS URL (fetched by jose's remote key set: cached,
-   * refetched on an unknown `kid` at most once per `jwksCooldownSeconds`, each fetch bounded
-   * by `jwksTimeoutMs`), a key set held in memory, or a key resolver function (for the token
-   * service itself, which holds its keys).
+   * The token service's public keys: its JWKS URL (fetched, kept, refetched on an unknown
+   * `kid` or when older than 10 minutes; at most one fetch per `jwksCooldownSeconds` in every
+   * state, a failing endpoint included; each fetch bounded by `jwksTimeoutMs` and 256 KiB), a
+   * key set held in memory, or a key resolver function (for the token service itself, which
+   * holds its keys).
    */
   jwks: URL | { keys: JWK[] } | JWTVerifyGetKey;
   /** If set, `iss` must equal it exactly (the draft makes `iss` optional). */
@@ -217,12 +217,13 @@ function keyResolver(opts: TxnTokenVerifierOptions): JWTVerifyGetKey {
     if (jwks.protocol !== 'https:' && jwks.protocol !== 'http:') {
       throw new DelegationConfigError('jwks URL must be http(s)');
     }
-    const cooldown = positiveInteger('jwksCooldownSeconds', opts.jwksCooldownSeconds, 30);
-    const timeout = positiveInteger('jwksTimeoutMs', opts.jwksTimeoutMs, 5000);
-    set = createRemoteJWKSet(jwks, {
-      cooldownDuration: cooldown * 1000,
-      timeoutDuration: timeout,
-      ...(opts.fetch ? { [customFetch]: opts.fetch } : {}),
+    // The package's rate-limited remote key set (shared with the delegation verifier): at
+    // most one fetch per cool-down in every state, failing endpoint included.
+    set = remoteKeySet(jwks, {
+      cooldownMs: positiveInteger('jwksCooldownSeconds', opts.jwksCooldownSeconds, 30) * 1000,
+      timeoutMs: positiveInteger('jwksTimeoutMs', opts.jwksTimeoutMs, 5000),
+      now: opts.clock ?? Date.now,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
     });
   } else {
     if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) {

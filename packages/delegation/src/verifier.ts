@@ -145,9 +145,9 @@ function assertPublicKeySet(jwks: unknown): asserts jwks is { keys: JWK[] } {
  * concurrent tokens share the fetch in progress, and keys already held are kept through a
  * failed refresh. Key selection stays with jose (createLocalJWKSet over the fetched document).
  */
-function remoteKeySet(
+export function remoteKeySet(
   url: URL,
-  opts: { cooldownMs: number; timeoutMs: number; now: () => number },
+  opts: { cooldownMs: number; timeoutMs: number; now: () => number; fetch?: typeof fetch },
 ): JWTVerifyGetKey {
   let local: JWTVerifyGetKey | undefined;
   let loadedAt = -Infinity;
@@ -156,7 +156,7 @@ function remoteKeySet(
   let inflight: Promise<void> | undefined;
 
   const load = async (): Promise<void> => {
-    const res = await fetch(url, {
+    const res = await (opts.fetch ?? fetch)(url, {
       headers: { accept: 'application/json' },
       redirect: 'error',
       signal: AbortSignal.timeout(opts.timeoutMs),

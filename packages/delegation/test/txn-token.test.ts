@@ -355,12 +355,17 @@ describe('remote JWKS: bounded fetches', () => {
     assert.equal(fetches, 1);
   });
 
-  test('JWKS endpoint failing: jwks_unavailable (fail closed), then recovers', async () => {
+  test('JWKS endpoint failing: jwks_unavailable (fail closed), one fetch per cool-down, then recovers', async () => {
     available = false;
-    const v = verifier({ jwks: url });
-    await rejectsWith(v.verify(await sign()), 'jwks_unavailable');
+    fetches = 0;
+    let now = NOW_MS;
+    const v = verifier({ jwks: url, jwksCooldownSeconds: 30, clock: () => now });
+    for (let i = 0; i < 10; i++) await rejectsWith(v.verify(await sign()), 'jwks_unavailable');
+    assert.equal(fetches, 1, 'a failing endpoint is not asked again inside the cool-down');
     available = true;
-    const v2 = verifier({ jwks: url });
-    assert.equal((await v2.verify(await sign())).subject, PERSON);
+    await rejectsWith(v.verify(await sign()), 'jwks_unavailable');
+    now += 31_000;
+    assert.equal((await v.verify(await sign())).subject, PERSON);
+    assert.equal(fetches, 2);
   });
 });
