@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
-  customFetch,
   decodeProtectedHeader,
   errors,
   jwtVerify,
   type JWK,
   type JWTVerifyGetKey,
 } from 'jose';
+import { remoteKeySet } from '@precinct/delegation';
 import { TokenServiceConfigError } from './errors.js';
 
 /** RFC 8693 token type of an OpenID Connect ID token. */
@@ -57,7 +56,10 @@ export interface OidcPersonAuthenticatorOptions {
   issuer: string;
   /** This token service's client id at the provider; `aud` must contain it. */
   clientId: string;
-  /** The provider's JWKS: a URL (cached, refetched at most once per 30 s) or a key set. */
+  /**
+   * The provider's JWKS: a URL (kept, refetched on an unknown `kid` or after 10 minutes, at most
+   * once per 30 s in every state, a failing provider included) or a key set.
+   */
   jwks: URL | { keys: JWK[] };
   /** Allowed `alg`. Default RS256, ES256, PS256, EdDSA (asymmetric only). */
   algorithms?: string[];
@@ -121,10 +123,11 @@ export function createOidcPersonAuthenticator(
   const clock = opts.clock ?? Date.now;
   let keys: JWTVerifyGetKey;
   if (opts.jwks instanceof URL) {
-    keys = createRemoteJWKSet(opts.jwks, {
-      timeoutDuration: 5000,
-      cooldownDuration: 30_000,
-      ...(opts.fetch ? { [customFetch]: opts.fetch } : {}),
+    keys = remoteKeySet(opts.jwks, {
+      cooldownMs: 30_000,
+      timeoutMs: 5000,
+      now: clock,
+      ...(opts.fetch ? { fetch: opts.fetch } : {}),
     });
   } else {
     try {

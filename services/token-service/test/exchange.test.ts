@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, test } from 'node:test';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { decodeJwt, decodeProtectedHeader, exportJWK, SignJWT } from 'jose';
 import { TXN_TOKEN_TYPE, createTxnTokenVerifier } from '@precinct/delegation';
 import {
@@ -294,5 +296,48 @@ describe('verified ID token cache', () => {
       'invalid_grant',
       'person_proof',
     );
+  });
+});
+
+describe('OpenID Provider keys unavailable', () => {
+  test('503 temporarily_unavailable, one JWKS fetch per cool-down, then tokens again', async (t) => {
+    let up = false;
+    let fetches = 0;
+    const server = createServer((_req, res) => {
+      fetches++;
+      if (!up) return void res.writeHead(503).end();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: [idpJwk] }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    t.after(() => server.close());
+    const port = (server.address() as AddressInfo).port;
+    const remote = createTokenExchange({
+      trustDomain: TD,
+      issuer: ISS,
+      keys,
+      persons: [
+        createOidcPersonAuthenticator({
+          issuer: 'https://idp.frozen.test',
+          clientId: 'tts',
+          jwks: new URL(`http://127.0.0.1:${port}/jwks`),
+          clock,
+        }),
+      ],
+      consent,
+      grantScope: (r) => policy(r),
+      isAgent: (id) => id.startsWith(`spiffe://${TD}/agents/`),
+      clock,
+    });
+    const f = form({ subject_token: await idToken('alice') });
+    for (let i = 0; i < 5; i++) {
+      await refused(remote.exchange(f, as(AGENT)), 'temporarily_unavailable', 'person_unavailable');
+    }
+    assert.equal(fetches, 1);
+    up = true;
+    now += 31_000;
+    const out = await remote.exchange(f, as(AGENT));
+    assert.equal(decodeJwt(out.response.access_token).sub, 'alice');
+    assert.equal(fetches, 2);
   });
 });
