@@ -1,6 +1,9 @@
 // @precinct/kube's ServiceAccount watch and the cachingVerifier eviction it drives, against the
 // real local Kubernetes API (kube-dev), ServiceAccounts deleted with kubectl.
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
@@ -8,21 +11,46 @@ import {
   cachingVerifier,
   createJwksVerifier,
   createTokenReviewVerifier,
-  requireLiveServiceAccount,
   evictOnServiceAccountChange,
+  requireLiveServiceAccount,
   watchPods,
   watchServiceAccounts,
   type ObjectWatch,
   type TokenVerifier,
   type WatchedObject,
 } from '@precinct/kube';
-import { peerSkip } from '@precinct/testing';
+import { peerSkip, tempDir } from '@precinct/testing';
 import { createLogger } from '@precinct/runtime';
 import { eventually, kubeConfigOf, kubectl, startRelay, tokenFor } from './support.js';
 
 const NS = 'team-a';
 const AUD = 'precinct';
 const quiet = () => createLogger('revocation-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+
+/** kube-dev's JWKS document, fetched as the API server's own admin. */
+function kubeJwks(kube: KubeDev): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      `${kube.issuer}/openid/v1/jwks`,
+      {
+        ca: kube.caPem,
+        headers: {
+          authorization: `Bearer ${kube.adminToken}`,
+          accept: 'application/jwk-set+json, application/json',
+        },
+      },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () =>
+          res.statusCode === 200 ? resolve(body) : reject(new Error(`JWKS: ${res.statusCode}`)),
+        );
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 /** Counts the inner verifications, so a test can tell a cache hit from a fresh TokenReview. */
 function counting(inner: TokenVerifier) {
@@ -130,19 +158,17 @@ describe('ServiceAccount watch and cache eviction (kube-dev)', () => {
   test(
     'offline (JWKS) verification refuses a deleted ServiceAccount only behind requireLiveServiceAccount',
     { skip: peerSkip('kubectl') },
-    async () => {
+    async (t) => {
       for (const n of ['offline', 'offline-control']) await createSa(n);
       const watch = watchServiceAccounts({ kubeConfig: kc, logger: quiet() });
       watches.push(watch);
       await watch.ready();
-      const jwks = () =>
-        createJwksVerifier({
-          issuer: kube.issuer,
-          audiences: [AUD],
-          jwksUrl: `${kube.issuer}/openid/v1/jwks`,
-          ca: kube.caPem,
-          bearerToken: kube.adminToken,
-        });
+      // The keys from a file: this test is about the guard, not about fetching keys.
+      const dir = tempDir('precinct-revocation-jwks-');
+      t.after(dir.cleanup);
+      const jwksPath = join(dir.path, 'jwks.json');
+      writeFileSync(jwksPath, await kubeJwks(kube));
+      const jwks = () => createJwksVerifier({ issuer: kube.issuer, audiences: [AUD], jwksPath });
       const guarded = requireLiveServiceAccount(cachingVerifier(jwks()), watch);
       const plain = cachingVerifier(jwks());
       const token = await tokenFor(core, NS, 'offline', [AUD]);

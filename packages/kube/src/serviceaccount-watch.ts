@@ -277,8 +277,11 @@ class KubeObjectWatch extends EventEmitter<ObjectWatchEvents> implements ObjectW
           this.#resolveReady();
           this.#changes.emit('change');
         }
+        const started = Date.now();
         await this.#watchOnce();
         failures = 0;
+        // A server that ends every watch at once must not be re-dialled in a tight loop.
+        if (Date.now() - started < 1000) await this.#sleep(this.#opts.retryMs);
       } catch (err) {
         if (this.#closed()) return;
         const status = statusOf(err);
@@ -303,13 +306,18 @@ class KubeObjectWatch extends EventEmitter<ObjectWatchEvents> implements ObjectW
           { resource: this.resource, status, reason: (err as Error)?.message, retryInMs: delay },
           'watch failed; retrying',
         );
-        await new Promise<void>((r) => {
-          this.#wake = r;
-          this.#retryTimer = setTimeout(r, delay);
-          this.#retryTimer.unref();
-        });
+        await this.#sleep(delay);
       }
     }
+  }
+
+  /** Waits `ms`, or until close(). */
+  #sleep(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      this.#wake = r;
+      this.#retryTimer = setTimeout(r, ms);
+      this.#retryTimer.unref();
+    });
   }
 
   /** One watch request from the current resourceVersion; resolves when it ends normally. */
@@ -380,10 +388,8 @@ class KubeObjectWatch extends EventEmitter<ObjectWatchEvents> implements ObjectW
             if (meta?.resourceVersion) this.#resourceVersion = meta.resourceVersion;
             this.#changes.emit('change');
           },
-          (err: unknown) => {
-            // Once aborted on purpose (stale, ERROR) the promise already settled.
-            finish(err ?? undefined);
-          },
+          // After an abort of our own (stale, ERROR) this is a no-op: finish() already ran.
+          (err: unknown) => finish(err ?? undefined),
         )
         .then(
           (c: AbortController) => {
