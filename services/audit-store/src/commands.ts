@@ -4,7 +4,10 @@ import {
   cachingVerifier,
   createSubjectAccessReviewAuthorizer,
   createTokenReviewVerifier,
+  evictOnServiceAccountChange,
   loadKubeConfig,
+  watchServiceAccounts,
+  type ObjectWatch,
 } from '@precinct/kube';
 import {
   UsageError,
@@ -244,6 +247,7 @@ export const auditStoreCommand: Command = {
         ? parseListen(flags['health-listen'], listenOpts.host ?? '::')
         : { port: 8081 };
     let auth: Parameters<typeof startAuditStore>[0]['auth'] = false;
+    let serviceAccounts: ObjectWatch | undefined;
     if (!flags['no-auth']) {
       let kubeConfig;
       try {
@@ -257,10 +261,15 @@ export const auditStoreCommand: Command = {
       }
       // TokenReview for the store's audience only: a token minted for the Kubernetes API is
       // not accepted, so no writer hands the store a credential it could replay there.
+      const verifier = cachingVerifier(
+        createTokenReviewVerifier({ kubeConfig, audiences: [tokenAudience] }),
+      );
+      // Revocation: a deleted ServiceAccount's cached identities are evicted when the watch
+      // sees it go (needs list/watch on serviceaccounts), not up to 5 minutes later.
+      serviceAccounts = watchServiceAccounts({ kubeConfig });
+      evictOnServiceAccountChange(verifier, serviceAccounts);
       auth = {
-        verifier: cachingVerifier(
-          createTokenReviewVerifier({ kubeConfig, audiences: [tokenAudience] }),
-        ),
+        verifier,
         authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
       };
     }
@@ -300,6 +309,7 @@ export const auditStoreCommand: Command = {
         ? { advertiseHost: flags['advertise-host'] }
         : {}),
     }).catch(async (err: unknown) => {
+      serviceAccounts?.close();
       await source?.close();
       throw err;
     });
@@ -307,6 +317,7 @@ export const auditStoreCommand: Command = {
     if (store.healthUrl) console.log(`audit-store probes and metrics on ${store.healthUrl}`);
     await waitForShutdown();
     await store.close();
+    serviceAccounts?.close();
     await source?.close();
   },
 };

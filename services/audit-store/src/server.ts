@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isUtf8 } from 'node:buffer';
+import { STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -293,6 +295,28 @@ declare module 'fastify' {
 }
 
 /**
+ * Requests Node's HTTP parser refuses before Fastify sees them (headers or URL over 16 KiB,
+ * malformed request lines) get problem+json too, as Fastify's default handler sends them.
+ */
+function problemClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const status =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+  const title =
+    status === 431
+      ? 'request headers too large'
+      : status === 408
+        ? 'request timeout'
+        : 'bad request';
+  const body = JSON.stringify({ type: 'about:blank', title, status });
+  if (socket.writable)
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: ${body.length}\r\nContent-Type: application/problem+json\r\n\r\n${body}`,
+    );
+  socket.destroy();
+}
+
+/**
  * Refuses (401, ERR_TOKEN_AUDIENCE) a verified identity whose audiences name none of the
  * store's: a token minted for the Kubernetes API (or any other service) is not a credential
  * for the store, even from a verifier that forgot to ask for the audience.
@@ -390,6 +414,15 @@ export async function buildAuditApp(
     loggerInstance: opts.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: LIMITS.bodyBytes,
+    clientErrorHandler: problemClientError,
+    // A path whose percent-encoding is not UTF-8 is refused by the router before any hook.
+    frameworkErrors: (_err, _req, reply) =>
+      (reply as FastifyReply).code(400).type('application/problem+json').send({
+        type: 'about:blank',
+        title: 'invalid request',
+        status: 400,
+        detail: 'the URL is not percent-encoded UTF-8',
+      }),
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false } },
   });
   app.addSchema(eventInputSchema);
