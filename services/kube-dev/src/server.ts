@@ -4,7 +4,14 @@ import { ApiError, badRequest, invalid, notFound } from './errors.js';
 import { type Authenticator, forbidden, impersonate } from './auth.js';
 import { applyPatch, PATCH_CONTENT_TYPES } from './patch.js';
 import { decodeProtobufObject } from './protobuf.js';
-import { openApiDocument, openApiIndex } from './openapi.js';
+import {
+  OPENAPI_V2,
+  OPENAPI_V2_PROTOBUF,
+  OPENAPI_V2_PROTOBUF_ACCEPT,
+  OPENAPI_V2_PROTOBUF_TYPE,
+  openApiDocument,
+  openApiIndex,
+} from './openapi.js';
 import { decode, jsonDepth } from './schema.js';
 import {
   aggregatedRules,
@@ -359,8 +366,8 @@ export class KubeApi {
       // bindings open the first two to everyone and discovery to ServiceAccounts, as in
       // kube-apiserver.
       this.authorizeOrThrow(user, attrs);
-      if (await this.servePublic(method, path, url, res)) return;
-      return this.serveNonResource(method, path, res);
+      if (await this.servePublic(req, method, path, url, res)) return;
+      return this.serveNonResource(req, method, path, res);
     }
     const verb = verbOf(method, target, url.searchParams);
     const attrs: ResourceAttributes = {
@@ -377,7 +384,13 @@ export class KubeApi {
     await this.serveResource(req, res, method, verb, target, url.searchParams, user);
   }
 
-  private async servePublic(method: string, path: string, url: URL, res: ServerResponse) {
+  private async servePublic(
+    req: IncomingMessage,
+    method: string,
+    path: string,
+    url: URL,
+    res: ServerResponse,
+  ) {
     if (method !== 'GET' && method !== 'HEAD') return false;
     const health = /^\/(healthz|livez|readyz)(\/.*)?$/.exec(path);
     if (health) {
@@ -406,6 +419,19 @@ export class KubeApi {
       return true;
     }
     if (path === '/openid/v1/jwks') {
+      // Served only as application/jwk-set+json, like kube-apiserver (406 for a client that
+      // accepts only application/json).
+      const accept = req.headers.accept;
+      if (
+        accept &&
+        !/(^|,)\s*(\*\/\*|application\/\*|application\/jwk-set\+json)\s*(;|,|$)/i.test(accept)
+      ) {
+        throw new ApiError(
+          406,
+          'NotAcceptable',
+          '406: Not Acceptable\n\nAvailable representations: application/jwk-set+json',
+        );
+      }
       const body = JSON.stringify(await jwks(this.ctx.key));
       res.writeHead(200, {
         'Content-Type': 'application/jwk-set+json',
@@ -439,7 +465,12 @@ export class KubeApi {
     }
   }
 
-  private serveNonResource(method: string, path: string, res: ServerResponse) {
+  private serveNonResource(
+    req: IncomingMessage,
+    method: string,
+    path: string,
+    res: ServerResponse,
+  ) {
     if (method !== 'GET' && method !== 'HEAD') {
       throw new ApiError(
         405,
@@ -465,6 +496,17 @@ export class KubeApi {
       });
     }
     if (path === '/openapi/v3') return send(res, 200, openApiIndex());
+    if (path === '/openapi/v2') {
+      if (OPENAPI_V2_PROTOBUF_ACCEPT.test(req.headers.accept ?? '')) {
+        res.writeHead(200, {
+          'Content-Type': OPENAPI_V2_PROTOBUF_TYPE,
+          'Content-Length': OPENAPI_V2_PROTOBUF.length,
+        });
+        res.end(OPENAPI_V2_PROTOBUF);
+        return;
+      }
+      return send(res, 200, OPENAPI_V2);
+    }
     if (path.startsWith('/openapi/v3/')) {
       const doc = openApiDocument(path.slice('/openapi/v3/'.length));
       if (doc) return send(res, 200, doc);
@@ -625,7 +667,7 @@ export class KubeApi {
           res,
         );
         const obj = this.prepare(def, body, ns, undefined);
-        this.preventEscalation(user, def, obj);
+        this.preventEscalation(user, def, obj, undefined);
         return send(res, 201, withTypeMeta(def, this.create(def, obj, dryRun)));
       }
       case 'update': {
@@ -638,7 +680,7 @@ export class KubeApi {
           res,
         );
         const obj = this.prepare(def, body, ns, t.name);
-        this.preventEscalation(user, def, obj);
+        this.preventEscalation(user, def, obj, t.name);
         return send(res, 200, withTypeMeta(def, this.update(def, obj, dryRun)));
       }
       case 'patch': {
@@ -669,7 +711,7 @@ export class KubeApi {
           true,
         );
         const obj = this.prepare(def, decoded, ns, t.name);
-        this.preventEscalation(user, def, obj);
+        this.preventEscalation(user, def, obj, t.name);
         return send(res, 200, withTypeMeta(def, this.update(def, obj, dryRun)));
       }
       case 'delete': {
@@ -727,17 +769,24 @@ export class KubeApi {
    * holding every permission it grants; writing a binding needs verb `bind` on the role it
    * references or holding every permission of that role (in the binding's scope).
    */
-  private preventEscalation(user: UserInfo, def: ResourceDef, obj: KubeObject) {
+  private preventEscalation(
+    user: UserInfo,
+    def: ResourceDef,
+    obj: KubeObject,
+    urlName: string | undefined,
+  ) {
     const ns = obj.metadata.namespace ?? '';
     let servant: PolicyRule[];
     let special: ResourceAttributes;
     if (def === ROLES || def === CLUSTER_ROLES) {
       servant = (obj.rules as PolicyRule[] | undefined) ?? [];
+      // The name is the request's (none on create), as kube-apiserver asks: `escalate` limited
+      // by resourceNames covers updates of those roles, never their creation.
       special = {
         verb: 'escalate',
         group: RBAC_GROUP,
         resource: def.resource,
-        name: obj.metadata.name,
+        ...(urlName ? { name: urlName } : {}),
         namespace: ns,
       };
     } else if (def === ROLE_BINDINGS || def === CLUSTER_ROLE_BINDINGS) {

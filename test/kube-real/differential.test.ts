@@ -1,0 +1,1134 @@
+// One table of scenarios, run against kube-dev and against a real kube-apiserver (+ etcd and
+// kube-controller-manager), with unmodified kubectl and raw HTTPS as @kubernetes/client-node
+// sends it. Each scenario reduces a server's answer to an outcome (what a client acts on:
+// status code, allowed, authenticated, exit code) and a wording (messages). Outcomes must be
+// equal unless the scenario is a documented decision in docs/kube-dev.md ("Differences from
+// kube-apiserver"); wording differences are only counted. The summary is printed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeJwt, decodeProtectedHeader, SignJWT } from 'jose';
+import {
+  peerSkip,
+  requirePeer,
+  startKubeApiserver,
+  tempDir,
+  type KubeApiserver,
+} from '@precinct/testing';
+import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
+import { call, watch, type Side } from './side.js';
+
+/** Scenarios whose outcome differs on purpose; each is explained in docs/kube-dev.md. */
+const DOCUMENTED: Record<string, string> = {
+  'watch from a resourceVersion far in the past':
+    'kube-dev keeps watch history since its start only (410 Expired, clients relist); etcd keeps it until compaction',
+  'kubectl auth can-i update deployments.apps --subresource=scale as a deployer':
+    'kube-dev serves no deployments, so kubectl cannot resolve deployments.apps from discovery and asks about resource "deployments.apps" in the core group',
+};
+
+interface Result {
+  outcome: string;
+  wording?: string;
+}
+/**
+ * `expect`: a substring the real server's outcome must contain, so setup steps and positive
+ * controls cannot fail the same way on both sides and pass as "identical".
+ */
+type Scenario = { name: string; run: (s: Side) => Promise<Result>; expect?: string };
+
+const skip = peerSkip('kube-apiserver', 'etcd', 'kubectl');
+const NS = 'diff';
+const G = 'rbac.authorization.k8s.io';
+
+/** Polls `fn` until `done` holds or `boundMs` passed; returns the last value. */
+async function until<T>(fn: () => Promise<T>, done: (v: T) => boolean, boundMs = 15_000) {
+  const deadline = Date.now() + boundMs;
+  for (;;) {
+    const v = await fn();
+    if (done(v) || Date.now() > deadline) return v;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+const json = (v: unknown) => JSON.stringify(v);
+const statusOf = (r: { status: number; text: string }): Result => {
+  let msg = r.text;
+  try {
+    const b = JSON.parse(r.text) as { message?: string; reason?: string };
+    msg = `${b.reason ?? ''} ${b.message ?? ''}`;
+  } catch {
+    /* not JSON */
+  }
+  return { outcome: String(r.status), wording: msg.slice(0, 300) };
+};
+
+function kubectl(s: Side, args: string[], stdin?: string) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    const p = spawn(requirePeer('kubectl'), ['--kubeconfig', s.kubeconfigPath, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    p.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    p.stdin.end(stdin ?? '');
+  });
+}
+const kubectlResult = (
+  r: { code: number; stdout: string; stderr: string },
+  out = false,
+): Result => ({
+  outcome: `exit ${r.code}${out ? ` ${r.stdout.trim()}` : ''}`,
+  wording: `${r.stdout}${r.stderr}`.replace(/\s+/g, ' ').slice(0, 300),
+});
+
+async function mint(s: Side, sa: string, spec: Record<string, unknown> = {}) {
+  const r = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/${sa}/token`, {
+    body: json({ spec }),
+  });
+  if (r.status !== 201) throw new Error(`token for ${sa}: ${r.status} ${r.text}`);
+  return (r.json() as { status: { token: string } }).status.token;
+}
+
+async function review(s: Side, token: string, audiences?: string[]) {
+  const r = await call(s, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+    body: json({ spec: { token, ...(audiences ? { audiences } : {}) } }),
+  });
+  const b = r.json() as {
+    status?: {
+      authenticated?: boolean;
+      audiences?: string[];
+      user?: { username?: string; extra?: Record<string, string[]> };
+      error?: string;
+    };
+  };
+  return { code: r.status, ...b.status };
+}
+const reviewResult = (v: Awaited<ReturnType<typeof review>>, s: Side): Result => ({
+  outcome: `${v.code} authenticated=${v.authenticated === true}${v.authenticated ? ` user=${v.user?.username === s.adminUser ? 'ADMIN' : v.user?.username} aud=${(v.audiences ?? []).map((a) => (a === s.issuer ? 'ISSUER' : a)).join(',')}` : ''}`,
+  wording: v.error ?? '',
+});
+
+/** Re-signs a minted token's claims, changed by `edit`, with the side's own signing key. */
+async function forge(s: Side, model: string, edit: (c: Record<string, unknown>) => void) {
+  const claims = decodeJwt(model) as Record<string, unknown>;
+  edit(claims);
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'RS256', kid: decodeProtectedHeader(model).kid! })
+    .sign(createPrivateKey(s.signingKeyPem));
+}
+
+async function sar(s: Side, spec: Record<string, unknown>) {
+  const r = await call(s, 'POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+    body: json({ spec }),
+  });
+  const b = r.json() as { status?: { allowed?: boolean; reason?: string } };
+  return {
+    outcome: `${r.status} allowed=${b.status?.allowed === true}`,
+    wording: b.status?.reason ?? r.text.slice(0, 200),
+  };
+}
+const ra = (
+  user: string,
+  verb: string,
+  resource: string,
+  extra: Record<string, string> = {},
+  groups?: string[],
+) => ({
+  user,
+  ...(groups ? { groups } : {}),
+  resourceAttributes: { namespace: NS, verb, resource, group: '', ...extra },
+});
+
+const yaml = (o: unknown) => JSON.stringify(o);
+
+// ---------------------------------------------------------------------------------------------
+// The table. Scenarios run in order on each side; earlier ones may set up later ones.
+// ---------------------------------------------------------------------------------------------
+const scenarios: Scenario[] = [];
+const add = (name: string, run: Scenario['run'], expect?: string) =>
+  scenarios.push({ name, run, ...(expect !== undefined ? { expect } : {}) });
+
+// TokenRequest
+add('TokenRequest: default audience is the API audience, 1 h', async (s) => {
+  const c = decodeJwt(await mint(s, 'app'));
+  return {
+    outcome: `aud=${json(c.aud) === json([s.issuer]) ? 'ISSUER' : json(c.aud)} ttl=${c.exp! - c.iat!}`,
+  };
+});
+add('TokenRequest: explicit audiences', async (s) => {
+  const c = decodeJwt(await mint(s, 'app', { audiences: ['a', 'b'] }));
+  return { outcome: `aud=${json(c.aud)}` };
+});
+for (const [label, e] of [
+  ['599 s', 599],
+  ['600 s', 600],
+  ['2^32 s', 2 ** 32],
+  ['2^32+1 s', 2 ** 32 + 1],
+  ['a string', '"600"'],
+] as const) {
+  add(`TokenRequest: expirationSeconds ${label}`, async (s) => {
+    const r = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/app/token`, {
+      body: `{"spec":{"expirationSeconds":${e}}}`,
+    });
+    const res = statusOf(r);
+    if (r.status === 201) {
+      const c = decodeJwt((r.json() as { status: { token: string } }).status.token);
+      res.outcome += ` ttl=${c.exp! - c.iat!}`;
+    }
+    return res;
+  });
+}
+add('TokenRequest: unknown ServiceAccount', async (s) =>
+  statusOf(
+    await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/nobody/token`, { body: '{}' }),
+  ),
+);
+for (const kind of ['Pod', 'Secret', 'ConfigMap']) {
+  add(`TokenRequest: bound to a ${kind} that does not exist`, async (s) =>
+    statusOf(
+      await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/app/token`, {
+        body: json({ spec: { boundObjectRef: { kind, apiVersion: 'v1', name: 'ghost' } } }),
+      }),
+    ),
+  );
+}
+
+// TokenReview
+add('TokenReview: valid token, default audience', async (s) =>
+  reviewResult(await review(s, await mint(s, 'app')), s),
+);
+add('TokenReview: audiences intersect', async (s) =>
+  reviewResult(await review(s, await mint(s, 'app', { audiences: ['a', 'b'] }), ['b', 'c']), s),
+);
+add('TokenReview: wrong audience', async (s) =>
+  reviewResult(await review(s, await mint(s, 'app', { audiences: ['a'] }), ['precinct']), s),
+);
+add('TokenReview: API-audience token reviewed for another audience', async (s) =>
+  reviewResult(await review(s, await mint(s, 'app'), ['precinct']), s),
+);
+add('TokenReview: admin credential, default audience', async (s) =>
+  reviewResult(await review(s, s.adminToken), s),
+);
+add('TokenReview: admin credential for a service audience', async (s) =>
+  reviewResult(await review(s, s.adminToken, ['precinct']), s),
+);
+add('TokenReview: garbage', async (s) => reviewResult(await review(s, 'not-a-token'), s));
+add('TokenReview: missing spec.token', async (s) =>
+  statusOf(
+    await call(s, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', { body: '{"spec":{}}' }),
+  ),
+);
+add('TokenReview: forged copy with the right key (control)', async (s) => {
+  const model = await mint(s, 'app', { audiences: ['precinct'] });
+  return reviewResult(await review(s, await forge(s, model, () => {}), ['precinct']), s);
+});
+add('TokenReview: expired', async (s) => {
+  const model = await mint(s, 'app', { audiences: ['precinct'] });
+  const now = Math.floor(Date.now() / 1000);
+  const t = await forge(s, model, (c) =>
+    Object.assign(c, { iat: now - 7200, nbf: now - 7200, exp: now - 3600 }),
+  );
+  return reviewResult(await review(s, t, ['precinct']), s);
+});
+add('TokenReview: iat one hour in the future', async (s) => {
+  const model = await mint(s, 'app', { audiences: ['precinct'] });
+  const now = Math.floor(Date.now() / 1000);
+  const t = await forge(s, model, (c) =>
+    Object.assign(c, { iat: now + 3600, nbf: now - 10, exp: now + 7200 }),
+  );
+  return reviewResult(await review(s, t, ['precinct']), s);
+});
+add('TokenReview: signature with == padding', async (s) =>
+  reviewResult(
+    await review(s, `${await mint(s, 'app', { audiences: ['precinct'] })}==`, ['precinct']),
+    s,
+  ),
+);
+add('TokenReview: non-canonical base64 in the last signature character', async (s) => {
+  const t = await mint(s, 'app', { audiences: ['precinct'] });
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  // 256-byte signature: the last of 342 characters carries 2 data bits and 4 zero bits.
+  const last = alphabet.indexOf(t.at(-1)!);
+  const bent = t.slice(0, -1) + alphabet[last | 1];
+  return reviewResult(await review(s, bent, ['precinct']), s);
+});
+add('TokenReview: ServiceAccount deleted', async (s) => {
+  await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+    body: json({ metadata: { name: 'doomed' } }),
+  });
+  const t = await mint(s, 'doomed', { audiences: ['precinct'] });
+  const before = await review(s, t, ['precinct']);
+  await call(s, 'DELETE', `/api/v1/namespaces/${NS}/serviceaccounts/doomed`);
+  // kube-apiserver caches token authentication for up to ~10 s.
+  const v = await until(
+    () => review(s, t, ['precinct']),
+    (x) => x.authenticated !== true,
+  );
+  return {
+    outcome: `before=${before.authenticated === true} after=${v.authenticated === true}`,
+    wording: v.error ?? '',
+  };
+});
+add('TokenReview: ServiceAccount deleted and re-created', async (s) => {
+  await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+    body: json({ metadata: { name: 'phoenix' } }),
+  });
+  const t = await mint(s, 'phoenix', { audiences: ['precinct'] });
+  await call(s, 'DELETE', `/api/v1/namespaces/${NS}/serviceaccounts/phoenix`);
+  await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+    body: json({ metadata: { name: 'phoenix' } }),
+  });
+  const v = await until(
+    () => review(s, t, ['precinct']),
+    (x) => x.authenticated !== true,
+  );
+  const fresh = await review(s, await mint(s, 'phoenix', { audiences: ['precinct'] }), [
+    'precinct',
+  ]);
+  return {
+    outcome: `old=${v.authenticated === true} new=${fresh.authenticated === true}`,
+    wording: v.error ?? '',
+  };
+});
+
+// Bound objects that exist
+for (const kind of ['Pod', 'Secret'] as const) {
+  add(`TokenRequest/TokenReview: bound to a ${kind}, then the ${kind} is deleted`, async (s) => {
+    const path = kind === 'Pod' ? 'pods' : 'secrets';
+    const body =
+      kind === 'Pod'
+        ? {
+            metadata: { name: 'holder' },
+            spec: { serviceAccountName: 'app', containers: [{ name: 'c', image: 'busybox' }] },
+          }
+        : { metadata: { name: 'holder' }, stringData: { k: 'v' } };
+    const created = await call(s, 'POST', `/api/v1/namespaces/${NS}/${path}`, { body: json(body) });
+    if (created.status !== 201) return statusOf(created);
+    const uid = (created.json() as { metadata: { uid: string } }).metadata.uid;
+    const wrong = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/app/token`, {
+      body: json({
+        spec: {
+          audiences: ['precinct'],
+          boundObjectRef: { kind, apiVersion: 'v1', name: 'holder', uid: 'not-the-uid' },
+        },
+      }),
+    });
+    const t = await mint(s, 'app', {
+      audiences: ['precinct'],
+      boundObjectRef: { kind, apiVersion: 'v1', name: 'holder', uid },
+    });
+    const c = decodeJwt(t) as {
+      'kubernetes.io': Record<string, { name: string; uid: string } | undefined>;
+    };
+    const claim = c['kubernetes.io'][kind.toLowerCase()];
+    const live = await review(s, t, ['precinct']);
+    const extraKeys = Object.keys(live.user?.extra ?? {})
+      .filter((k) => !k.endsWith('credential-id'))
+      .sort();
+    await call(s, 'DELETE', `/api/v1/namespaces/${NS}/${path}/holder`, {
+      body: json({ gracePeriodSeconds: 0 }),
+    });
+    const gone = await until(
+      () => review(s, t, ['precinct']),
+      (x) => x.authenticated !== true,
+    );
+    return {
+      outcome: `uidMismatch=${wrong.status} claim=${claim?.name === 'holder' && claim.uid === uid} live=${live.authenticated === true} extra=${extraKeys.join(',')} afterDelete=${gone.authenticated === true}`,
+      wording: `${statusOf(wrong).wording} | ${gone.error ?? ''}`,
+    };
+  });
+}
+
+// OIDC discovery and JWKS
+for (const p of ['/.well-known/openid-configuration', '/openid/v1/jwks']) {
+  add(`OIDC ${p} anonymously`, async (s) => statusOf(await call(s, 'GET', p, { token: null })));
+  add(`OIDC ${p} with a ServiceAccount token`, async (s) => {
+    const r = await call(s, 'GET', p, {
+      token: await mint(s, 'app'),
+      accept: p.includes('jwks') ? 'application/jwk-set+json' : 'application/json',
+    });
+    const b = r.json() as {
+      issuer?: string;
+      jwks_uri?: string;
+      keys?: Array<{ kid: string; alg: string; use: string; kty: string }>;
+    };
+    const kid = decodeProtectedHeader(await mint(s, 'app')).kid;
+    return {
+      outcome: p.includes('jwks')
+        ? `${r.status} ${json(b.keys?.map((k) => ({ self: k.kid === kid, alg: k.alg, use: k.use, kty: k.kty })))}`
+        : `${r.status} issuer=${b.issuer === s.issuer} jwks=${b.jwks_uri === `${s.issuer}/openid/v1/jwks`}`,
+    };
+  });
+}
+add('OIDC JWKS asked for as application/json', async (s) =>
+  statusOf(
+    await call(s, 'GET', '/openid/v1/jwks', {
+      token: await mint(s, 'app'),
+      accept: 'application/json',
+    }),
+  ),
+);
+add('health and /version anonymously', async (s) => {
+  const codes = [];
+  for (const p of ['/healthz', '/livez', '/readyz', '/version'])
+    codes.push((await call(s, 'GET', p, { token: null })).status);
+  return { outcome: codes.join(',') };
+});
+add('the API anonymously', async (s) =>
+  statusOf(await call(s, 'GET', '/api/v1/namespaces', { token: null })),
+);
+add('the API with a bad token', async (s) =>
+  statusOf(await call(s, 'GET', '/api/v1/namespaces', { token: 'nope' })),
+);
+
+// RBAC objects for the SubjectAccessReview table, written with kubectl apply.
+const rbacObjects = [
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'Role',
+    metadata: { name: 'named', namespace: NS },
+    rules: [{ apiGroups: [''], resources: ['configmaps'], resourceNames: ['one'], verbs: ['get'] }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'Role',
+    metadata: { name: 'apps', namespace: NS },
+    rules: [
+      {
+        apiGroups: ['apps'],
+        resources: ['deployments', 'deployments/scale'],
+        verbs: ['get', 'update'],
+      },
+    ],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'ClusterRole',
+    metadata: { name: 'diff-agg' },
+    aggregationRule: { clusterRoleSelectors: [{ matchLabels: { 'diff/agg': 'true' } }] },
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'ClusterRole',
+    metadata: { name: 'diff-agg-part', labels: { 'diff/agg': 'true' } },
+    rules: [{ apiGroups: ['example.com'], resources: ['widgets'], verbs: ['list'] }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'ClusterRole',
+    metadata: { name: 'diff-urls' },
+    rules: [{ nonResourceURLs: ['/metrics', '/logs/*'], verbs: ['get'] }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'RoleBinding',
+    metadata: { name: 'named', namespace: NS },
+    roleRef: { apiGroup: G, kind: 'Role', name: 'named' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'nina' }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'RoleBinding',
+    metadata: { name: 'apps', namespace: NS },
+    roleRef: { apiGroup: G, kind: 'Role', name: 'apps' },
+    subjects: [{ kind: 'Group', apiGroup: G, name: 'deployers' }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'ClusterRoleBinding',
+    metadata: { name: 'diff-agg' },
+    roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'diff-agg' },
+    subjects: [{ kind: 'ServiceAccount', name: 'app', namespace: NS }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'ClusterRoleBinding',
+    metadata: { name: 'diff-urls' },
+    roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'diff-urls' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'ursula' }],
+  },
+  {
+    apiVersion: `${G}/v1`,
+    kind: 'RoleBinding',
+    metadata: { name: 'viewer', namespace: NS },
+    roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'view' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'vera' }],
+  },
+];
+add(
+  'kubectl apply -f the RBAC objects',
+  async (s) =>
+    kubectlResult(await kubectl(s, ['apply', '-f', '-'], rbacObjects.map(yaml).join('\n'))),
+  'exit 0',
+);
+add(
+  'kubectl apply -f the same RBAC objects again',
+  async (s) =>
+    kubectlResult(await kubectl(s, ['apply', '-f', '-'], rbacObjects.map(yaml).join('\n'))),
+  'exit 0',
+);
+const sarTable: Array<[string, Record<string, unknown>]> = [
+  ['resourceNames: the named object', ra('nina', 'get', 'configmaps', { name: 'one' })],
+  ['resourceNames: another object', ra('nina', 'get', 'configmaps', { name: 'two' })],
+  ['resourceNames: list (no name)', ra('nina', 'list', 'configmaps')],
+  [
+    'group binding: deployments in apps',
+    ra('x', 'get', 'deployments', { group: 'apps' }, ['deployers']),
+  ],
+  ['group binding: deployments in core', ra('x', 'get', 'deployments', {}, ['deployers'])],
+  [
+    'subresource: deployments/scale',
+    ra('x', 'update', 'deployments', { group: 'apps', subresource: 'scale' }, ['deployers']),
+  ],
+  [
+    'subresource: deployments/status',
+    ra('x', 'update', 'deployments', { group: 'apps', subresource: 'status' }, ['deployers']),
+  ],
+  [
+    'other namespace',
+    {
+      user: 'nina',
+      resourceAttributes: {
+        namespace: 'default',
+        verb: 'get',
+        resource: 'configmaps',
+        name: 'one',
+      },
+    },
+  ],
+  [
+    'aggregated ClusterRole via ServiceAccount',
+    {
+      user: `system:serviceaccount:${NS}:app`,
+      groups: ['system:serviceaccounts'],
+      resourceAttributes: {
+        namespace: NS,
+        verb: 'list',
+        group: 'example.com',
+        resource: 'widgets',
+      },
+    },
+  ],
+  ['built-in view: list serviceaccounts', ra('vera', 'list', 'serviceaccounts')],
+  ['built-in view: get secrets', ra('vera', 'get', 'secrets')],
+  [
+    'non-resource URL exact',
+    { user: 'ursula', nonResourceAttributes: { path: '/metrics', verb: 'get' } },
+  ],
+  [
+    'non-resource URL prefix',
+    { user: 'ursula', nonResourceAttributes: { path: '/logs/kube.log', verb: 'get' } },
+  ],
+  [
+    'non-resource URL other verb',
+    { user: 'ursula', nonResourceAttributes: { path: '/metrics', verb: 'post' } },
+  ],
+  [
+    'non-resource URL discovery for authenticated',
+    {
+      user: 'x',
+      groups: ['system:authenticated'],
+      nonResourceAttributes: { path: '/apis', verb: 'get' },
+    },
+  ],
+  [
+    'system:masters',
+    {
+      user: 'root',
+      groups: ['system:masters'],
+      resourceAttributes: { verb: 'delete', resource: 'nodes', group: '' },
+    },
+  ],
+];
+// What a real cluster answers, so a table that silently failed to set up cannot pass.
+const allowedIn = new Set([
+  'resourceNames: the named object',
+  'group binding: deployments in apps',
+  'subresource: deployments/scale',
+  'aggregated ClusterRole via ServiceAccount',
+  'built-in view: list serviceaccounts',
+  'non-resource URL exact',
+  'non-resource URL prefix',
+  'non-resource URL discovery for authenticated',
+  'system:masters',
+]);
+for (const [label, spec] of sarTable) {
+  add(
+    `SubjectAccessReview: ${label}`,
+    async (s) =>
+      // The aggregation controller fills diff-agg some time after the apply.
+      label.startsWith('aggregated')
+        ? until(
+            () => sar(s, spec),
+            (r) => r.outcome.includes('allowed=true'),
+            10_000,
+          )
+        : sar(s, spec),
+    `allowed=${allowedIn.has(label)}`,
+  );
+}
+add('SubjectAccessReview: neither user nor group', async (s) =>
+  statusOf(
+    await call(s, 'POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+      body: json({ spec: { resourceAttributes: { verb: 'get', resource: 'pods' } } }),
+    }),
+  ),
+);
+for (const [label, args] of [
+  ['get configmaps/one as nina', ['get', 'configmaps/one', '-n', NS, '--as', 'nina']],
+  ['get configmaps/two as nina', ['get', 'configmaps/two', '-n', NS, '--as', 'nina']],
+  [
+    'update deployments.apps --subresource=scale as a deployer',
+    [
+      'update',
+      'deployments.apps',
+      '--subresource=scale',
+      '-n',
+      NS,
+      '--as',
+      'x',
+      '--as-group',
+      'deployers',
+    ],
+  ],
+  ['get /metrics as ursula', ['get', '/metrics', '--as', 'ursula']],
+  [
+    'list serviceaccounts as the ServiceAccount',
+    ['list', 'serviceaccounts', '-n', NS, '--as', `system:serviceaccount:${NS}:app`],
+  ],
+] as const) {
+  add(`kubectl auth can-i ${label}`, async (s) =>
+    kubectlResult(await kubectl(s, ['auth', 'can-i', ...args]), true),
+  );
+}
+
+// Escalation and bind checks, as a ServiceAccount that may only write RBAC objects.
+add(
+  'escalation: set up a ServiceAccount that may write Roles and RoleBindings',
+  async (s) => {
+    const objs = [
+      {
+        apiVersion: 'v1',
+        kind: 'ServiceAccount',
+        metadata: { name: 'rbac-writer', namespace: NS },
+      },
+      {
+        apiVersion: `${G}/v1`,
+        kind: 'Role',
+        metadata: { name: 'rbac-writer', namespace: NS },
+        rules: [
+          { apiGroups: [G], resources: ['roles', 'rolebindings'], verbs: ['create', 'get'] },
+          { apiGroups: [''], resources: ['configmaps'], verbs: ['get'] },
+        ],
+      },
+      {
+        apiVersion: `${G}/v1`,
+        kind: 'RoleBinding',
+        metadata: { name: 'rbac-writer', namespace: NS },
+        roleRef: { apiGroup: G, kind: 'Role', name: 'rbac-writer' },
+        subjects: [{ kind: 'ServiceAccount', name: 'rbac-writer', namespace: NS }],
+      },
+      {
+        apiVersion: `${G}/v1`,
+        kind: 'Role',
+        metadata: { name: 'secrets-admin', namespace: NS },
+        rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['*'] }],
+      },
+    ];
+    return kubectlResult(await kubectl(s, ['apply', '-f', '-'], objs.map(yaml).join('\n')));
+  },
+  'exit 0',
+);
+const asWriter = async (s: Side, path: string, body: unknown) =>
+  statusOf(await call(s, 'POST', path, { token: await mint(s, 'rbac-writer'), body: json(body) }));
+add('escalation: a Role with only held permissions', async (s) =>
+  asWriter(s, `/apis/${G}/v1/namespaces/${NS}/roles`, {
+    metadata: { name: 'held' },
+    rules: [{ apiGroups: [''], resources: ['configmaps'], verbs: ['get'] }],
+  }),
+);
+add('escalation: a Role with more than held', async (s) =>
+  asWriter(s, `/apis/${G}/v1/namespaces/${NS}/roles`, {
+    metadata: { name: 'more' },
+    rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }],
+  }),
+);
+add('bind: a RoleBinding to a held Role', async (s) =>
+  asWriter(s, `/apis/${G}/v1/namespaces/${NS}/rolebindings`, {
+    metadata: { name: 'held' },
+    roleRef: { apiGroup: G, kind: 'Role', name: 'held' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'h' }],
+  }),
+);
+add('bind: a RoleBinding to a Role with more than held', async (s) =>
+  asWriter(s, `/apis/${G}/v1/namespaces/${NS}/rolebindings`, {
+    metadata: { name: 'sa' },
+    roleRef: { apiGroup: G, kind: 'Role', name: 'secrets-admin' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'h' }],
+  }),
+);
+add('bind: after being granted verb bind on that Role', async (s) => {
+  const grant = [
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'Role',
+      metadata: { name: 'binder', namespace: NS },
+      rules: [
+        {
+          apiGroups: [G],
+          resources: ['roles'],
+          verbs: ['bind', 'escalate'],
+          resourceNames: ['secrets-admin', 'more2'],
+        },
+      ],
+    },
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'RoleBinding',
+      metadata: { name: 'binder', namespace: NS },
+      roleRef: { apiGroup: G, kind: 'Role', name: 'binder' },
+      subjects: [{ kind: 'ServiceAccount', name: 'rbac-writer', namespace: NS }],
+    },
+  ];
+  await kubectl(s, ['apply', '-f', '-'], grant.map(yaml).join('\n'));
+  return asWriter(s, `/apis/${G}/v1/namespaces/${NS}/rolebindings`, {
+    metadata: { name: 'sa2' },
+    roleRef: { apiGroup: G, kind: 'Role', name: 'secrets-admin' },
+    subjects: [{ kind: 'User', apiGroup: G, name: 'h' }],
+  });
+});
+add('escalate: a Role with more than held, with verb escalate on it', async (s) =>
+  asWriter(s, `/apis/${G}/v1/namespaces/${NS}/roles`, {
+    metadata: { name: 'more2' },
+    rules: [{ apiGroups: [''], resources: ['secrets'], verbs: ['get'] }],
+  }),
+);
+
+// Field validation
+const typo = {
+  apiVersion: `${G}/v1`,
+  kind: 'Role',
+  metadata: { name: 'typo', namespace: NS },
+  rules: [
+    { apiGroups: [''], resources: ['configmaps'], resourceName: ['only-this'], verbs: ['get'] },
+  ],
+};
+add('kubectl apply -f a Role with the typo resourceName (default validation)', async (s) =>
+  kubectlResult(await kubectl(s, ['apply', '-f', '-'], yaml(typo))),
+);
+add('kubectl create -f a Role with the typo, --validate=false', async (s) => {
+  const r = await kubectl(
+    s,
+    ['create', '--validate=false', '-f', '-'],
+    yaml({ ...typo, metadata: { ...typo.metadata, name: 'typo2' } }),
+  );
+  const stored = await call(s, 'GET', `/apis/${G}/v1/namespaces/${NS}/roles/typo2`);
+  const rule = (stored.json() as { rules?: Array<Record<string, unknown>> }).rules?.[0] ?? {};
+  return {
+    outcome: `exit ${r.code} stored=${Object.keys(rule).sort().join(',')}`,
+    wording: kubectlResult(r).wording,
+  };
+});
+for (const fv of ['Strict', 'Warn', 'Ignore', '', 'Bogus']) {
+  add(`POST a Role with an unknown field, fieldValidation=${fv || '(none)'}`, async (s) => {
+    const r = await call(
+      s,
+      'POST',
+      `/apis/${G}/v1/namespaces/${NS}/roles${fv ? `?fieldValidation=${fv}` : ''}`,
+      {
+        body: json({
+          ...typo,
+          metadata: { name: `fv-${fv.toLowerCase() || 'none'}`, namespace: NS },
+        }),
+      },
+    );
+    const res = statusOf(r);
+    res.outcome += ` warning=${r.headers.warning !== undefined}`;
+    return res;
+  });
+}
+add('POST a Role with a wrong type (verbs: "get")', async (s) =>
+  statusOf(
+    await call(s, 'POST', `/apis/${G}/v1/namespaces/${NS}/roles`, {
+      body: json({
+        metadata: { name: 'wrongtype' },
+        rules: [{ apiGroups: [''], resources: ['pods'], verbs: 'get' }],
+      }),
+    }),
+  ),
+);
+add('POST a ServiceAccount with an unknown metadata field, Strict', async (s) =>
+  statusOf(
+    await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts?fieldValidation=Strict`, {
+      body: json({ metadata: { name: 'meta', labelz: { a: 'b' } } }),
+    }),
+  ),
+);
+add('PATCH (merge) a ServiceAccount with an unknown field, Strict', async (s) =>
+  statusOf(
+    await call(s, 'PATCH', `/api/v1/namespaces/${NS}/serviceaccounts/app?fieldValidation=Strict`, {
+      body: json({ bogus: 1 }),
+      contentType: 'application/merge-patch+json',
+    }),
+  ),
+);
+
+// Deeply nested JSON
+const deep = (n: number) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;
+add('POST a ServiceAccount with 10k levels of nesting', async (s) => {
+  const r = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+    body: `{"metadata":{"name":"deep"},"x":${deep(10_000)}}`,
+  });
+  return {
+    outcome: r.status >= 400 && r.status < 500 ? '4xx' : String(r.status),
+    wording: statusOf(r).wording,
+  };
+});
+add('PATCH a ServiceAccount with 10k levels of nesting', async (s) => {
+  const r = await call(s, 'PATCH', `/api/v1/namespaces/${NS}/serviceaccounts/app`, {
+    body: `{"x":${deep(10_000)}}`,
+    contentType: 'application/merge-patch+json',
+  });
+  return {
+    outcome: r.status >= 400 && r.status < 500 ? '4xx' : String(r.status),
+    wording: statusOf(r).wording,
+  };
+});
+
+// kubectl create -f / apply -f of every kind kube-dev serves, with default validation.
+const kinds: Array<[string, unknown, string]> = [
+  ['Namespace', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'diff-ns' } }, 'apply'],
+  [
+    'ServiceAccount',
+    {
+      apiVersion: 'v1',
+      kind: 'ServiceAccount',
+      metadata: { name: 'kubectl-sa', namespace: NS },
+      automountServiceAccountToken: false,
+    },
+    'apply',
+  ],
+  [
+    'Role',
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'Role',
+      metadata: { name: 'kubectl-role', namespace: NS },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['get'] }],
+    },
+    'apply',
+  ],
+  [
+    'ClusterRole',
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'ClusterRole',
+      metadata: { name: 'diff-kubectl' },
+      rules: [{ nonResourceURLs: ['/x'], verbs: ['get'] }],
+    },
+    'apply',
+  ],
+  [
+    'RoleBinding',
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'RoleBinding',
+      metadata: { name: 'kubectl-rb', namespace: NS },
+      roleRef: { apiGroup: G, kind: 'Role', name: 'kubectl-role' },
+      subjects: [{ kind: 'ServiceAccount', name: 'kubectl-sa' }],
+    },
+    'apply',
+  ],
+  [
+    'ClusterRoleBinding',
+    {
+      apiVersion: `${G}/v1`,
+      kind: 'ClusterRoleBinding',
+      metadata: { name: 'diff-kubectl' },
+      roleRef: { apiGroup: G, kind: 'ClusterRole', name: 'diff-kubectl' },
+      subjects: [{ kind: 'Group', apiGroup: G, name: 'g' }],
+    },
+    'apply',
+  ],
+  [
+    'Secret',
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'kubectl-secret', namespace: NS },
+      stringData: { a: 'b' },
+    },
+    'apply',
+  ],
+  [
+    'Pod',
+    {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'kubectl-pod', namespace: NS },
+      spec: { serviceAccountName: 'app', containers: [{ name: 'c', image: 'busybox' }] },
+    },
+    'apply',
+  ],
+  [
+    'TokenReview',
+    { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: 'not-a-token' } },
+    'create',
+  ],
+  [
+    'SelfSubjectReview',
+    { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' },
+    'create',
+  ],
+  [
+    'SubjectAccessReview',
+    {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SubjectAccessReview',
+      spec: {
+        user: 'nina',
+        resourceAttributes: { namespace: NS, verb: 'get', resource: 'configmaps', name: 'one' },
+      },
+    },
+    'create',
+  ],
+  [
+    'LocalSubjectAccessReview',
+    {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'LocalSubjectAccessReview',
+      metadata: { namespace: NS },
+      spec: {
+        user: 'nina',
+        resourceAttributes: { namespace: NS, verb: 'get', resource: 'configmaps', name: 'one' },
+      },
+    },
+    'create',
+  ],
+  [
+    'SelfSubjectAccessReview',
+    {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectAccessReview',
+      spec: { resourceAttributes: { verb: 'get', resource: 'pods' } },
+    },
+    'create',
+  ],
+  [
+    'SelfSubjectRulesReview',
+    {
+      apiVersion: 'authorization.k8s.io/v1',
+      kind: 'SelfSubjectRulesReview',
+      spec: { namespace: NS },
+    },
+    'create',
+  ],
+];
+for (const [kind, obj, verb] of kinds) {
+  add(`kubectl ${verb} -f ${kind}`, async (s) => {
+    const r = await kubectl(s, [verb, '-f', '-', '-o', 'json'], yaml(obj));
+    let detail = '';
+    try {
+      const o = JSON.parse(r.stdout) as {
+        kind?: string;
+        status?: { allowed?: boolean; authenticated?: boolean };
+      };
+      detail = `${o.kind} allowed=${o.status?.allowed} authenticated=${o.status?.authenticated}`;
+    } catch {
+      /* not JSON: failed */
+    }
+    return { outcome: `exit ${r.code} ${detail}`, wording: r.stderr.slice(0, 300) };
+  });
+  add(`kubectl ${verb} -f ${kind} with an unknown field`, async (s) => {
+    const o = structuredClone(obj) as Record<string, unknown>;
+    o.bogusField = 1;
+    if (verb === 'apply') (o.metadata as Record<string, string>).name += '-x';
+    return kubectlResult(await kubectl(s, [verb, '-f', '-', '-o', 'name'], yaml(o)));
+  });
+}
+
+// Watch of ServiceAccounts
+add('watch ServiceAccounts from a list resourceVersion', async (s) => {
+  const list = (await call(s, 'GET', `/api/v1/namespaces/${NS}/serviceaccounts`)).json() as {
+    metadata: { resourceVersion: string };
+  };
+  const events: string[] = [];
+  const w = watch(
+    s,
+    `/api/v1/namespaces/${NS}/serviceaccounts?watch=true&resourceVersion=${list.metadata.resourceVersion}&fieldSelector=metadata.name%3Dwatched`,
+    (e) => {
+      const o = e.object as { metadata?: { name?: string; labels?: Record<string, string> } };
+      events.push(`${e.type}:${o.metadata?.name}:${o.metadata?.labels?.step ?? ''}`);
+    },
+  );
+  await w.ready;
+  await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+    body: json({ metadata: { name: 'watched', labels: { step: '1' } } }),
+  });
+  await call(s, 'PATCH', `/api/v1/namespaces/${NS}/serviceaccounts/watched`, {
+    body: json({ metadata: { labels: { step: '2' } } }),
+    contentType: 'application/merge-patch+json',
+  });
+  await call(s, 'DELETE', `/api/v1/namespaces/${NS}/serviceaccounts/watched`);
+  await until(
+    async () => events.length,
+    (n) => n >= 3,
+    10_000,
+  );
+  w.close();
+  return { outcome: events.join(' ') };
+});
+add('watch from a resourceVersion far in the past', async (s) => {
+  const r = await call(
+    s,
+    'GET',
+    `/api/v1/namespaces/${NS}/serviceaccounts?watch=true&resourceVersion=1&timeoutSeconds=1`,
+  );
+  const first = r.text.split('\n')[0] ?? '';
+  let code = String(r.status);
+  try {
+    const e = JSON.parse(first) as { type: string; object: { code?: number } };
+    code += ` ${e.type} ${e.object.code ?? ''}`;
+  } catch {
+    /* empty */
+  }
+  return { outcome: code };
+});
+
+/** Positive and negative controls: what the real server must answer (substring of its outcome). */
+const EXPECT: Record<string, string> = {
+  'escalation: a Role with only held permissions': '201',
+  'escalation: a Role with more than held': '403',
+  'bind: a RoleBinding to a held Role': '201',
+  'bind: a RoleBinding to a Role with more than held': '403',
+  'bind: after being granted verb bind on that Role': '201',
+  'kubectl auth can-i get configmaps/one as nina': 'exit 0 yes',
+  'kubectl auth can-i get configmaps/two as nina': 'exit 1 no',
+  'kubectl auth can-i get /metrics as ursula': 'exit 0 yes',
+  'TokenReview: valid token, default audience': 'authenticated=true',
+  'TokenReview: forged copy with the right key (control)': 'authenticated=true',
+  'TokenRequest/TokenReview: bound to a Pod, then the Pod is deleted': 'live=true',
+  'TokenRequest/TokenReview: bound to a Secret, then the Secret is deleted': 'live=true',
+  'TokenReview: ServiceAccount deleted': 'before=true after=false',
+};
+
+// ---------------------------------------------------------------------------------------------
+
+describe('kube-dev answers like kube-apiserver', { skip }, () => {
+  let real: KubeApiserver;
+  let kd: KubeDev;
+  const dir = tempDir('precinct-kube-real-');
+  const sides: Side[] = [];
+
+  before(async () => {
+    [real, kd] = await Promise.all([
+      startKubeApiserver(),
+      startKubeDev({
+        listen: { host: '127.0.0.1', port: 0 },
+        advertiseHost: '127.0.0.1',
+        dataDir: join(dir.path, 'kd'),
+      }),
+    ]);
+    sides.push(
+      {
+        name: 'kube-dev',
+        url: kd.url,
+        issuer: kd.issuer,
+        caPem: kd.caPem,
+        adminToken: kd.adminToken,
+        adminUser: 'kube-dev-admin',
+        kubeconfigPath: kd.kubeconfigPath,
+        signingKeyPem: readFileSync(join(dir.path, 'kd', 'sa-signing.key'), 'utf8'),
+      },
+      {
+        name: 'kube-apiserver',
+        url: real.url,
+        issuer: real.issuer,
+        caPem: real.caPem,
+        adminToken: real.adminToken,
+        adminUser: 'admin',
+        kubeconfigPath: real.kubeconfigPath,
+        signingKeyPem: real.serviceAccountKeyPem,
+      },
+    );
+    for (const s of sides) {
+      const ns = await call(s, 'POST', '/api/v1/namespaces', {
+        body: json({ metadata: { name: NS } }),
+      });
+      assert.equal(ns.status, 201, `${s.name}: ${ns.text}`);
+      for (const name of ['app', 'other']) {
+        const r = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts`, {
+          body: json({ metadata: { name } }),
+        });
+        assert.equal(r.status, 201, `${s.name}: ${r.text}`);
+      }
+    }
+  });
+  after(async () => {
+    await Promise.all([real?.close(), kd?.close()]);
+    dir.cleanup();
+  });
+
+  test('every scenario: same outcome on both servers (or a documented decision)', async () => {
+    const rows: Array<{
+      name: string;
+      kind: 'identical' | 'wording' | 'outcome';
+      a: Result;
+      b: Result;
+    }> = [];
+    for (const sc of scenarios) {
+      const [a, b] = await Promise.all(
+        sides.map((s) =>
+          sc
+            .run(s)
+            .catch((err: unknown): Result => ({ outcome: `threw ${String(err)}`.slice(0, 200) })),
+        ),
+      );
+      const expect = sc.expect ?? EXPECT[sc.name];
+      if (expect !== undefined)
+        assert.ok(
+          b!.outcome.includes(expect),
+          `${sc.name}: kube-apiserver gave ${b!.outcome}, expected ${expect}`,
+        );
+      const kind =
+        a!.outcome !== b!.outcome
+          ? 'outcome'
+          : (a!.wording ?? '') !== (b!.wording ?? '')
+            ? 'wording'
+            : 'identical';
+      rows.push({ name: sc.name, kind, a: a!, b: b! });
+    }
+    const count = (k: string) => rows.filter((r) => r.kind === k).length;
+    const lines = [
+      `kube-dev vs kube-apiserver: ${rows.length} checks, ${count('identical')} identical, ${count('wording')} differ in wording, ${count('outcome')} differ in outcome`,
+      ...rows
+        .filter((r) => r.kind === 'outcome')
+        .map(
+          (r) =>
+            `  ${DOCUMENTED[r.name] ? 'documented' : 'BUG'}: ${r.name}\n      kube-dev:       ${r.a.outcome}\n      kube-apiserver: ${r.b.outcome}\n      (${(r.a.wording ?? '').slice(0, 140)} | ${(r.b.wording ?? '').slice(0, 140)})`,
+        ),
+    ];
+    console.log(lines.join('\n'));
+    if (process.env.PRECINCT_KUBE_REAL_REPORT)
+      writeFileSync(process.env.PRECINCT_KUBE_REAL_REPORT, JSON.stringify(rows, null, 1));
+    const bugs = rows.filter((r) => r.kind === 'outcome' && !DOCUMENTED[r.name]);
+    assert.deepEqual(
+      bugs.map((r) => `${r.name}: kube-dev ${r.a.outcome} / kube-apiserver ${r.b.outcome}`),
+      [],
+    );
+    // A documented decision that no longer differs should leave the list.
+    const stale = Object.keys(DOCUMENTED).filter(
+      (n) => rows.find((r) => r.name === n)?.kind !== 'outcome',
+    );
+    assert.deepEqual(stale, []);
+  });
+});
