@@ -26,7 +26,8 @@ export function getJson(url: URL, opts: GetJsonOptions = {}): Promise<unknown> {
       {
         method: 'GET',
         headers: {
-          accept: 'application/json',
+          // kube-apiserver serves its JWKS only as application/jwk-set+json (406 otherwise).
+          accept: 'application/json, application/jwk-set+json',
           ...(opts.bearerToken ? { authorization: `Bearer ${opts.bearerToken}` } : {}),
         },
         ...(opts.ca ? { ca: opts.ca } : {}),
