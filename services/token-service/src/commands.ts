@@ -4,8 +4,9 @@ import {
   listenOptionsFromEnv,
   parseFlags,
   waitForShutdown,
+  parseDuration,
+  parseListen,
   type Command,
-  type ListenOptions,
 } from '@precinct/runtime';
 import { X509Source } from '@precinct/spiffe';
 import type { JWK } from 'jose';
@@ -15,21 +16,12 @@ import type { GrantScope } from './exchange.js';
 import { createOidcPersonAuthenticator } from './person.js';
 import { startTokenService } from './server.js';
 
-/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (keeps the default host). */
-function parseListen(flag: string, value: string, fallbackHost: string): ListenOptions {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
-    throw new UsageError(`--${flag} must be HOST:PORT, [IPv6]:PORT or :PORT, got "${value}"`);
-  }
-  return { host: m[1] ?? (m[2] || fallbackHost), port };
-}
-
-function wholeSeconds(flag: string, value: unknown, min: number, max: number): number | undefined {
+/** A duration flag (`300`, `5m`, ...) within [min, max] seconds; undefined when not given. */
+function seconds(flag: string, value: unknown, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < min || n > max) {
-    throw new UsageError(`--${flag} must be whole seconds from ${min} to ${max}, got "${value}"`);
+  const n = parseDuration(String(value), `--${flag}`);
+  if (n < min || n > max) {
+    throw new UsageError(`--${flag} must be from ${min} to ${max} seconds, got "${String(value)}"`);
   }
   return n;
 }
@@ -164,13 +156,13 @@ export const tokenServiceCommand: Command = {
         },
         ttl: {
           type: 'string',
-          description: 'Transaction Token lifetime in seconds, 1..300 (default 300)',
-          placeholder: 'SECONDS',
+          description: 'Transaction Token lifetime, 1s..5m (default 5m)',
+          placeholder: 'DURATION',
         },
         'key-rotation': {
           type: 'string',
-          description: 'signing key rotation period in seconds (default 3600)',
-          placeholder: 'SECONDS',
+          description: 'signing key rotation period, 1m..30d (default 1h)',
+          placeholder: 'DURATION',
         },
       },
       'Environment: SPIFFE_ENDPOINT_SOCKET (required: the service SVID and trust bundles),\n' +
@@ -188,15 +180,15 @@ export const tokenServiceCommand: Command = {
     if (subjectClaim !== 'sub' && subjectClaim !== 'email')
       problems.push('--oidc-subject-claim must be sub or email');
     if (problems.length > 0) throw new UsageError(problems.join('\n'));
-    const ttl = wholeSeconds('ttl', flags.ttl, 1, 300);
-    const rotation = wholeSeconds('key-rotation', flags['key-rotation'], 60, 30 * 86400);
+    const ttl = seconds('ttl', flags.ttl, 1, 300);
+    const rotation = seconds('key-rotation', flags['key-rotation'], 60, 30 * 86400);
     const listenOpts =
       typeof flags.listen === 'string'
-        ? parseListen('listen', flags.listen, '::')
+        ? parseListen(flags.listen, '--listen', '::')
         : listenOptionsFromEnv({ host: '::', port: 8443 });
     const health =
       typeof flags['health-listen'] === 'string'
-        ? parseListen('health-listen', flags['health-listen'], listenOpts.host)
+        ? parseListen(flags['health-listen'], '--health-listen', listenOpts.host)
         : { host: listenOpts.host, port: 8081 };
     const prefixes = (flags['agent-prefix'] as string[] | undefined) ?? ['/agents/'];
     for (const p of prefixes)
