@@ -2,6 +2,8 @@
 // real token service, the Rego policy compiled to Wasm, the audit store (PGlite) taking SPIFFE
 // mTLS callers, and the five demo services, all on loopback with ephemeral ports.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { tempDir } from '@precinct/testing';
 import { createLogger } from '@precinct/runtime';
@@ -56,7 +58,7 @@ const verifier = (namespace: string) => ({
   },
 });
 
-async function attest(identity: IdentityServer, sa: string): Promise<X509Source> {
+async function attestAddress(identity: IdentityServer, sa: string): Promise<string> {
   const res = await fetch(`${identity.adminUrl}/v1/attest`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -64,7 +66,44 @@ async function attest(identity: IdentityServer, sa: string): Promise<X509Source>
   });
   assert.equal(res.status, 200, await res.clone().text());
   const { address } = (await res.json()) as { address: string };
-  return X509Source.create({ address, timeoutMs: 20_000 });
+  return address;
+}
+
+async function attest(identity: IdentityServer, sa: string): Promise<X509Source> {
+  return X509Source.create({ address: await attestAddress(identity, sa), timeoutMs: 20_000 });
+}
+
+/** The audit store in a child process (see audit-child.ts); resolves with its URL. */
+async function auditChild(
+  address: string,
+  allow: string[],
+): Promise<{ url: string; close: () => Promise<void> }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', './scripts/register-source.mjs', 'test/demo/audit-child.ts'],
+    {
+      cwd: fileURLToPath(new URL('../../', import.meta.url)),
+      env: { ...process.env, SPIFFE_ENDPOINT_SOCKET: address, ALLOW: allow.join(',') },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /READY (\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`audit child exited ${code}`)));
+  });
+  return {
+    url,
+    close: () =>
+      new Promise<void>((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
 }
 
 export interface World {
@@ -74,16 +113,22 @@ export interface World {
   foreign: X509Source;
   tokenService: TokenService;
   consent: MemoryConsentStore;
-  store: AuditStore;
+  /** The audit store's mTLS URL. */
+  store: Pick<AuditStore, 'url'>;
   idp: DashboardIdp;
   demo: Demo;
   usersFile: string;
   passwords: Record<string, string>;
-  startDemoWith(policy: PolicyEngine): Promise<Demo>;
+  startDemoWith(policy: PolicyEngine, opts?: { audit?: boolean }): Promise<Demo>;
   close(): Promise<void>;
 }
 
-export async function startWorld(): Promise<World> {
+export interface WorldOptions {
+  /** Run the audit store in its own process (as deployed). Default: in this process. */
+  auditInChild?: boolean;
+}
+
+export async function startWorld(wo: WorldOptions = {}): Promise<World> {
   const dir = tempDir('precinct-demo-');
   const closers: Array<() => Promise<unknown> | unknown> = [dir.cleanup];
   const quietOpts = { logger: quiet() };
@@ -158,24 +203,35 @@ export async function startWorld(): Promise<World> {
     });
     closers.unshift(() => tokenService.close());
 
-    const store = await startAuditStore({
-      host: '127.0.0.1',
-      port: 0,
-      auth: false,
-      spiffe: {
-        svidSource: sources['audit-store'],
-        bundleSource: sources['audit-store'],
-        // Writers and readers by certificate: the document service writes, the auditor reads.
-        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
-        healthHost: '127.0.0.1',
-      },
-      retentionIntervalMs: 0,
-      ...quietOpts,
-    });
-    closers.unshift(() => store.close());
+    let store: Pick<AuditStore, 'url'>;
+    if (wo.auditInChild) {
+      const child = await auditChild(await attestAddress(identity, 'audit-store'), [
+        sid('document-service'),
+        sid('auditor'),
+      ]);
+      closers.unshift(child.close);
+      store = child;
+    } else {
+      const inProcess = await startAuditStore({
+        host: '127.0.0.1',
+        port: 0,
+        auth: false,
+        spiffe: {
+          svidSource: sources['audit-store'],
+          bundleSource: sources['audit-store'],
+          // Writers and readers by certificate: the document service writes, the auditor reads.
+          authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+          healthHost: '127.0.0.1',
+        },
+        retentionIntervalMs: 0,
+        ...quietOpts,
+      });
+      closers.unshift(() => inProcess.close());
+      store = inProcess;
+    }
 
     const usersFile = join(dir.path, 'demo-users.json');
-    const startDemoWith = async (policy: PolicyEngine) => {
+    const startDemoWith = async (policy: PolicyEngine, opts: { audit?: boolean } = {}) => {
       const d = await startDemo({
         trustDomain: TD,
         workloadApi: {
@@ -187,7 +243,9 @@ export async function startWorld(): Promise<World> {
         },
         tokenService: { url: tokenService.url, spiffeId: tokenService.issuer },
         idp,
-        audit: { url: store.url, spiffeId: sid('audit-store') },
+        ...(opts.audit === false
+          ? {}
+          : { audit: { url: store.url, spiffeId: sid('audit-store') } }),
         policy,
         demoUsersFile: usersFile,
         ports: {

@@ -93,10 +93,14 @@ class PeerClient {
     bundles: X509BundleSource,
     readonly peer: Peer,
   ) {
+    const connect = undiciConnector(tlsClientOptions(svid, bundles, authorizeId(peer.spiffeId)));
     this.dispatcher = new Agent({
-      connect: undiciConnector(
-        tlsClientOptions(svid, bundles, authorizeId(peer.spiffeId)),
-      ) as never,
+      // Nagle off, as undici's own connector does: no delayed-ACK waits per request.
+      connect: ((o, cb) =>
+        connect(o, (...args) => {
+          args[1]?.setNoDelay(true);
+          (cb as (...a: unknown[]) => void)(...args);
+        })) as typeof connect as never,
     });
   }
   async call(

@@ -87,7 +87,12 @@ export async function startDocumentService(o: DocumentServiceOptions): Promise<D
     : undefined;
   const audit =
     o.audit && auditClient
-      ? new AuditClient({ url: o.audit.url, fetch: auditClient.fetch, flushIntervalMs: 20 })
+      ? new AuditClient({
+          url: o.audit.url,
+          fetch: auditClient.fetch,
+          // Larger batches: the store's cost is mostly per batch (one transaction, one chain lock).
+          flushIntervalMs: 200,
+        })
       : undefined;
   const decisions = new Counter({
     name: 'precinct_demo_document_decisions_total',
