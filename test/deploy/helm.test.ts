@@ -1,0 +1,282 @@
+// deploy/helm/precinct rendered by a real helm: `helm lint --strict`, `helm template` for a
+// matrix of values, and the checks of support/checks.ts on every rendering. Every check has a
+// positive control: a deliberately broken values file (or rendering) that it must catch.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { peerSkip } from '@precinct/testing';
+import {
+  checkHardening,
+  checkImages,
+  checkNetworkPolicySelectors,
+  checkProbes,
+  podTemplates,
+  type K8sObject,
+} from './support/checks.js';
+import { CHART, helm, render, valuesFile } from './support/helm.js';
+
+const skip = peerSkip('helm');
+
+/** The values combinations every check must pass on (each list is applied in order). */
+const MATRIX: Record<string, string[]> = {
+  defaults: ['required'],
+  everything: ['required', 'everything'],
+  'token mode, host socket, no policies': ['required', 'token-mode'],
+};
+
+const byKind = (docs: K8sObject[], kind: string) => docs.filter((d) => d.kind === kind);
+const named = (docs: K8sObject[], kind: string, suffix: string) => {
+  const d = docs.find((x) => x.kind === kind && x.metadata.name.endsWith(suffix));
+  assert.ok(d, `${kind} *${suffix} rendered`);
+  return d;
+};
+const clone = (docs: K8sObject[]) => JSON.parse(JSON.stringify(docs)) as K8sObject[];
+
+describe('helm chart deploy/helm/precinct', { skip }, () => {
+  test('helm lint --strict passes for every values combination', async () => {
+    for (const [name, values] of Object.entries(MATRIX)) {
+      const r = await helm([
+        'lint',
+        '--strict',
+        CHART,
+        ...values.flatMap((v) => ['--values', valuesFile(v)]),
+      ]);
+      assert.ok(r.ok, `${name}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+    }
+  });
+
+  test('without the required values: helm template fails, lint names each one (control)', async () => {
+    const r = await helm(['lint', '--strict', CHART]);
+    for (const v of [
+      'auditStore.database.existingSecret',
+      'natsCallout.nats.account',
+      'natsCallout.nats.signingKey.existingSecret',
+      'natsCallout.nats.credentials.existingSecret',
+      'tokenService.oidc.issuer',
+      'tokenService.oidc.clientId',
+    ])
+      assert.match(r.stdout + r.stderr, new RegExp(`Fail: ${v.replace(/\./g, '\\.')} is required`));
+    await assert.rejects(render({ values: [] }), /is required/);
+  });
+
+  for (const [name, values] of Object.entries(MATRIX)) {
+    test(`${name}: probes, images, NetworkPolicy selectors and hardening pass`, async () => {
+      const docs = await render({ values });
+      assert.ok(podTemplates(docs).length >= 3, 'pod templates rendered');
+      assert.deepEqual(checkProbes(docs), []);
+      assert.deepEqual(checkImages(docs), []);
+      assert.deepEqual(checkNetworkPolicySelectors(docs), []);
+      assert.deepEqual(checkHardening(docs), []);
+    });
+  }
+
+  test('probe check: catches an HTTP probe on the audit store mTLS port (values)', async () => {
+    const docs = await render({ values: ['required', 'broken-probe'] });
+    const problems = checkProbes(docs);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(
+      problems[0]!,
+      /Deployment\/precinct-audit-store container audit-store: readinessProbe targets mTLS port 8443/,
+    );
+  });
+
+  test('probe check: catches a TCP probe on the token service mTLS port (values)', async () => {
+    const problems = checkProbes(await render({ values: ['required', 'broken-tcp-probe'] }));
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(problems[0]!, /token-service: livenessProbe targets mTLS port 8443/);
+  });
+
+  test('probe check: catches a probe on an mTLS port found from the args, whatever its name', async () => {
+    const docs = clone(await render({ values: ['required', 'everything'] }));
+    const demo = named(docs, 'Deployment', 'document-service');
+    const c = (demo.spec as { template: { spec: { containers: Array<Record<string, unknown>> } } })
+      .template.spec.containers[0]!;
+    (c.ports as Array<{ name: string }>)[0]!.name = 'web'; // renamed, still the --listen port
+    c.readinessProbe = { httpGet: { path: '/ready', port: 'web' } };
+    assert.deepEqual(checkProbes(docs), [
+      'Deployment/precinct-document-service container document-service: readinessProbe targets mTLS port 8084',
+    ]);
+  });
+
+  test('image check: helm refuses tag latest and an empty tag; the check catches them in manifests', async () => {
+    for (const tag of ['latest', 'LATEST']) {
+      await assert.rejects(render({ set: [`image.tag=${tag}`] }), /image tag must be a version/);
+    }
+    await assert.rejects(
+      render({ values: ['required', 'everything'], set: ['policy.opa.image.tag=latest'] }),
+      /policy\.opa\.image: image tag must be a version/,
+    );
+    const docs = await render();
+    const images = podTemplates(docs).flatMap((t) =>
+      t.template.spec.containers.map((c) => c.image),
+    );
+    assert.ok(
+      images.every((i) => i === 'ghcr.io/precinct/precinct:0.1.0'),
+      images.join(' '),
+    );
+    for (const bad of [
+      'ghcr.io/precinct/precinct:latest',
+      'ghcr.io/precinct/precinct',
+      'localhost:5000/precinct',
+      '',
+    ]) {
+      const broken = clone(docs);
+      podTemplates(broken)[0]!.template.spec.containers[0]!.image = bad;
+      assert.equal(checkImages(broken).length, 1, `caught ${JSON.stringify(bad)}`);
+    }
+    const pinned = clone(docs);
+    podTemplates(pinned)[0]!.template.spec.containers[0]!.image =
+      `ghcr.io/precinct/precinct@sha256:${'a'.repeat(64)}`;
+    assert.deepEqual(checkImages(pinned), [], 'a digest without a tag is a pinned image');
+  });
+
+  test('NetworkPolicy check: catches an allow for chart pods that do not exist (values)', async () => {
+    const problems = checkNetworkPolicySelectors(
+      await render({ values: ['required', 'broken-netpol'] }),
+    );
+    assert.equal(problems.length, 1, problems.join('\n'));
+    assert.match(
+      problems[0]!,
+      /NetworkPolicy\/precinct-audit-store: peer .*no-such-component.* matches no pod template/,
+    );
+  });
+
+  test('NetworkPolicy check: catches a policy whose own selector matches no pod', async () => {
+    const docs = await render({ values: ['required'], set: ['tokenService.enabled=false'] });
+    assert.deepEqual(
+      checkNetworkPolicySelectors(docs),
+      [],
+      'a disabled component takes its policy with it',
+    );
+    const broken = clone(docs);
+    const np = named(broken, 'NetworkPolicy', 'nats-callout');
+    (np.spec as { podSelector: { matchLabels: Record<string, string> } }).podSelector.matchLabels[
+      'app.kubernetes.io/component'
+    ] = 'nats-calout';
+    assert.deepEqual(checkNetworkPolicySelectors(broken), [
+      'NetworkPolicy/precinct-nats-callout: podSelector matches no pod template',
+    ]);
+  });
+
+  test('hardening check: catches a writable root filesystem and a missing request', async () => {
+    const docs = clone(await render());
+    const c = podTemplates(docs)[0]!.template.spec.containers[0]! as unknown as {
+      securityContext: { readOnlyRootFilesystem: boolean };
+      resources: { requests: Record<string, string> };
+    };
+    c.securityContext.readOnlyRootFilesystem = false;
+    delete c.resources.requests.cpu;
+    assert.equal(checkHardening(docs).length, 2, checkHardening(docs).join('\n'));
+  });
+
+  test('token service: one replica, Recreate, and more replicas are refused (in-memory keys)', async () => {
+    const d = named(await render(), 'Deployment', 'token-service');
+    assert.equal((d.spec as { replicas: number }).replicas, 1);
+    assert.deepEqual((d.spec as { strategy: unknown }).strategy, { type: 'Recreate' });
+    await assert.rejects(
+      render({ set: ['tokenService.replicas=2'] }),
+      /tokenService\.replicas must be 1/,
+    );
+  });
+
+  test('ClusterSPIFFEIDs derive IDs from namespace and ServiceAccount only, per component', async () => {
+    const docs = await render({ values: ['required', 'everything'] });
+    const ids = byKind(docs, 'ClusterSPIFFEID');
+    const templates = new Map(
+      ids.map((i) => [i.metadata.name, (i.spec as { spiffeIDTemplate: string }).spiffeIDTemplate]),
+    );
+    const nsSa =
+      'spiffe://{{ .TrustDomain }}/ns/{{ .PodMeta.Namespace }}/sa/{{ .PodSpec.ServiceAccountName }}';
+    for (const c of [
+      'audit-store',
+      'token-service',
+      'user-service',
+      'agent-service',
+      'document-service',
+      'policy-service',
+      'dashboard',
+    ]) {
+      assert.equal(templates.get(`precinct-precinct-${c}`), nsSa, c);
+    }
+    assert.equal(
+      templates.get('precinct-precinct-agent-service-assistant'),
+      'spiffe://{{ .TrustDomain }}/agent/assistant',
+    );
+    for (const t of templates.values()) assert.doesNotMatch(t, /UID|\.PodMeta\.Name\b|NodeMeta/);
+    for (const i of ids) {
+      const spec = i.spec as {
+        namespaceSelector: { matchLabels: Record<string, string> };
+        className: string;
+      };
+      assert.deepEqual(spec.namespaceSelector.matchLabels, {
+        'kubernetes.io/metadata.name': 'precinct',
+      });
+      assert.equal(spec.className, 'spire-system-spire');
+    }
+    // Every workload that mounts the Workload API socket is selected by a ClusterSPIFFEID.
+    for (const { owner, template } of podTemplates(docs)) {
+      const vols =
+        (template.spec as { volumes?: Array<{ name: string; csi?: { driver: string } }> })
+          .volumes ?? [];
+      const csi = vols.find((v) => v.name === 'spiffe-workload-api');
+      if (!csi) continue;
+      assert.equal(csi.csi?.driver, 'csi.spiffe.io', owner.metadata.name);
+      const labels = template.metadata?.labels ?? {};
+      assert.ok(
+        ids.some((i) =>
+          Object.entries(
+            (i.spec as { podSelector: { matchLabels: Record<string, string> } }).podSelector
+              .matchLabels,
+          ).every(([k, v]) => labels[k] === v),
+        ),
+        `${owner.metadata.name} has a ClusterSPIFFEID`,
+      );
+    }
+  });
+
+  test('RBAC as rendered: auth-delegator for the audit store, serviceaccounts get/list/watch for the callout', async () => {
+    const docs = await render();
+    const crb = byKind(docs, 'ClusterRoleBinding');
+    const delegator = crb.find(
+      (b) => (b.roleRef as { name: string }).name === 'system:auth-delegator',
+    );
+    assert.deepEqual(JSON.parse(JSON.stringify(delegator?.subjects)), [
+      { kind: 'ServiceAccount', name: 'precinct-audit-store', namespace: 'precinct' },
+    ]);
+    const role = named(docs, 'ClusterRole', 'nats-callout') as unknown as { rules: unknown };
+    assert.deepEqual(JSON.parse(JSON.stringify(role.rules)), [
+      { apiGroups: [''], resources: ['serviceaccounts'], verbs: ['get', 'list', 'watch'] },
+    ]);
+    const scoped = await render({ values: ['required', 'everything'] });
+    assert.equal(byKind(scoped, 'ClusterRole').length, 0, 'watchNamespace: a Role, no ClusterRole');
+    assert.equal(named(scoped, 'Role', 'nats-callout').metadata.namespace, 'apps');
+    assert.equal(
+      byKind(await render({ values: ['required', 'broken-rbac'] }), 'ClusterRoleBinding').length,
+      0,
+    );
+  });
+
+  test('scaling: PDBs for replicated components, HPAs when asked, one queue group', async () => {
+    const docs = await render({ values: ['required', 'everything'] });
+    const pdbs = byKind(docs, 'PodDisruptionBudget')
+      .map((p) => p.metadata.name)
+      .sort();
+    assert.deepEqual(pdbs, ['precinct-audit-store', 'precinct-nats-callout']);
+    const hpas = byKind(docs, 'HorizontalPodAutoscaler')
+      .map((p) => p.metadata.name)
+      .sort();
+    assert.deepEqual(hpas, ['precinct-audit-store', 'precinct-nats-callout']);
+    const callout = named(docs, 'Deployment', 'nats-callout');
+    const env = (
+      callout.spec as {
+        template: { spec: { containers: Array<{ env: Array<{ name: string; value?: string }> }> } };
+      }
+    ).template.spec.containers[0]!.env;
+    assert.equal(env.find((e) => e.name === 'NATS_QUEUE_GROUP')?.value, 'nats-callout');
+    assert.equal(
+      (callout.spec as { replicas?: number }).replicas,
+      undefined,
+      'the HPA owns replicas',
+    );
+  });
+});
