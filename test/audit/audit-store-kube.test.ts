@@ -2,6 +2,8 @@
 // (kube-dev): TokenReview + SubjectAccessReview with Kubernaut's tiers.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
 import {
@@ -168,6 +170,52 @@ describe('audit store with kube-dev', () => {
     } finally {
       await careless.close();
     }
+  });
+
+  test('`precinct audit-store`: TokenReview for --token-audience (default data-storage-service)', async (t) => {
+    const root = fileURLToPath(new URL('../../', import.meta.url));
+    const start = async (args: string[]) => {
+      const child = spawn(
+        process.execPath,
+        ['--import', './scripts/register-source.mjs', 'cli/src/main.ts', 'audit-store', ...args],
+        {
+          cwd: root,
+          env: {
+            ...process.env,
+            KUBECONFIG: kd.kubeconfigPath,
+            LOG_LEVEL: 'warn',
+            DATABASE_URL: '',
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
+      t.after(() => child.kill('SIGKILL'));
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', () => {
+          const m = /listening on (http:\/\/\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.on('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+      });
+      return url;
+    };
+    const post = (url: string, tok: string) =>
+      fetch(new URL('/api/v1/audit/events', url), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tok}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ ...event, correlation_id: 'corr-cli' }),
+      });
+    const [byDefault, custom] = await Promise.all([
+      start(['--listen', '127.0.0.1:0', '--namespace', NS]),
+      start(['--listen', '127.0.0.1:0', '--namespace', NS, '--token-audience', 'audit-eu']),
+    ]);
+    const apiToken = await token('writer', []);
+    assert.equal((await post(byDefault, apiToken)).status, 401, 'the API server audience');
+    assert.equal((await post(byDefault, await token('writer'))).status, 201, 'control');
+    assert.equal((await post(custom, await token('writer'))).status, 401, 'another audience');
+    assert.equal((await post(custom, await token('writer', ['audit-eu']))).status, 201);
   });
 
   test('503 when the Kubernetes API is down', async () => {

@@ -86,6 +86,15 @@ test('bad flag combinations are usage errors', async (t) => {
       /not an http\(s\) URL nor a readable JSON file/,
     ],
     ['--spiffe without a Workload API address', ['--spiffe'], /SPIFFE_ENDPOINT_SOCKET/],
+    ['--max-event-age not a number', ['--max-event-age', '7y'], /--max-event-age/],
+    ['--max-event-age zero', ['--max-event-age', '0'], /--max-event-age/],
+    ['--max-clock-skew too large', ['--max-clock-skew', '999999'], /--max-clock-skew/],
+    ['--token-audience empty', ['--token-audience', ' '], /--token-audience/],
+    [
+      '--token-audience without bearer tokens',
+      ['--no-auth', '--insecure-dev', '--token-audience', 'x'],
+      /--token-audience/,
+    ],
   ];
   const savedSocket = process.env.SPIFFE_ENDPOINT_SOCKET;
   delete process.env.SPIFFE_ENDPOINT_SOCKET;
