@@ -26,6 +26,8 @@ import {
   tlsServerOptions,
 } from '../../src/tls/options.js';
 import { X509Bundle } from '../../src/bundle/x509bundle.js';
+import { X509Source } from '../../src/workloadapi/sources.js';
+import { TestWorkloadApiServer, x509Response } from '../support/workload-api-server.js';
 import type { X509BundleSet } from '../../src/bundle/set.js';
 import { TestCa, type IssuedSvid } from '../support/ca.js';
 import { MutableSvidSource, staticBundleSource } from '../support/sources.js';
@@ -198,6 +200,50 @@ test(
     await accepted();
     bundles.remove(fed.trustDomain);
     await refused();
+  },
+);
+
+test(
+  'with an X509Source: a federated bundle pushed by the Workload API is advertised, and withdrawn',
+  { skip: peerSkip('go') },
+  async (t) => {
+    const api = await TestWorkloadApiServer.start();
+    t.after(() => api.close());
+    api.setX509(x509Response([serverSvid], ca.bundleDer()));
+    const source = await X509Source.create({ address: api.address });
+    t.after(() => source.close());
+    const opts = tlsServerOptions(source, source, authorizeOneOf(CLIENT_ID, FED_ID));
+    const live = spiffeServer(
+      https.createServer(opts, (req, res) => res.end(`${String(peerSpiffeId(req.socket))}\n`)),
+      opts,
+    );
+    live.listen(0, '127.0.0.1');
+    await once(live, 'listening');
+    t.after(() => (live.close(), live.closeAllConnections()));
+    const livePort = (live.address() as AddressInfo).port;
+    const get = (name: string) =>
+      run(goBin, [
+        'stdtls-get',
+        `https://127.0.0.1:${livePort}/`,
+        'localhost',
+        caFile,
+        files[name]!.cert,
+        files[name]!.key,
+      ]);
+    // Positive control: a client of the local trust domain.
+    assert.equal((await get('client')).stdout, `STATUS=200\nBODY=${CLIENT_ID}\n`);
+    assert.match((await get('other-td')).stdout, /^REFUSED /);
+    const updated = source.waitUntilUpdated();
+    api.setX509(
+      x509Response([serverSvid], ca.bundleDer(), { 'spiffe://other.org': otherCa.bundleDer() }),
+    );
+    await updated;
+    assert.equal((await get('other-td')).stdout, `STATUS=200\nBODY=${FED_ID}\n`);
+    const withdrawn = source.waitUntilUpdated();
+    api.setX509(x509Response([serverSvid], ca.bundleDer()));
+    await withdrawn;
+    assert.match((await get('other-td')).stdout, /^REFUSED /);
+    assert.equal((await get('client')).stdout, `STATUS=200\nBODY=${CLIENT_ID}\n`);
   },
 );
 
