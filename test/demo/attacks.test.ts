@@ -8,7 +8,9 @@ import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
 import { request } from 'undici';
 import { TXN_TOKEN_TYP, TXN_TOKEN_TYPE } from '@precinct/delegation';
-import { opaServerPolicy } from '@precinct/policy';
+import { Writable } from 'node:stream';
+import { opaServerPolicy, wasmPolicy } from '@precinct/policy';
+import { createLogger } from '@precinct/runtime';
 import { MtlsClient, pickSvid } from '@precinct/demo';
 import { Browser, agentId, clientAs, sid, startWorld, userId, TD, type World } from './support.js';
 
@@ -501,5 +503,115 @@ describe('the audit trail', () => {
       refusals.some((e) => e.error_code === 'txn_token_audience'),
       'refused tokens are recorded too',
     );
+  });
+});
+
+describe('operations', () => {
+  test('probes answer on the plain ports; the mTLS ports refuse a client without an SVID', async () => {
+    for (const [name, url] of Object.entries(world.demo.healthUrls)) {
+      for (const p of ['/health', '/ready']) {
+        const r = await fetch(new URL(p, url));
+        assert.equal(r.status, 200, `${name} ${p}`);
+      }
+      assert.match(await (await fetch(new URL('/metrics', url))).text(), /process_cpu/, name);
+    }
+    await assert.rejects(
+      fetch(new URL('/documents', world.demo.urls.documentService)),
+      'no certificate, no answer',
+    );
+    const withSvid = await as('user-service', world.demo.spiffeIds.documentService).json(
+      `${world.demo.urls.documentService}/documents`,
+    );
+    assert.equal(withSvid.status, 200);
+    assert.equal((withSvid.body as unknown[]).length, 7);
+  });
+
+  test('/api/status, /api/users, /api/agents, /api/documents', async () => {
+    const alice = browsers.get('alice')!;
+    const status = await alice.request('GET', '/api/status');
+    assert.deepEqual(status.body.services, {
+      'user-service': 'up',
+      'agent-service': 'up',
+      'document-service': 'up',
+      'policy-service': 'up',
+    });
+    const users = await alice.request('GET', '/api/users');
+    assert.equal(users.status, 200);
+    assert.deepEqual(
+      (users.body as unknown as Array<{ id: string }>).map((u) => u.id),
+      ['alice', 'bob', 'carol'],
+    );
+    const agents = await alice.request('GET', '/api/agents');
+    assert.deepEqual(
+      (agents.body as unknown as Array<{ spiffe_id: string }>).map((a) => a.spiffe_id),
+      ['gpt4', 'claude', 'summarizer'].map(agentId),
+    );
+    const docs = await alice.request('GET', '/api/documents');
+    assert.equal((docs.body as unknown as unknown[]).length, 7);
+    assert.equal(
+      (await new Browser(world.demo.urls.dashboard).request('GET', '/api/users')).status,
+      401,
+    );
+  });
+
+  test('/events streams the logged-in person’s own decisions', async () => {
+    const ac = new AbortController();
+    const res = await fetch(new URL('/events', world.demo.urls.dashboard), {
+      headers: { cookie: browsers.get('carol')!.cookie! },
+      signal: ac.signal,
+    });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type')!, /text\/event-stream/);
+    const reader = res.body!.getReader();
+    // Alice's decision must not reach carol's stream; carol's own does.
+    await browsers.get('alice')!.request('POST', '/api/access-direct', { document_id: 'DOC-001' });
+    await browsers.get('carol')!.request('POST', '/api/access-direct', { document_id: 'DOC-004' });
+    let text = '';
+    while (!text.includes('DOC-004')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    ac.abort();
+    assert.match(text, /"user":"carol"/);
+    assert.doesNotMatch(text, /"user":"alice"/);
+    assert.equal((await fetch(new URL('/events', world.demo.urls.dashboard))).status, 401);
+  });
+
+  test('logs carry token hashes, never tokens or passwords', async () => {
+    const chunks: string[] = [];
+    const logger = createLogger(
+      'demo-logs',
+      'debug',
+      new Writable({
+        write(c, _e, cb) {
+          chunks.push(String(c));
+          cb();
+        },
+      }),
+    );
+    const d = await world.startDemoWith(await wasmPolicy(), { audit: false, logger });
+    const b = new Browser(d.urls.dashboard);
+    await b.login('bob', world.passwords.bob!);
+    assert.equal(
+      (
+        await b.request('POST', '/api/access-delegated', {
+          agent_id: 'claude',
+          document_id: 'DOC-003',
+        })
+      ).status,
+      200,
+    );
+    assert.equal(
+      (await b.request('POST', '/api/access-direct', { document_id: 'DOC-002' })).status,
+      200,
+    );
+    await d.close();
+    const text = chunks.join('');
+    assert.match(text, /token_sha256/);
+    assert.match(text, /document access decision/);
+    assert.doesNotMatch(text, /eyJ[A-Za-z0-9_-]{10,}\./, 'no JWT in the logs');
+    assert.ok(!text.includes(world.passwords.bob!), 'no password in the logs');
+    assert.ok(!text.includes(b.cookie!.split('=')[1]!), 'no session cookie in the logs');
   });
 });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { tempDir } from '@precinct/testing';
-import { createLogger } from '@precinct/runtime';
+import { createLogger, type Logger } from '@precinct/runtime';
 import { X509Source, authorizeOneOf } from '@precinct/spiffe';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
 import {
@@ -119,7 +119,7 @@ export interface World {
   demo: Demo;
   usersFile: string;
   passwords: Record<string, string>;
-  startDemoWith(policy: PolicyEngine, opts?: { audit?: boolean }): Promise<Demo>;
+  startDemoWith(policy: PolicyEngine, opts?: { audit?: boolean; logger?: Logger }): Promise<Demo>;
   close(): Promise<void>;
 }
 
@@ -231,7 +231,10 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
     }
 
     const usersFile = join(dir.path, 'demo-users.json');
-    const startDemoWith = async (policy: PolicyEngine, opts: { audit?: boolean } = {}) => {
+    const startDemoWith = async (
+      policy: PolicyEngine,
+      opts: { audit?: boolean; logger?: Logger } = {},
+    ) => {
       const d = await startDemo({
         trustDomain: TD,
         workloadApi: {
@@ -261,7 +264,7 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
           policyServiceHealth: 0,
         },
         host: '127.0.0.1',
-        ...quietOpts,
+        logger: opts.logger ?? quiet(),
       });
       closers.unshift(() => d.close());
       return d;
