@@ -19,8 +19,17 @@ interface Hashed {
   hash: Buffer;
 }
 
+// scrypt is the point of a slow hash and also a lever for a flood of logins: at most this many
+// run at once, at most QUEUE wait, and beyond that an attempt is refused without hashing.
+const CONCURRENT = 2;
+const QUEUE = 32;
+
 export class PasswordBook {
   readonly #users = new Map<string, Hashed>();
+  #running = 0;
+  readonly #waiting: Array<() => void> = [];
+  /** Attempts refused unhashed because too many were already waiting. */
+  shed = 0;
   // Unknown names are checked against this, so they cost the same time as known ones.
   #decoy: Hashed | undefined;
 
@@ -41,11 +50,27 @@ export class PasswordBook {
 
   /** The user's name when the password is right, else undefined. */
   async verify(username: string, password: string): Promise<string | undefined> {
-    const entry = this.#users.get(username);
-    const h = entry ?? this.#decoy!;
-    const got = await scrypt(password, h.salt);
-    const same = timingSafeEqual(got, h.hash);
-    return entry && same ? username : undefined;
+    if (this.#running >= CONCURRENT) {
+      if (this.#waiting.length >= QUEUE) {
+        this.shed++;
+        return undefined;
+      }
+      // The finishing attempt hands its slot over: #running stays as it is.
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    } else {
+      this.#running++;
+    }
+    try {
+      const entry = this.#users.get(username);
+      const h = entry ?? this.#decoy!;
+      const got = await scrypt(password, h.salt);
+      const same = timingSafeEqual(got, h.hash);
+      return entry && same ? username : undefined;
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running--;
+    }
   }
 }
 
