@@ -18,7 +18,10 @@ import {
   cachingVerifier,
   createSubjectAccessReviewAuthorizer,
   createTokenReviewVerifier,
+  evictOnServiceAccountChange,
   loadKubeConfig,
+  watchPods,
+  watchServiceAccounts,
 } from '@precinct/kube';
 import { createDelegationVerifier } from '@precinct/delegation';
 import {
@@ -28,6 +31,7 @@ import {
 } from './delegation.js';
 import { acquireLock, LOG_DIR, removeState, writeState, type PartState } from './state.js';
 import { findNatsServer, startLocalNats } from './nats.js';
+import { ATTEST_AUDIENCE } from './workloads.js';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -157,6 +161,16 @@ export const upCommand: Command = {
       // Workloads attest with a projected ServiceAccount token (audience `precinct`), which
       // the identity server checks by TokenReview against kube-dev.
       const kubeConfig = loadKubeConfig({ KUBECONFIG: kube.kubeconfigPath });
+      // Revocation: deleting a ServiceAccount (or a pod a token is bound to) ends the
+      // identity server's bindings resting on it and evicts the audit store's cached tokens.
+      const watchLog = serviceLogger(logDir, 'revocation', verbose);
+      const serviceAccounts = watchServiceAccounts({ kubeConfig, logger: watchLog });
+      const pods = watchPods({ kubeConfig, logger: watchLog });
+      closers.push(async () => {
+        serviceAccounts.close();
+        pods.close();
+      });
+      await Promise.all([serviceAccounts.ready(), pods.ready()]);
       const identity = await startIdentityServer({
         trustDomain: TRUST_DOMAIN,
         dataDir: resolve(dataDir, 'identity-server'),
@@ -170,9 +184,8 @@ export const upCommand: Command = {
           setting: '--identity-health-port',
         },
         logger: serviceLogger(logDir, 'identity-server', verbose),
-        verifier: cachingVerifier(
-          createTokenReviewVerifier({ kubeConfig, audiences: ['precinct'] }),
-        ),
+        verifier: createTokenReviewVerifier({ kubeConfig, audiences: [ATTEST_AUDIENCE] }),
+        revocation: { serviceAccounts, pods },
       });
       closers.push(() => identity.close());
       parts.push(
@@ -215,6 +228,11 @@ export const upCommand: Command = {
       }
       // Delegation tokens from the local issuer (`precinct delegate`) become on_behalf_of.
       const delegationKeys = await localDelegationKeys(dataDir, true);
+      const auditVerifier = cachingVerifier(
+        createTokenReviewVerifier({ kubeConfig, audiences: [LOCAL_AUDIT_AUDIENCE] }),
+      );
+      const stopEviction = evictOnServiceAccountChange(auditVerifier, serviceAccounts);
+      closers.push(async () => stopEviction());
       const audit = await startAuditStore({
         ...(databaseUrl ? { databaseUrl } : { dataDir: resolve(auditDir, 'db') }),
         port: port('audit-port'),
@@ -222,9 +240,7 @@ export const upCommand: Command = {
         signingKeyPem: readFileSync(keyPath),
         logger: serviceLogger(logDir, 'audit-store', verbose),
         auth: {
-          verifier: cachingVerifier(
-            createTokenReviewVerifier({ kubeConfig, audiences: [LOCAL_AUDIT_AUDIENCE] }),
-          ),
+          verifier: auditVerifier,
           authorizer: createSubjectAccessReviewAuthorizer({ kubeConfig }),
         },
         tokenAudiences: [LOCAL_AUDIT_AUDIENCE],

@@ -227,6 +227,36 @@ test(
       (await post({ authorization: `Bearer ${storeToken}`, 'precinct-delegation': other })).status,
       401,
     );
+    // Revocation is wired: a writer whose ServiceAccount is deleted is refused within seconds,
+    // although its token was accepted (and cached) a moment before.
+    run('create', 'serviceaccount', 'writer');
+    run(
+      'create',
+      'clusterrolebinding',
+      'writer-admin',
+      '--clusterrole=cluster-admin',
+      '--serviceaccount=default:writer',
+    );
+    const writerToken = run(
+      'create',
+      'token',
+      'writer',
+      '--audience',
+      'data-storage-service',
+    ).trim();
+    assert.equal((await post({ authorization: `Bearer ${writerToken}` })).status, 201);
+    run('delete', 'serviceaccount', 'writer');
+    let refused = false;
+    for (let i = 0; i < 100 && !refused; i++) {
+      refused = (await post({ authorization: `Bearer ${writerToken}` })).status === 401;
+      if (!refused) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(refused, "a deleted ServiceAccount's cached token is refused within 10 s");
+    assert.equal(
+      (await post({ authorization: `Bearer ${storeToken}` })).status,
+      201,
+      'others unaffected',
+    );
     // NATS through the callout: a ServiceAccount token for audience `nats` connects and may use
     // its namespace's subjects; a token for another audience is refused.
     const natsToken = run('create', 'token', 'default', '--audience', 'nats').trim();
