@@ -5,3 +5,4 @@ export { startNatsServer, type NatsServer } from './nats.js';
 export { startPostgres, type PostgresServer } from './postgres.js';
 export { seededRandom } from './random.js';
 export { startKubeApiserver, type KubeApiserver, type KubeApiserverOptions } from './kube-apiserver.js';
+export { startVault, type VaultServer } from './vault.js';
