@@ -147,7 +147,9 @@ export class WorkloadSockets {
     if (b.binding.closed) return;
     this.#opts.metrics.bindingsRevoked.inc({ reason });
     this.#opts.logger.info({ binding: b.binding.id, reason }, 'workload binding revoked');
-    void this.#unbind(key, b, this.#opts.socketLingerMs ?? DEFAULT_SOCKET_LINGER_MS);
+    const ending = this.#unbind(key, b, this.#opts.socketLingerMs ?? DEFAULT_SOCKET_LINGER_MS);
+    this.#ending.add(ending);
+    void ending.finally(() => this.#ending.delete(ending));
   }
 
   /**
@@ -343,12 +345,14 @@ export class WorkloadSockets {
     // definitive no rather than a missing socket it would retry as Unavailable.
     if (lingerMs > 0 && !this.#closed) {
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, lingerMs);
-        t.unref();
-        this.#lingering.add(() => {
+        const stop = () => {
           clearTimeout(t);
+          this.#lingering.delete(stop);
           resolve();
-        });
+        };
+        const t = setTimeout(stop, lingerMs);
+        t.unref();
+        this.#lingering.add(stop);
       });
     }
     await new Promise<void>((resolve) => {
@@ -366,13 +370,15 @@ export class WorkloadSockets {
   }
 
   readonly #lingering = new Set<() => void>();
+  /** Revoked bindings whose sockets are still lingering or closing. */
+  readonly #ending = new Set<Promise<void>>();
 
   /** Ends every binding and removes its socket. Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
     for (const u of this.#unwatch.splice(0)) u();
-    for (const stop of this.#lingering) stop();
-    this.#lingering.clear();
+    for (const stop of [...this.#lingering]) stop();
+    await Promise.all([...this.#ending]);
     await Promise.all([...this.#bound].map(([k, b]) => this.#unbind(k, b)));
   }
 }
