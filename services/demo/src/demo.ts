@@ -51,7 +51,7 @@ export interface DemoOptions {
   audit?: { url: string; spiffeId: string };
   /** Decides; `wasmPolicy()` or `opaServerPolicy({url: OPA_URL})`. */
   policy: PolicyEngine;
-  /** The policy's data (people, agents, documents). Default: the package's demo data. */
+  /** The policy's data (people, agents, documents). Default: `demoPolicyData(trustDomain)`. */
   data?: PolicyData;
   /** JSON file with the demo people's passwords; created 0600 when missing. */
   demoUsersFile: string;
@@ -86,17 +86,28 @@ export function createDemoIdp(o: { issuer?: string; audience?: string } = {}): D
 }
 
 /**
- * The token service's `grantScope` for the demo: people and agents of the demo data may ask
- * for `documents:read:<known document>`; whether they may actually read it is the policy's
- * call at the document service, so every decision (and its reason) reaches the audit store.
+ * The demo's people, agents and documents for `trustDomain` (the shipped data names
+ * demo.example.com; the policy accepts only IDs of the data's trust domain). Pass it to
+ * `wasmPolicy({data})` too, or load it into the OPA server, so the policy and the services agree.
  */
-export function demoGrantScope(data: PolicyData = loadDemoData()) {
+export function demoPolicyData(trustDomain: string): PolicyData {
+  const data = loadDemoData();
+  return { precinct: { ...data.precinct, trust_domain: trustDomain } };
+}
+
+/**
+ * The token service's `grantScope` for the demo: people of the data may ask for
+ * `documents:read:<known document>`, alone or through an agent. Whether they may actually read
+ * it is the policy's call at the document service, so every decision (and its reason) reaches
+ * the audit store; the scope still pins each token to the one document asked for.
+ */
+export function demoGrantScope(data: PolicyData) {
   const td = data.precinct.trust_domain;
   const docs = new Set(Object.keys(data.precinct.documents));
-  const person = new RegExp(`^spiffe://${td.replace(/\./g, '\\.')}/user/([A-Za-z0-9._-]+)$`);
+  const prefix = `spiffe://${td}/user/`;
   return async (r: { person: string; agent: string | undefined; requested: string[] }) => {
-    const m = person.exec(r.person);
-    if (!m || !Object.hasOwn(data.precinct.users, m[1]!)) return [];
+    const name = r.person.startsWith(prefix) ? r.person.slice(prefix.length) : '';
+    if (!Object.hasOwn(data.precinct.users, name)) return [];
     return r.requested.filter((s) => s.startsWith('documents:read:') && docs.has(s.slice(15)));
   };
 }
@@ -125,8 +136,8 @@ async function source(w: WorkloadIdentity, owned: X509Source[]): Promise<X509Sou
  * Every service's SPIFFE ID is read from its own SVID; the allow-lists are built from them.
  */
 export async function startDemo(o: DemoOptions): Promise<Demo> {
-  const data = o.data ?? loadDemoData();
   const td = o.trustDomain;
+  const data = o.data ?? demoPolicyData(td);
   if (data.precinct.trust_domain !== td) {
     throw new Error(
       `demo: the policy data's trust domain is ${data.precinct.trust_domain}, not ${td}; people and agents would all be unknown`,

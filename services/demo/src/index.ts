@@ -3,6 +3,7 @@ export {
   DEMO_PORTS,
   createDemoIdp,
   demoGrantScope,
+  demoPolicyData,
   demoServiceId,
   startDemo,
   type Demo,
