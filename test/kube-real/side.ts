@@ -26,10 +26,19 @@ export function call(
   s: Side,
   method: string,
   path: string,
-  opts: { body?: string; contentType?: string; token?: string | null; accept?: string } = {},
+  opts: {
+    body?: string;
+    contentType?: string;
+    token?: string | null;
+    accept?: string;
+    headers?: Record<string, string>;
+  } = {},
 ): Promise<RawResponse> {
   const token = opts.token === undefined ? s.adminToken : opts.token;
-  const headers: Record<string, string> = { accept: opts.accept ?? 'application/json' };
+  const headers: Record<string, string> = {
+    accept: opts.accept ?? 'application/json',
+    ...opts.headers,
+  };
   if (token !== null) headers.authorization = `Bearer ${token}`;
   if (opts.body !== undefined) {
     headers['content-type'] = opts.contentType ?? 'application/json';

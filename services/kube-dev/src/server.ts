@@ -1113,10 +1113,11 @@ export class KubeApi {
     const causes: Array<{ field: string; message: string }> = [];
     let audiences = [this.ctx.issuer];
     if (spec.audiences !== undefined && spec.audiences !== null) {
-      if (!stringArray(spec.audiences) || spec.audiences.some((a) => !a)) {
+      // kube-apiserver accepts an empty string among the audiences (it matches nothing).
+      if (!stringArray(spec.audiences)) {
         causes.push({
           field: 'spec.audiences',
-          message: 'Invalid value: must be a list of non-empty strings',
+          message: 'Invalid value: must be a list of strings',
         });
       } else if (spec.audiences.length) audiences = spec.audiences;
     }
@@ -1293,9 +1294,12 @@ export class KubeApi {
     if (namespace !== undefined && isObj(spec.resourceAttributes)) {
       const rns = spec.resourceAttributes.namespace;
       if (rns !== undefined && rns !== '' && rns !== namespace) {
-        throw badRequest(
-          'spec.resourceAttributes.namespace must match the namespace of the request',
-        );
+        throw invalid('', 'authorization.k8s.io', '', [
+          {
+            field: 'spec.resourceAttributes.namespace',
+            message: `Invalid value: "${String(rns)}": must match metadata.namespace`,
+          },
+        ]);
       }
     }
     if (namespace !== undefined && spec.nonResourceAttributes) {
