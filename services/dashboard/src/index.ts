@@ -7,3 +7,20 @@ export {
   type DashboardOptions,
   type Peer,
 } from './server.js';
+export {
+  platformApi,
+  type PlatformApiOptions,
+  type PlatformBackends,
+  type Workload,
+  type TrustView,
+  type BundleAuthority,
+  type AuditFilter,
+  type AuditExport,
+  type AuditEventView,
+  type ChainVerification,
+  type ServiceAccountView,
+  type NatsClientView,
+  type ConsentBackend,
+} from './platform-api.js';
+export { CONTENT_SECURITY_POLICY, SECURITY_HEADERS, buildUi } from './static.js';
+export { auditStoreBackend, type AuditStoreBackendOptions } from './platform-backends.js';

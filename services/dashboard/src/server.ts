@@ -24,6 +24,8 @@ import {
   type X509SvidSource,
 } from '@precinct/spiffe';
 import type { DashboardIdp } from './idp.js';
+import { platformApi, type PlatformBackends } from './platform-api.js';
+import { UI_PUBLIC_ROUTES, uiPlugin } from './static.js';
 import { PasswordBook, loadOrCreateDemoPasswords } from './people.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -63,6 +65,8 @@ export interface DashboardOptions {
   healthPort?: number;
   advertiseHost?: string;
   logger?: Logger;
+  /** Backends of the platform views (/api/platform/*); see platform-api.ts. Default: none. */
+  platform?: PlatformBackends;
 }
 
 export interface Dashboard {
@@ -270,7 +274,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       url === '/api/auth/login' ||
       url === '/health' ||
       url === '/api/status' ||
-      url === '/' ||
+      UI_PUBLIC_ROUTES.has(url) ||
       url === '/.well-known/jwks.json';
     if (!open) {
       const s = session(req);
@@ -512,7 +516,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     });
   });
 
-  app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE));
+  await app.register(uiPlugin);
+  await app.register(platformApi, { backends: o.platform ?? {}, personId });
 
   const probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });
   await probes.register(probesPlugin, {
@@ -553,39 +558,3 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     },
   };
 }
-
-// A deliberately small page: log in, pick a document (and an agent), see the answer.
-const PAGE = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Precinct delegation demo</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-</head><body>
-<main>
-<h1>Precinct delegation demo</h1>
-<form id="login"><label>User <input name="username" autocomplete="username"></label>
-<label>Password <input name="password" type="password" autocomplete="current-password"></label>
-<button>Log in</button></form>
-<p id="me"></p>
-<form id="access"><label>Document <input name="document_id" value="DOC-001"></label>
-<label>Agent (empty: direct) <input name="agent_id"></label>
-<button>Access</button></form>
-<pre id="out" aria-live="polite"></pre>
-</main>
-<script>
-const out = document.getElementById('out');
-const post = (p, b) => fetch(p, {method: 'POST', headers: {'content-type': 'application/json'}, body: JSON.stringify(b)});
-document.getElementById('login').onsubmit = async (e) => {
-  e.preventDefault();
-  const f = new FormData(e.target);
-  const r = await post('/api/auth/login', {username: f.get('username'), password: f.get('password')});
-  document.getElementById('me').textContent = r.ok ? 'Logged in as ' + (await r.json()).user : 'Login failed';
-};
-document.getElementById('access').onsubmit = async (e) => {
-  e.preventDefault();
-  const f = new FormData(e.target);
-  const agent = f.get('agent_id');
-  const r = agent
-    ? await post('/api/access-delegated', {agent_id: agent, document_id: f.get('document_id')})
-    : await post('/api/access-direct', {document_id: f.get('document_id')});
-  out.textContent = JSON.stringify(await r.json(), null, 2);
-};
-</script></body></html>`;

@@ -1,0 +1,127 @@
+// Same-origin calls to the BFF: the session cookie goes along by itself (httpOnly, never read
+// here) and nothing in the page ever holds a token.
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function parse<T>(res: Response): Promise<T> {
+  const text = await res.text();
+  let body: unknown;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    body = undefined;
+  }
+  if (!res.ok && !(typeof body === 'object' && body !== null && 'granted' in body)) {
+    const title = (body as { title?: unknown } | undefined)?.title;
+    throw new ApiError(res.status, typeof title === 'string' ? title : `HTTP ${res.status}`);
+  }
+  return body as T;
+}
+
+export async function get<T>(path: string): Promise<T> {
+  return parse<T>(await fetch(path, { headers: { accept: 'application/json' } }));
+}
+
+export async function post<T>(path: string, body?: unknown): Promise<T> {
+  return parse<T>(
+    await fetch(path, {
+      method: 'POST',
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    }),
+  );
+}
+
+export interface Me {
+  user: string;
+  spiffe_id: string;
+}
+export interface Person {
+  id: string;
+  name: string;
+  departments: string[];
+  spiffe_id: string;
+}
+export interface AgentInfo {
+  id: string;
+  name: string;
+  capabilities: string[];
+  spiffe_id: string;
+}
+export interface DocumentInfo {
+  id: string;
+  title: string;
+  required_departments: string[];
+  sensitivity: string;
+}
+export interface Decision {
+  granted: boolean;
+  reason: string;
+  details?: {
+    user_departments?: string[];
+    agent_capabilities?: string[];
+    effective_permissions?: string[];
+    required?: string[];
+  };
+}
+export interface Workload {
+  spiffeId: string;
+  serial: string;
+  notAfter: string;
+  selectors?: string[];
+}
+export interface Authority {
+  fingerprint: string;
+  subject: string;
+  notAfter: string;
+}
+export interface TrustView {
+  trustDomain: string;
+  authorities: Authority[];
+  federation: Array<{ trustDomain: string; endpoint?: string; authorities: Authority[] }>;
+}
+export interface AuditEvent {
+  event_id: string;
+  event_timestamp: string;
+  correlation_id: string;
+  chain_seq: number;
+  actor_id: string;
+  resource_id?: string | null;
+  event_outcome: string;
+  on_behalf_of?: string | null;
+  agent?: string | null;
+  decision?: string | null;
+  reason?: string | null;
+}
+export interface ChainVerification {
+  correlation_id: string;
+  is_valid: boolean;
+  events_checked: number;
+  broken_links: Array<{ event_id: string | null; chain_seq: number | null; reason: string }>;
+  tampered_events: string[];
+}
+export interface ServiceAccount {
+  namespace: string;
+  name: string;
+  annotations: Record<string, string>;
+  spiffeId?: string;
+  nats?: { pub: { allow: string[]; deny: string[] }; sub: { allow: string[]; deny: string[] } };
+}
+export interface NatsClient {
+  name: string;
+  account?: string;
+  spiffeId?: string;
+  pub: string[];
+  sub: string[];
+  connectedAt?: string;
+}
+
+/** The last path segment of a SPIFFE ID (`spiffe://td/agent/gpt4` -> `gpt4`). */
+export const short = (id: string | null | undefined) => (id ? id.split('/').pop()! : '');

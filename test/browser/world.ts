@@ -1,0 +1,201 @@
+// The dashboard under test with every platform view wired to real parts: the demo world from
+// test/demo (identity server, token service, demo services), an audit store on a PGlite
+// database this file owns (so a test can tamper with a stored event the way someone with
+// database access would), the token service's consent store, and the workloads' live SVIDs.
+import { authorizeOneOf, type X509Source } from '@precinct/spiffe';
+import { startAuditStore, type AuditStore } from '@precinct/audit-store';
+import { ANNOTATIONS, buildPermissions } from '@precinct/nats-callout';
+import { startDemo, type Demo } from '@precinct/demo';
+import { wasmPolicy } from '@precinct/policy';
+import {
+  auditStoreBackend,
+  startDashboard,
+  type Dashboard,
+  type PlatformBackends,
+  type ServiceAccountView,
+  type Workload,
+} from '@precinct/dashboard';
+import { createPgliteDb, type Db } from '../../services/audit-store/src/db.js';
+import {
+  AGENT_NAMES,
+  SERVICE_ACCOUNTS,
+  TD,
+  agentId,
+  clientAs,
+  quiet,
+  sid,
+  startWorld,
+  type World,
+} from '../demo/support.js';
+
+export interface BrowserWorld {
+  world: World;
+  db: Db;
+  audit: AuditStore;
+  demo: Demo;
+  dashboard: Dashboard;
+  close(): Promise<void>;
+}
+
+function workloadOf(source: X509Source): Workload {
+  const svid = source.getX509Svid();
+  const leaf = svid.certificates[0]!;
+  return {
+    spiffeId: svid.id.toString(),
+    serial: leaf.serialNumber,
+    notAfter: new Date(leaf.validTo).toISOString(),
+  };
+}
+
+const authorities = (source: X509Source, td: string) =>
+  source
+    .getX509BundleForTrustDomain(td)
+    .x509Authorities()
+    .map((c) => ({
+      fingerprint: c.fingerprint256.replaceAll(':', '').toLowerCase(),
+      subject: c.subject.replaceAll('\n', ', '),
+      notAfter: new Date(c.validTo).toISOString(),
+    }));
+
+/** What `precinct up` would wire, from this world's parts. */
+function platformOf(
+  world: World,
+  audit: AuditStore,
+): { backends: PlatformBackends; close: () => Promise<void> } {
+  const sources = Object.values(world.sources);
+  const reader = clientAs(world.sources.auditor, sid('audit-store'));
+  const annotations: Record<string, Record<string, string>> = {
+    'document-service': { [ANNOTATIONS.allowedPub]: 'audit.events.>' },
+    'agent-service': {
+      [ANNOTATIONS.allowedSub]: 'agents.requests.>',
+      [ANNOTATIONS.deniedPub]: 'audit.>',
+    },
+  };
+  const backends: PlatformBackends = {
+    workloads: {
+      list: async () => sources.map(workloadOf),
+      onRotation(cb) {
+        const offs = sources.map((s) => {
+          const on = () => cb(workloadOf(s));
+          s.on('update', on);
+          return () => s.off('update', on);
+        });
+        return () => offs.forEach((off) => off());
+      },
+      trust: async () => ({
+        trustDomain: TD,
+        authorities: authorities(world.sources.dashboard, TD),
+        federation: [],
+      }),
+    },
+    audit: auditStoreBackend({ url: audit.url, dispatcher: reader.dispatcher }),
+    kube: {
+      serviceAccounts: async () =>
+        SERVICE_ACCOUNTS.map((name): ServiceAccountView => {
+          const a = annotations[name] ?? {};
+          const { permissions } = buildPermissions({
+            namespace: 'demo',
+            serviceAccount: name,
+            annotations: a,
+          });
+          return {
+            namespace: 'demo',
+            name,
+            annotations: a,
+            spiffeId: sid(name),
+            nats: { pub: permissions.pub, sub: permissions.sub },
+          };
+        }),
+    },
+    consent: { store: world.consent, agents: async () => AGENT_NAMES.map(agentId) },
+  };
+  return { backends, close: () => reader.dispatcher.close() };
+}
+
+export async function startBrowserWorld(): Promise<BrowserWorld> {
+  const closers: Array<() => Promise<unknown>> = [];
+  try {
+    const world = await startWorld();
+    closers.unshift(() => world.close());
+    const db = await createPgliteDb();
+    closers.unshift(() => db.close());
+    const audit = await startAuditStore({
+      db,
+      host: '127.0.0.1',
+      port: 0,
+      auth: false,
+      spiffe: {
+        svidSource: world.sources['audit-store'],
+        bundleSource: world.sources['audit-store'],
+        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+        healthHost: '127.0.0.1',
+      },
+      retentionIntervalMs: 0,
+      logger: quiet(),
+    });
+    closers.unshift(() => audit.close());
+    // The demo services again, writing to this audit store (the world's writes to its own).
+    const demo = await startDemo({
+      trustDomain: TD,
+      workloadApi: {
+        dashboard: world.sources.dashboard,
+        userService: world.sources['user-service'],
+        agentService: world.sources['agent-service'],
+        documentService: world.sources['document-service'],
+        policyService: world.sources['policy-service'],
+      },
+      tokenService: { url: world.tokenService.url, spiffeId: world.tokenService.issuer },
+      idp: world.idp,
+      audit: { url: audit.url, spiffeId: sid('audit-store') },
+      policy: await wasmPolicy(),
+      demoUsersFile: world.usersFile,
+      ports: {
+        dashboard: 0,
+        userService: 0,
+        agentService: 0,
+        documentService: 0,
+        policyService: 0,
+        dashboardHealth: 0,
+        userServiceHealth: 0,
+        agentServiceHealth: 0,
+        documentServiceHealth: 0,
+        policyServiceHealth: 0,
+      },
+      host: '127.0.0.1',
+      logger: quiet(),
+    });
+    closers.unshift(() => demo.close());
+    const platform = platformOf(world, audit);
+    closers.unshift(platform.close);
+    const dashboard = await startDashboard({
+      svidSource: world.sources.dashboard,
+      bundleSource: world.sources.dashboard,
+      trustDomain: TD,
+      tokenService: { url: world.tokenService.url, spiffeId: world.tokenService.issuer },
+      userService: { url: demo.urls.userService, spiffeId: demo.spiffeIds.userService },
+      agentService: { url: demo.urls.agentService, spiffeId: demo.spiffeIds.agentService },
+      idp: world.idp,
+      demoUsersFile: world.usersFile,
+      host: '127.0.0.1',
+      port: 0,
+      healthHost: '127.0.0.1',
+      healthPort: 0,
+      logger: quiet(),
+      platform: platform.backends,
+    });
+    closers.unshift(() => dashboard.close());
+    return {
+      world,
+      db,
+      audit,
+      demo,
+      dashboard,
+      async close() {
+        for (const c of closers) await c();
+      },
+    };
+  } catch (err) {
+    for (const c of closers) await c().catch(() => undefined);
+    throw err;
+  }
+}
