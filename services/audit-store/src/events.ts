@@ -3,6 +3,7 @@ import {
   MAX_EVENT_DATA_DEPTH,
   deeperThan,
   parseTimestamp,
+  timestampMs,
   type InputProblem,
   type TimeWindow,
 } from './input.js';
@@ -239,7 +240,7 @@ export function checkEvent(
   }
   if (e.event_timestamp !== undefined) {
     const field = `${prefix}event_timestamp`;
-    const t = parseTimestamp(e.event_timestamp)?.getTime();
+    const t = timestampMs(e.event_timestamp);
     const retentionMs = (e.retention_days ?? DEFAULT_RETENTION_DAYS) * 86_400_000;
     if (t === undefined) bad.push({ field, message: 'must be an RFC 3339 date-time' });
     else if (t > now.getTime() + window.maxSkewMs)

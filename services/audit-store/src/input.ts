@@ -119,18 +119,25 @@ export interface TimeWindow {
   maxSkewMs: number;
 }
 
-const RFC3339 =
-  /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+/** 0001-01-01T00:00:00Z and 10000-01-01T00:00:00Z in ms: the years PostgreSQL takes as text. */
+const YEAR_1 = -62_135_596_800_000;
+const YEAR_10000 = 253_402_300_800_000;
 
 /**
- * An RFC 3339 date-time as a Date, or undefined when it is not one or lies outside years
- * 1..9999 in UTC (PostgreSQL refuses year 0, which `0000-…` or an offset near year 1 gives).
+ * An RFC 3339 date-time in ms since the epoch, or undefined when it is not one or lies
+ * outside years 1..9999 in UTC (PostgreSQL refuses year 0, which `0000-…` or an offset near
+ * year 1 gives). Runs for every event written: no Date object unless the text needs one.
  */
-export function parseTimestamp(s: string): Date | undefined {
+export function timestampMs(s: string): number | undefined {
   if (s.length > 64 || !RFC3339.test(s)) return undefined;
-  const t = Date.parse(s.toUpperCase());
-  if (Number.isNaN(t)) return undefined;
-  const d = new Date(t);
-  const y = d.getUTCFullYear();
-  return y >= 1 && y <= 9999 ? d : undefined;
+  let t = Date.parse(s);
+  if (Number.isNaN(t)) t = Date.parse(s.toUpperCase());
+  return t >= YEAR_1 && t < YEAR_10000 ? t : undefined;
+}
+
+/** `timestampMs` as a Date. */
+export function parseTimestamp(s: string): Date | undefined {
+  const t = timestampMs(s);
+  return t === undefined ? undefined : new Date(t);
 }
