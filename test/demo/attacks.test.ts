@@ -615,3 +615,34 @@ describe('operations', () => {
     assert.ok(!text.includes(b.cookie!.split('=')[1]!), 'no session cookie in the logs');
   });
 });
+
+describe('bad input at the mTLS services', () => {
+  test('wrong media type, oversized or malformed bodies and garbage tokens get 4xx, never 500', async () => {
+    const c = as('user-service', world.demo.spiffeIds.documentService);
+    const url = `${world.demo.urls.documentService}/access`;
+    const raw = async (body: string, headers: Record<string, string>) => {
+      const r = await request(url, { dispatcher: c.dispatcher, method: 'POST', headers, body });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    assert.equal(await raw('<a/>', { 'content-type': 'application/xml' }), 415);
+    assert.equal(await raw('{"document_id":"DOC-001"}', { 'content-type': 'text/plain' }), 400);
+    assert.equal(await raw('{"document_id":', { 'content-type': 'application/json' }), 400);
+    assert.equal(
+      await raw(JSON.stringify({ document_id: 'DOC-001', pad: 'x'.repeat(20_000) }), {
+        'content-type': 'application/json',
+      }),
+      413,
+    );
+    for (const token of ['garbage', 'a.b.c', 'x'.repeat(12_000)]) {
+      const r = await docAccess(c, token);
+      assert.equal(r.status, 401, token.slice(0, 10));
+    }
+    const twice = await raw('{"document_id":"DOC-001"}', {
+      'content-type': 'application/json',
+      'txn-token': await personToken('alice', ['DOC-001']),
+      'x-pad': 'y',
+    });
+    assert.equal(twice, 200, 'control: a valid request in the same shape');
+  });
+});
