@@ -35,6 +35,7 @@ const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '32,4')
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 2_500);
 const WARMUP_MS = 500;
+const WARMUP_SIDE_MS = Number(process.env.BENCH_WARMUP_MS ?? 3_000);
 const TOKEN_MODES = (process.env.BENCH_TOKENS ?? 'same,fresh')
   .split(',')
   .map((s) => s.trim())
@@ -436,8 +437,30 @@ async function main(): Promise<void> {
       token: () => plainToken,
       pids: { server: natsServerPid(plain) },
     };
+    // Untimed warm-up of each callout (JIT compilation runs on the process's own threads and
+    // would otherwise be charged to whichever mode is measured first), with throw-away tokens.
+    const warm = async (t: Omit<Target, 'pids'>) => {
+      const until = performance.now() + WARMUP_SIDE_MS;
+      const loop = async () => {
+        while (performance.now() < until) {
+          const nc = await connect({
+            servers: t.server.url,
+            token: t.token(),
+            ...(t.inboxPrefix ? { inboxPrefix: t.inboxPrefix } : {}),
+            reconnect: false,
+          }).catch(() => undefined);
+          await nc?.close();
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, loop));
+    };
+    const warmTokens = await Promise.all(Array.from({ length: 50 }, mint));
+    let w = 0;
+    const warmToken = () => warmTokens[w++ % warmTokens.length]!;
+    await warm({ server, token: warmToken, inboxPrefix: '_INBOX_bench_worker' });
+    if (goServer) await warm({ server: goServer, token: warmToken });
     console.log(
-      `load average before: ${load()}; ${ROUNDS} rounds x ${PHASE_MS} ms per side, mode and concurrency; xkey ${XKEY ? 'on' : 'off (BENCH_XKEY=1 encrypts)'}`,
+      `load average before: ${load()}; ${ROUNDS} rounds x ${PHASE_MS} ms per side, mode and concurrency, after ${WARMUP_SIDE_MS} ms of warm-up per callout; xkey ${XKEY ? 'on' : 'off (BENCH_XKEY=1 encrypts)'}`,
     );
     for (const mode of TOKEN_MODES) {
       const token = perMode.get(mode)!;

@@ -53,6 +53,8 @@ export interface NatsCalloutConfig {
   /** Grants `_INBOX.>` to every subscriber (NATS_SHARED_INBOX): weaker, see the docs. */
   sharedInbox: boolean;
   logLevel: string;
+  /** Settings that were ignored, for the log (not errors: the reference ignores them too). */
+  warnings?: string[];
 }
 
 const IN_CLUSTER_ISSUER = 'https://kubernetes.default.svc';
@@ -279,13 +281,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NatsCalloutCon
     }
   }
   // Go's crypto/x509 (the reference) adds SSL_CERT_FILE and the files of SSL_CERT_DIR to the
-  // roots every https request trusts; Node's TLS does not read them, so they are read here.
+  // roots every https request trusts; Node's TLS does not read them, so they are read here. As
+  // in Go, an unreadable or certificate-less SSL_CERT_FILE does not stop start-up (base images
+  // often set it): it is said in the log instead.
   const extraRootsPem: string[] = [];
-  if (get('SSL_CERT_FILE') !== undefined) {
-    const pem = readSecretFile('SSL_CERT_FILE');
-    if (pem !== undefined && !pem.includes('-----BEGIN CERTIFICATE-----')) {
-      problems.push('SSL_CERT_FILE does not hold a PEM certificate');
-    } else if (pem !== undefined) extraRootsPem.push(pem);
+  const warnings: string[] = [];
+  const certFile = get('SSL_CERT_FILE');
+  if (certFile !== undefined) {
+    try {
+      const pem = readFileSync(certFile, 'utf8');
+      if (pem.includes('-----BEGIN CERTIFICATE-----')) extraRootsPem.push(pem);
+      else warnings.push(`SSL_CERT_FILE "${certFile}" holds no PEM certificate; ignored`);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'error';
+      warnings.push(`SSL_CERT_FILE: cannot read "${certFile}" (${code}); ignored`);
+    }
   }
   const certDirs = get('SSL_CERT_DIR');
   if (certDirs !== undefined) {
@@ -382,5 +392,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): NatsCalloutCon
     queueGroup,
     sharedInbox,
     logLevel,
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
 }

@@ -143,6 +143,7 @@ export async function startNatsCallout(
 ): Promise<NatsCallout> {
   const logger = deps.logger ?? createLogger('nats-callout', config.logLevel);
   const metrics = createMetrics();
+  for (const w of config.warnings ?? []) logger.warn(w);
   let verifier: ServiceAccountTokenVerifier;
   let keys: KeyStore | undefined;
   if (deps.verifier) verifier = deps.verifier;

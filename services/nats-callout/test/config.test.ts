@@ -325,9 +325,14 @@ test('SSL_CERT_FILE and SSL_CERT_DIR add PEM roots; JWKS timing settings', () =>
   assert.equal(d.token.extraRootsPem, undefined);
   assert.equal(d.token.retryIntervalSeconds, 10);
   assert.equal(d.token.maxStaleSeconds, 600);
+  // As Go: an unreadable or certificate-less SSL_CERT_FILE is ignored, and said (not fatal).
+  const junk = loadConfig({ ...base, SSL_CERT_FILE: file('junk.pem', 'junk') });
+  assert.equal(junk.token.extraRootsPem, undefined);
+  assert.match(junk.warnings?.[0] ?? '', /^SSL_CERT_FILE ".*" holds no PEM certificate; ignored/);
+  const missing = loadConfig({ ...base, SSL_CERT_FILE: '/nonexistent/roots.pem' });
+  assert.match(missing.warnings?.[0] ?? '', /^SSL_CERT_FILE: cannot read ".*" \(ENOENT\); ignored/);
+  assert.equal(c.warnings, undefined);
   for (const [env, want] of [
-    [{ SSL_CERT_FILE: file('junk.pem', 'junk') }, /^SSL_CERT_FILE does not hold a PEM certificate/],
-    [{ SSL_CERT_FILE: '/nonexistent/roots.pem' }, /^SSL_CERT_FILE: cannot read/],
     [{ JWKS_MAX_STALE: 'soon' }, /^JWKS_MAX_STALE must be a duration/],
     [{ JWKS_RETRY_INTERVAL: '0s' }, /^JWKS_RETRY_INTERVAL must be a duration/],
   ] as const) {
