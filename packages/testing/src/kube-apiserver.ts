@@ -82,6 +82,17 @@ function get(url: string, token: string, ca?: string): Promise<number> {
  * controllers, once `default/default` exists).
  */
 export async function startKubeApiserver(opts: KubeApiserverOptions = {}): Promise<KubeApiserver> {
+  // Free ports are found by binding and releasing them, so another test's server can take one
+  // in between; a start that fails that way gets one more try on fresh ports.
+  try {
+    return await startOnce(opts);
+  } catch (err) {
+    if (!(err instanceof Error) || !/address already in use|bind:/i.test(err.message)) throw err;
+    return startOnce(opts);
+  }
+}
+
+async function startOnce(opts: KubeApiserverOptions): Promise<KubeApiserver> {
   const etcdBin = requirePeer('etcd');
   const apiBin = requirePeer('kube-apiserver');
   const kcmBin = opts.controllers === false ? undefined : findPeer('kube-controller-manager');

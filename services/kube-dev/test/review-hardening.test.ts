@@ -205,7 +205,10 @@ describe('ClusterRole aggregation', () => {
     const admin = (
       await call(kd, 'GET', '/apis/rbac.authorization.k8s.io/v1/clusterroles/admin')
     ).json() as { rules: Array<{ resources?: string[] }> };
-    assert.ok(admin.rules.some((r) => r.resources?.includes('widgets')));
+    assert.ok(
+      admin.rules.some((r) => r.resources?.includes('widgets')),
+      'admin aggregates widgets through edit and view',
+    );
     assert.equal(
       (await call(kd, 'DELETE', '/apis/rbac.authorization.k8s.io/v1/clusterroles/widget-viewer'))
         .status,
