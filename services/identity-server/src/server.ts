@@ -13,7 +13,7 @@ import {
   type Logger,
 } from '@precinct/runtime';
 import type { ObjectWatch } from '@precinct/kube';
-import { WorkloadSockets, type TokenVerifier } from './attestation.js';
+import { DEFAULT_MAX_BINDING_MS, WorkloadSockets, type TokenVerifier } from './attestation.js';
 import { KeyManager, type KeyType, type RotationEvent } from './authority.js';
 import { systemClock, type Clock } from './clock.js';
 import { EntryRegistry } from './entries.js';
@@ -232,6 +232,12 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       shared.forceShutdown();
     });
 
+    if (opts.verifier && !opts.revocation) {
+      logger.warn(
+        { maxBindingMs: opts.maxBindingMs ?? DEFAULT_MAX_BINDING_MS },
+        'no revocation watch: a deleted ServiceAccount keeps its binding until its token expires or the binding cap',
+      );
+    }
     const sockets = new WorkloadSockets({
       socketDir: opts.socketDir ?? join(workDir, 'workloads'),
       verifier: opts.verifier,
