@@ -6,13 +6,24 @@ import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { SignJWT } from 'jose';
-import { request } from 'undici';
+import { Agent, request } from 'undici';
 import { TXN_TOKEN_TYP, TXN_TOKEN_TYPE } from '@precinct/delegation';
 import { Writable } from 'node:stream';
 import { opaServerPolicy, wasmPolicy } from '@precinct/policy';
 import { createLogger } from '@precinct/runtime';
+import { startDashboard } from '@precinct/dashboard';
 import { MtlsClient, pickSvid } from '@precinct/demo';
-import { Browser, agentId, clientAs, sid, startWorld, userId, TD, type World } from './support.js';
+import {
+  Browser,
+  agentId,
+  clientAs,
+  quiet,
+  sid,
+  startWorld,
+  userId,
+  TD,
+  type World,
+} from './support.js';
 
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token';
@@ -644,5 +655,61 @@ describe('bad input at the mTLS services', () => {
       'x-pad': 'y',
     });
     assert.equal(twice, 200, 'control: a valid request in the same shape');
+  });
+});
+
+describe('dashboard over HTTPS', () => {
+  test('the session cookie is Secure, and the HTTPS origin may POST', async () => {
+    const { certs, key } = world.sources.dashboard.getX509Svid().marshal();
+    const dash = await startDashboard({
+      svidSource: world.sources.dashboard,
+      bundleSource: world.sources.dashboard,
+      trustDomain: TD,
+      tokenService: { url: world.tokenService.url, spiffeId: world.tokenService.issuer },
+      userService: { url: world.demo.urls.userService, spiffeId: world.demo.spiffeIds.userService },
+      agentService: {
+        url: world.demo.urls.agentService,
+        spiffeId: world.demo.spiffeIds.agentService,
+      },
+      idp: world.idp,
+      demoUsersFile: world.usersFile,
+      tls: { cert: certs, key },
+      host: '127.0.0.1',
+      logger: quiet(),
+    });
+    // The SVID names no DNS host: this client skips server verification (the server is ours).
+    const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+    try {
+      assert.match(dash.url, /^https:\/\//);
+      const origin = new URL(dash.url).origin;
+      const post = (path: string, body: unknown, headers: Record<string, string> = {}) =>
+        request(`${dash.url}${path}`, {
+          dispatcher: insecure,
+          method: 'POST',
+          headers: { 'content-type': 'application/json', origin, ...headers },
+          body: JSON.stringify(body),
+        });
+      const login = await post('/api/auth/login', {
+        username: 'carol',
+        password: world.passwords.carol,
+      });
+      await login.body.dump();
+      assert.equal(login.statusCode, 200);
+      const setCookie = String(login.headers['set-cookie']);
+      assert.match(setCookie, /; Secure/);
+      const cookie = setCookie.split(';')[0]!;
+      const ok = await post('/api/access-direct', { document_id: 'DOC-004' }, { cookie });
+      assert.equal(ok.statusCode, 200, await ok.body.text());
+      const cross = await post(
+        '/api/access-direct',
+        { document_id: 'DOC-004' },
+        { cookie, origin: origin.replace('https:', 'http:') },
+      );
+      await cross.body.dump();
+      assert.equal(cross.statusCode, 403, 'the http: origin is another origin');
+    } finally {
+      await insecure.close();
+      await dash.close();
+    }
   });
 });
