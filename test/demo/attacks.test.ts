@@ -3,9 +3,8 @@
 // without or against the person, callers off the allow-list or from another trust domain, the
 // policy down, a widening replacement, sessions and CSRF at the dashboard. Then the audit trail.
 import assert from 'node:assert/strict';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID, sign } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
 import { Agent, request } from 'undici';
 import { TXN_TOKEN_TYP, TXN_TOKEN_TYPE } from '@precinct/delegation';
 import { Writable } from 'node:stream';
@@ -98,9 +97,13 @@ async function signed(over: Record<string, unknown>): Promise<string> {
     exp: now + 60,
     ...over,
   };
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: TXN_TOKEN_TYP })
-    .sign(key.privateKey);
+  const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+  const input = `${b64({ alg: 'ES256', kid: key.kid, typ: TXN_TOKEN_TYP })}.${b64(claims)}`;
+  const signature = sign('sha256', Buffer.from(input), {
+    key: key.privateKey,
+    dsaEncoding: 'ieee-p1363',
+  });
+  return `${input}.${signature.toString('base64url')}`;
 }
 
 const docAccess = (c: MtlsClient, token: string | undefined, doc = 'DOC-001') =>

@@ -1,10 +1,10 @@
 // Demo people: the passwords file (0600, kept across restarts), scrypt verification, the bound
 // on concurrent hashing, and the ID tokens the dashboard mints for the token service.
 import assert from 'node:assert/strict';
+import { createPublicKey, verify, type JsonWebKey } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { createLocalJWKSet, jwtVerify } from 'jose';
 import { tempDir } from '@precinct/testing';
 import { DashboardIdp } from '../src/idp.js';
 import { PasswordBook, loadOrCreateDemoPasswords } from '../src/people.js';
@@ -36,19 +36,40 @@ test('scrypt verification: right password only; a flood is shed, then logins wor
   assert.equal(await book.verify('alice', 'correct horse battery'), 'alice');
 });
 
-test('ID tokens verify against the published JWKS with the expected claims', async () => {
+/** Verifies an ES256 compact JWS against a JWKS with node:crypto; the payload, or throws. */
+function verifyEs256(token: string, jwks: { keys: JsonWebKey[] }): Record<string, unknown> {
+  const [h, p, sig] = token.split('.');
+  const header = JSON.parse(Buffer.from(h!, 'base64url').toString()) as Record<string, unknown>;
+  assert.equal(header.alg, 'ES256');
+  assert.equal(header.typ, 'JWT');
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  if (!jwk) throw new Error('unknown key');
+  const ok = verify(
+    'sha256',
+    Buffer.from(`${h}.${p}`),
+    { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' },
+    Buffer.from(sig!, 'base64url'),
+  );
+  if (!ok) throw new Error('bad signature');
+  return JSON.parse(Buffer.from(p!, 'base64url').toString()) as Record<string, unknown>;
+}
+
+test('ID tokens verify against the published JWKS with the expected claims', () => {
   const idp = new DashboardIdp({ issuer: 'https://dashboard.test', audience: 'tts' });
-  const token = idp.mint('spiffe://demo.example.com/user/alice');
-  const { payload, protectedHeader } = await jwtVerify(token, createLocalJWKSet(idp.jwks()), {
-    issuer: 'https://dashboard.test',
-    audience: 'tts',
-    algorithms: ['ES256'],
-  });
+  const jwks = idp.jwks() as unknown as { keys: JsonWebKey[] };
+  const payload = verifyEs256(idp.mint('spiffe://demo.example.com/user/alice'), jwks);
+  assert.equal(payload.iss, 'https://dashboard.test');
+  assert.equal(payload.aud, 'tts');
   assert.equal(payload.sub, 'spiffe://demo.example.com/user/alice');
-  assert.equal(protectedHeader.typ, 'JWT');
+  assert.deepEqual(payload.amr, ['pwd']);
   assert.ok((payload.exp as number) - (payload.iat as number) <= 60);
-  // Another dashboard's key does not verify.
+  // Another dashboard's token does not verify with this JWKS.
   const other = new DashboardIdp({ issuer: 'https://dashboard.test', audience: 'tts' });
-  await assert.rejects(jwtVerify(other.mint('x'), createLocalJWKSet(idp.jwks())));
+  assert.throws(() => verifyEs256(other.mint('x'), jwks), /unknown key/);
+  const forged = other.mint('x').split('.');
+  forged[0] = Buffer.from(JSON.stringify({ alg: 'ES256', kid: idp.kid, typ: 'JWT' })).toString(
+    'base64url',
+  );
+  assert.throws(() => verifyEs256(forged.join('.'), jwks), /bad signature/);
   assert.throws(() => new DashboardIdp({ issuer: 'not a url', audience: 'tts' }), TypeError);
 });
