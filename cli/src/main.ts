@@ -53,6 +53,11 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('@precinct/token-service')).tokenServiceCommand,
   },
   {
+    name: 'secrets',
+    summary: 'configure OpenBao/Vault: JWT auth with SPIFFE JWT-SVIDs, a role + policy per workload',
+    load: async () => (await import('./secrets.js')).secretsCommand,
+  },
+  {
     name: 'delegate',
     summary: 'issue a local delegation token (an agent acting for a person)',
     load: async () => (await import('./delegation.js')).delegateCommand,

@@ -8,6 +8,7 @@ import { peerSkip, type VaultServer } from '@precinct/testing';
 import type { JwtSource } from '@precinct/spiffe';
 import type { VaultAdmin } from '@precinct/secrets';
 import { SecretsError, VaultSession, workloadPolicy } from '@precinct/secrets';
+import { secretsCommand } from '../../cli/src/secrets.js';
 import {
   AUDIENCE,
   captureLogger,
@@ -193,6 +194,32 @@ describe('SVID login', { skip }, () => {
     const before = s.logins;
     await s.relogin();
     assert.equal(s.logins, before + 1);
+  });
+
+  test('`precinct secrets configure` sets up the auth method, role and policy a workload logs in with', async () => {
+    const env = { VAULT_ADDR: process.env.VAULT_ADDR, VAULT_TOKEN: process.env.VAULT_TOKEN };
+    process.env.VAULT_ADDR = vault.url;
+    process.env.VAULT_TOKEN = vault.rootToken;
+    const log = console.log;
+    console.log = () => {};
+    try {
+      await secretsCommand.run([
+        'configure',
+        `--issuer=${idp.identity.issuer}`,
+        `--workload=cli-orders=${spiffeId('orders')}`,
+        '--kv=cli-orders=apps/orders/*',
+      ]);
+    } finally {
+      console.log = log;
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    const s = await session('orders', 'cli-orders');
+    assert.equal((await s.readKv('apps/orders/db')).data.password, `${KV_VALUE}-orders`);
+    await refused(s.readKv('apps/billing/db'), 'ERR_SECRETS_DENIED');
+    await refused(session('billing', 'cli-orders'), 'ERR_SECRETS_LOGIN');
   });
 
   test('no token, JWT-SVID or secret value reaches a log line or an error', () => {
