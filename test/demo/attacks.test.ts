@@ -11,10 +11,11 @@ import { Writable } from 'node:stream';
 import { opaServerPolicy, wasmPolicy } from '@precinct/policy';
 import { createLogger } from '@precinct/runtime';
 import { startDashboard } from '@precinct/dashboard';
-import { MtlsClient, pickSvid } from '@precinct/demo';
+import { DEMO_PORTS, MtlsClient, demoPolicyData, pickSvid, startDemo } from '@precinct/demo';
 import {
   Browser,
   agentId,
+  attestAddress,
   clientAs,
   quiet,
   sid,
@@ -714,5 +715,64 @@ describe('dashboard over HTTPS', () => {
       await insecure.close();
       await dash.close();
     }
+  });
+});
+
+describe('startDemo with Workload API addresses', () => {
+  test('opens its own sources, serves the chain, and closes them', async () => {
+    const address = (sa: string) => attestAddress(world.identity, sa);
+    const d = await startDemo({
+      trustDomain: TD,
+      workloadApi: {
+        dashboard: await address('dashboard'),
+        userService: await address('user-service'),
+        agentService: await address('agent-service'),
+        documentService: await address('document-service'),
+        policyService: await address('policy-service'),
+      },
+      tokenService: { url: world.tokenService.url, spiffeId: world.tokenService.issuer },
+      idp: world.idp,
+      policy: await wasmPolicy(),
+      demoUsersFile: world.usersFile,
+      ports: Object.fromEntries(Object.keys(DEMO_PORTS).map((k) => [k, 0])),
+      host: '127.0.0.1',
+      logger: quiet(),
+    });
+    try {
+      assert.equal(d.spiffeIds.agentService, sid('agent-service'));
+      const b = new Browser(d.urls.dashboard);
+      await b.login('bob', world.passwords.bob!);
+      const r = await b.request('POST', '/api/access-delegated', {
+        agent_id: 'claude',
+        document_id: 'DOC-003',
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.agent, agentId('claude'));
+    } finally {
+      await d.close();
+    }
+    await assert.rejects(fetch(new URL('/health', d.healthUrls.dashboard)), 'closed');
+  });
+
+  test('a trust domain other than the data’s is refused at start-up', async () => {
+    await assert.rejects(
+      startDemo({
+        trustDomain: 'other.example',
+        workloadApi: {
+          dashboard: world.sources.dashboard,
+          userService: world.sources['user-service'],
+          agentService: world.sources['agent-service'],
+          documentService: world.sources['document-service'],
+          policyService: world.sources['policy-service'],
+        },
+        tokenService: { url: world.tokenService.url, spiffeId: world.tokenService.issuer },
+        idp: world.idp,
+        policy: await wasmPolicy(),
+        data: demoPolicyData(TD),
+        demoUsersFile: world.usersFile,
+        logger: quiet(),
+      }),
+      /trust domain/,
+    );
   });
 });

@@ -59,7 +59,7 @@ const verifier = (namespace: string) => ({
   },
 });
 
-async function attestAddress(identity: IdentityServer, sa: string): Promise<string> {
+export async function attestAddress(identity: IdentityServer, sa: string): Promise<string> {
   const res = await fetch(`${identity.adminUrl}/v1/attest`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
