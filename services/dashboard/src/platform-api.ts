@@ -157,7 +157,8 @@ function auditFilter(q: Record<string, unknown>): AuditFilter | undefined {
  */
 export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): Promise<void> {
   const b = o.backends;
-  const streams = new Set<ServerResponse>();
+  // Open rotation streams and how to unsubscribe each (ended at close, whatever the client does).
+  const streams = new Map<ServerResponse, () => void>();
 
   app.addHook('preHandler', async (req, reply) => {
     if (!userOf(req)) return sendProblem(reply, 'authentication_failed');
@@ -166,8 +167,12 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
     reply.header('cache-control', 'no-store');
     return payload;
   });
-  app.addHook('onClose', async () => {
-    for (const s of streams) s.end();
+  // Before the server stops: an open stream would otherwise hold close() until its client left.
+  app.addHook('preClose', async () => {
+    for (const [res, stop] of streams) {
+      stop();
+      res.end();
+    }
     streams.clear();
   });
 
@@ -210,17 +215,18 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
       connection: 'keep-alive',
     });
     res.write(': connected\n\n');
-    streams.add(res);
     const off = b.workloads?.onRotation((w) => {
       res.write(`event: rotation\ndata: ${JSON.stringify(w)}\n\n`);
     });
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
     ping.unref();
-    req.raw.on('close', () => {
+    const stop = () => {
       clearInterval(ping);
       off?.();
       streams.delete(res);
-    });
+    };
+    streams.set(res, stop);
+    req.raw.on('close', stop);
   });
 
   app.get(

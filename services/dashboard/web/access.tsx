@@ -165,12 +165,17 @@ function ConsentSection({ agents }: { agents: AgentInfo[] }) {
     void load();
   }, []);
   async function toggle(id: string, granted: boolean) {
+    // Shown at once (a checkbox that lags its click reads as broken); the reload below corrects it.
+    setState(
+      (s) => s && { ...s, agents: s.agents.map((a) => (a.id === id ? { ...a, granted } : a)) },
+    );
     try {
       await post('/api/platform/consent', { agent: id, granted });
       setMsg(`${short(id)} ${granted ? 'may now act for you' : 'may no longer act for you'}.`);
       await load();
     } catch (err) {
       setMsg(`Could not change consent: ${(err as Error).message}`);
+      await load();
     }
   }
   const nameOf = (id: string) => agents.find((a) => a.spiffe_id === id)?.name ?? short(id);

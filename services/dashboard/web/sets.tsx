@@ -73,7 +73,7 @@ export function DecisionSets(p: SetsProps) {
           {delegated && (
             <>
               <dt>
-                <span className="swatch swatch-agent" aria-hidden="true" /> Agent {p.agentName}
+                <span className="swatch swatch-agent" aria-hidden="true" /> Agent: {p.agentName}
               </dt>
               <dd>{list(p.agent!)}</dd>
             </>
