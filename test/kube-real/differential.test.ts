@@ -19,6 +19,16 @@ import {
   type KubeApiserver,
 } from '@precinct/testing';
 import { startKubeDev, type KubeDev } from '@precinct/kube-dev';
+import {
+  ApiException,
+  AuthenticationV1Api,
+  AuthorizationV1Api,
+  CoreV1Api,
+  KubeConfig,
+  Watch,
+  type V1SubjectAccessReviewSpec,
+  type V1TokenRequestSpec,
+} from '@kubernetes/client-node';
 import { call, watch, type Side } from './side.js';
 
 /** Scenarios whose outcome differs on purpose; each is explained in docs/kube-dev.md. */
@@ -92,27 +102,47 @@ const kubectlResult = (
   wording: `${r.stdout}${r.stderr}`.replace(/\s+/g, ' ').slice(0, 300),
 });
 
+// TokenRequest, TokenReview and SubjectAccessReview go through @kubernetes/client-node, as a
+// service using this repo's libraries would send them; the rest is raw HTTPS or kubectl.
+const clients = new Map<
+  Side,
+  { core: CoreV1Api; authn: AuthenticationV1Api; authz: AuthorizationV1Api }
+>();
+function client(s: Side) {
+  let c = clients.get(s);
+  if (!c) {
+    const kc = new KubeConfig();
+    kc.loadFromFile(s.kubeconfigPath);
+    c = {
+      core: kc.makeApiClient(CoreV1Api),
+      authn: kc.makeApiClient(AuthenticationV1Api),
+      authz: kc.makeApiClient(AuthorizationV1Api),
+    };
+    clients.set(s, c);
+  }
+  return c;
+}
+
 async function mint(s: Side, sa: string, spec: Record<string, unknown> = {}) {
-  const r = await call(s, 'POST', `/api/v1/namespaces/${NS}/serviceaccounts/${sa}/token`, {
-    body: json({ spec }),
+  const r = await client(s).core.createNamespacedServiceAccountToken({
+    name: sa,
+    namespace: NS,
+    body: { spec: spec as unknown as V1TokenRequestSpec },
   });
-  if (r.status !== 201) throw new Error(`token for ${sa}: ${r.status} ${r.text}`);
-  return (r.json() as { status: { token: string } }).status.token;
+  return r.status!.token;
 }
 
 async function review(s: Side, token: string, audiences?: string[]) {
-  const r = await call(s, 'POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
-    body: json({ spec: { token, ...(audiences ? { audiences } : {}) } }),
-  });
-  const b = r.json() as {
-    status?: {
-      authenticated?: boolean;
-      audiences?: string[];
-      user?: { username?: string; extra?: Record<string, string[]> };
-      error?: string;
-    };
-  };
-  return { code: r.status, ...b.status };
+  try {
+    const r = await client(s).authn.createTokenReview({
+      body: { spec: { token, ...(audiences ? { audiences } : {}) } },
+    });
+    return { code: 201, ...r.status };
+  } catch (err) {
+    if (err instanceof ApiException)
+      return { code: err.code as number, error: String(err.body).slice(0, 200) };
+    throw err;
+  }
 }
 const reviewResult = (v: Awaited<ReturnType<typeof review>>, s: Side): Result => ({
   outcome: `${v.code} authenticated=${v.authenticated === true}${v.authenticated ? ` user=${v.user?.username === s.adminUser ? 'ADMIN' : v.user?.username} aud=${(v.audiences ?? []).map((a) => (a === s.issuer ? 'ISSUER' : a)).join(',')}` : ''}`,
@@ -129,14 +159,19 @@ async function forge(s: Side, model: string, edit: (c: Record<string, unknown>) 
 }
 
 async function sar(s: Side, spec: Record<string, unknown>) {
-  const r = await call(s, 'POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-    body: json({ spec }),
-  });
-  const b = r.json() as { status?: { allowed?: boolean; reason?: string } };
-  return {
-    outcome: `${r.status} allowed=${b.status?.allowed === true}`,
-    wording: b.status?.reason ?? r.text.slice(0, 200),
-  };
+  try {
+    const r = await client(s).authz.createSubjectAccessReview({
+      body: { spec: spec as unknown as V1SubjectAccessReviewSpec },
+    });
+    return {
+      outcome: `201 allowed=${r.status?.allowed === true}`,
+      wording: r.status?.reason ?? '',
+    };
+  } catch (err) {
+    if (err instanceof ApiException)
+      return { outcome: String(err.code), wording: String(err.body).slice(0, 200) };
+    throw err;
+  }
 }
 const ra = (
   user: string,
@@ -1494,6 +1529,40 @@ add('watch ServiceAccounts from a list resourceVersion', async (s) => {
   w.close();
   return { outcome: events.join(' ') };
 });
+add(
+  'watch ServiceAccounts with the client-node Watch, from a list resourceVersion',
+  async (s) => {
+    const kc = new KubeConfig();
+    kc.loadFromFile(s.kubeconfigPath);
+    const list = await client(s).core.listNamespacedServiceAccount({ namespace: NS });
+    const events: string[] = [];
+    const ended: unknown[] = [];
+    const ctl = await new Watch(kc).watch(
+      `/api/v1/namespaces/${NS}/serviceaccounts`,
+      { resourceVersion: list.metadata!.resourceVersion!, labelSelector: 'watch=me' },
+      (type: string, o: { metadata?: { name?: string; labels?: Record<string, string> } }) =>
+        events.push(`${type}:${o.metadata?.name}:${o.metadata?.labels?.step ?? ''}`),
+      (err: unknown) => ended.push(err),
+    );
+    await client(s).core.createNamespacedServiceAccount({
+      namespace: NS,
+      body: { metadata: { name: 'watched-cn', labels: { watch: 'me', step: '1' } } },
+    });
+    await call(s, 'PATCH', `/api/v1/namespaces/${NS}/serviceaccounts/watched-cn`, {
+      body: json({ metadata: { labels: { step: '2' } } }),
+      contentType: 'application/merge-patch+json',
+    });
+    await client(s).core.deleteNamespacedServiceAccount({ name: 'watched-cn', namespace: NS });
+    await until(
+      async () => events.length,
+      (n) => n >= 3,
+      10_000,
+    );
+    ctl.abort();
+    return { outcome: events.join(' ') };
+  },
+  'ADDED:watched-cn:1 MODIFIED:watched-cn:2 DELETED:watched-cn:2',
+);
 add('watch from a resourceVersion far in the past', async (s) => {
   const r = await call(
     s,
