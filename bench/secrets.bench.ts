@@ -1,5 +1,5 @@
 // @precinct/secrets against a real Vault (-dev) and PostgreSQL: SVID login and database lease
-// latency, and queries/s through a RotatingPool whose credentials rotate every ~2 s against a
+// latency, and queries/s through a RotatingPool whose credentials rotate every ~4 s against a
 // static pg Pool on the same server (reference), with zero errors required across rotations.
 import pg from 'pg';
 import { findPeer } from '@precinct/testing';
@@ -40,8 +40,8 @@ await admin.writeDatabaseRole({
   name: 'bench-short',
   db: 'pg',
   grants,
-  ttlSeconds: 3,
-  maxTtlSeconds: 3,
+  ttlSeconds: 6,
+  maxTtlSeconds: 6,
 });
 await admin.writeDatabaseRole({
   name: 'bench-lease',
@@ -109,7 +109,7 @@ async function drive(query: () => Promise<unknown>, ms: number, workers = 4) {
   return { qps: (ok * 1000) / ms, errors };
 }
 
-const RUN_MS = 10_000;
+const RUN_MS = 12_000;
 const SQL = 'SELECT count(*) FROM items';
 const staticPool = new pg.Pool({
   host: '127.0.0.1',

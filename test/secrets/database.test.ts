@@ -85,8 +85,8 @@ before(async () => {
     name: 'orders-short',
     db: 'pg',
     grants,
-    ttlSeconds: 3,
-    maxTtlSeconds: 3,
+    ttlSeconds: 6,
+    maxTtlSeconds: 6,
   });
   await admin.writeDatabaseRole({
     name: 'orders-renew',

@@ -76,7 +76,7 @@ async function refused(p: Promise<unknown>, code: string) {
 before(async () => {
   if (skip) return;
   secrets.add(KV_VALUE);
-  idp = await startIdentity(['orders', 'billing', 'shortlived'], { shortlived: 1 });
+  idp = await startIdentity(['orders', 'billing', 'shortlived'], { shortlived: 4 });
   ({ vault, admin } = await startVaultWithJwtAuth(idp.identity));
   for (const sa of ['orders', 'billing']) {
     await admin.writePolicy(sa, workloadPolicy({ kvPaths: [`apps/${sa}/*`] }));

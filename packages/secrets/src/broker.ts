@@ -135,11 +135,13 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
     }
   }
 
-  async function decide(e: EgressRequest, caller: string): Promise<void> {
+  async function policy(e: EgressRequest, caller: string): Promise<void> {
     if (!SEGMENT.test(e.person)) throw new Denied(403, 'person_unsupported');
     const ok = await Promise.resolve(opts.authorize(e)).catch(() => false);
-    if (!ok) throw new Denied(403, 'policy');
-    await audit(e, caller, e.action === 'store' ? 'stored' : 'released');
+    if (!ok) {
+      await audit(e, caller, 'denied', 'policy');
+      throw new Denied(403, 'policy');
+    }
   }
 
   async function audit(
@@ -193,7 +195,8 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
     }
     if (typeof token !== 'string' || token.length === 0 || token.length > 16 * 1024)
       throw new Denied(400, 'token_invalid');
-    await decide(e, caller);
+    await policy(e, caller);
+    await audit(e, caller, 'stored');
     await opts.session.writeKv(`people/${txn.subject}/${provider}`, { token }, { mount: kvMount });
     log.info({ txn: txn.txn, person: txn.subject, provider }, 'third-party token stored');
     return 204;
@@ -225,7 +228,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
       throw new Denied(403, reason);
     }
     const body = method === 'GET' || method === 'HEAD' ? undefined : await readBody(req, maxBody);
-    if (!SEGMENT.test(e.person)) throw new Denied(403, 'person_unsupported');
+    await policy(e, caller);
     let token: string;
     try {
       const kv = await opts.session.readKv(`people/${txn.subject}/${provider}`, { mount: kvMount });
@@ -240,7 +243,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
       }
       throw new Denied(503, 'secrets_unavailable');
     }
-    await decide(e, caller);
+    await audit(e, caller, 'released');
     const headers: Record<string, string> = {};
     const ct = req.headers['content-type'];
     if (typeof ct === 'string') headers['content-type'] = ct;

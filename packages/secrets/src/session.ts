@@ -237,7 +237,15 @@ export class VaultSession {
       return await this.http.request(method, path, { token: this.#token, body });
     } catch (err) {
       if ((err as SecretsError).code !== 'ERR_SECRETS_DENIED') throw err;
+      // A policy denial, or a token revoked behind our back? Only the latter warrants a login.
       const before = this.#token;
+      const valid = await this.http
+        .request('GET', 'auth/token/lookup-self', { token: before, what: 'token lookup' })
+        .then(
+          () => true,
+          (e: unknown) => (e as SecretsError).code !== 'ERR_SECRETS_DENIED',
+        );
+      if (valid) throw err;
       await this.relogin();
       if (this.#token === before) throw err;
       return this.http.request(method, path, { token: this.#token, body });
