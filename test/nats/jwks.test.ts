@@ -18,7 +18,12 @@ import {
   tempDir,
   type NatsServer,
 } from '@precinct/testing';
+import { Writable } from 'node:stream';
+import { loadConfig, startNatsCallout } from '@precinct/nats-callout';
+import { createLogger } from '@precinct/runtime';
 import {
+  ACCOUNT,
+  CALLOUT_USER,
   connectWorkload,
   newKeys,
   newTokenIssuer,
@@ -34,7 +39,7 @@ const skip = peerSkip('nats-server', 'openssl');
 const ISSUER = 'https://kubernetes.jwks.test';
 
 /** A test CA and a server certificate for 127.0.0.1 signed by it, made by the openssl CLI. */
-function makeCa(dir: string): { caFile: string; cert: string; key: string } {
+function makeCa(dir: string) {
   const openssl = requirePeer('openssl');
   const p = (n: string) => join(dir, n);
   const run = (args: string[]) => execFileSync(openssl, args, { stdio: 'pipe' });
@@ -52,7 +57,7 @@ function makeCa(dir: string): { caFile: string; cert: string; key: string } {
     '-subj',
     '/CN=precinct-test-jwks-ca',
   ]);
-  writeFileSync(p('ext'), 'subjectAltName=IP:127.0.0.1\n');
+  writeFileSync(p('ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
   run(['req', ...ec, '-keyout', p('srv.key'), '-out', p('srv.csr'), '-subj', '/CN=jwks']);
   run([
     'x509',
@@ -73,6 +78,8 @@ function makeCa(dir: string): { caFile: string; cert: string; key: string } {
   ]);
   return {
     caFile: p('ca.pem'),
+    certFile: p('srv.pem'),
+    keyFile: p('srv.key'),
     cert: readFileSync(p('srv.pem'), 'utf8'),
     key: readFileSync(p('srv.key'), 'utf8'),
   };
@@ -248,6 +255,73 @@ describe('nats-callout with a JWKS endpoint over TLS', { skip }, () => {
     } finally {
       await callout.close();
       jwks.setFailing(false);
+    }
+  });
+
+  test('SSL_CERT_FILE also extends the roots of a tls:// NATS connection, as nats.go does', async () => {
+    const tlsServer = await startNatsServer(
+      `${serverConfig(keys)}\ntls { cert_file: "${tls.certFile}", key_file: "${tls.keyFile}" }\n`,
+    );
+    const seedFile = join(dir.path, 'account-tls.seed');
+    writeFileSync(seedFile, keys.accountSeed, { mode: 0o600 });
+    const start = async (extra: Record<string, string>, lines: string[]) =>
+      startNatsCallout(
+        loadConfig({
+          HOST: '127.0.0.1',
+          PORT: '0',
+          NATS_URL: `tls://${CALLOUT_USER}:${keys.calloutPassword}@127.0.0.1:${tlsServer.port}`,
+          NATS_SIGNING_KEY_FILE: seedFile,
+          NATS_ACCOUNT: ACCOUNT,
+          K8S_IN_CLUSTER: 'false',
+          JWT_ISSUER: tokens.issuer,
+          JWKS_PATH: tokens.jwksPath,
+          ...extra,
+        }),
+        {
+          serviceAccounts: sas,
+          logger: createLogger(
+            'nats-callout-test',
+            'warn',
+            new Writable({
+              write(chunk, _e, cb) {
+                lines.push(String(chunk));
+                cb();
+              },
+            }),
+          ),
+        },
+      );
+    try {
+      // Negative: Node's roots alone do not know the server's CA.
+      const refusedLog: string[] = [];
+      const refused = await start({}, refusedLog);
+      try {
+        await waitFor(
+          // Refused for the unknown issuer (the names match: the positive case shows it).
+          () =>
+            refusedLog.some(
+              (l) => /nats connect failed/.test(l) && /local issuer|self.signed|verify/i.test(l),
+            ),
+          'a failed TLS connect',
+        );
+        assert.equal(refused.status().nats, 'disconnected');
+      } finally {
+        await refused.close();
+      }
+      // Positive: the same with the CA in SSL_CERT_FILE.
+      const okLog: string[] = [];
+      const ok = await start({ SSL_CERT_FILE: tls.caFile }, okLog);
+      try {
+        await waitFor(() => ok.status().ready, 'connected over TLS and ready').catch((e) => {
+          throw new Error(
+            `${(e as Error).message}: ${JSON.stringify(ok.status())} ${okLog.join('')}`,
+          );
+        });
+      } finally {
+        await ok.close();
+      }
+    } finally {
+      await tlsServer.close();
     }
   });
 });

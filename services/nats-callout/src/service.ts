@@ -268,6 +268,15 @@ export async function startNatsCallout(
         ? { token: config.natsAuth.token }
         : { user: config.natsAuth.user, pass: config.natsAuth.pass };
 
+  // As nats.go in the reference: SSL_CERT_FILE / SSL_CERT_DIR extend the roots of a TLS
+  // connection to NATS. Only for tls:// URLs: nats.js refuses a plain server when given TLS
+  // options.
+  const extraRoots = config.token.extraRootsPem;
+  const natsTls =
+    extraRoots && config.natsServers.some((u) => u.startsWith('tls://'))
+      ? { tls: { ca: [...rootCertificates, ...extraRoots].join('\n') } }
+      : {};
+
   const handle = (msg: Msg) => {
     if (!msg.reply) return;
     if (inFlight >= MAX_IN_FLIGHT) {
@@ -294,6 +303,7 @@ export async function startNatsCallout(
           servers: config.natsServers,
           name: 'precinct-nats-callout',
           ...auth,
+          ...natsTls,
           maxReconnectAttempts: -1,
           reconnectTimeWait: 500,
           noEcho: true,
