@@ -18,3 +18,4 @@ export {
   type StoredEvent,
 } from './events.js';
 export type { VerifyResult, LegalHold, EventFilter } from './store.js';
+export { createPgDb, createPgliteDb, type Db } from './db.js';

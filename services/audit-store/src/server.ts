@@ -47,6 +47,7 @@ import {
 } from './events.js';
 import { loadSigningKey, signExport, type SigningKey } from './export.js';
 import {
+  MAX_PROBLEMS,
   checkStrings,
   mayHoldBadStrings,
   parseTimestamp,
@@ -645,9 +646,9 @@ export async function buildAuditApp(
     const key = idempotencyKeyOf(req);
     const now = new Date();
     const bad: InputProblem[] = [];
-    for (let i = 0; i < events.length && bad.length < 100; i++)
+    for (let i = 0; i < events.length && bad.length < MAX_PROBLEMS; i++)
       bad.push(...checkEvent(events[i]!, batch ? `[${i}].` : '', now, timeWindow));
-    if (bad.length) throw new ValidationProblem(bad.slice(0, 100));
+    if (bad.length) throw new ValidationProblem(bad.slice(0, MAX_PROBLEMS));
     const writer = writerOf(req);
     const end = writeSeconds.startTimer();
     const r = await repo.insert(
