@@ -19,3 +19,6 @@ export {
 } from './events.js';
 export type { VerifyResult, LegalHold, EventFilter } from './store.js';
 export { createPgDb, createPgliteDb, type Db } from './db.js';
+/** The store's database (node-postgres or PGlite; PGlite data dirs 0700, files 0600), for
+ * callers that share one between several stores: pass it as `startAuditStore({ db })`. */
+export { createPgDb, createPgliteDb, type Db } from './db.js';
