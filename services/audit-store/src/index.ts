@@ -18,7 +18,8 @@ export {
   type StoredEvent,
 } from './events.js';
 export type { VerifyResult, LegalHold, EventFilter } from './store.js';
-export { createPgDb, createPgliteDb, type Db } from './db.js';
-/** The store's database (node-postgres or PGlite; PGlite data dirs 0700, files 0600), for
- * callers that share one between several stores: pass it as `startAuditStore({ db })`. */
+/**
+ * The store's database (node-postgres or PGlite; PGlite data dirs 0700, files 0600), for
+ * callers that share one between several stores: pass it as `startAuditStore({ db })`.
+ */
 export { createPgDb, createPgliteDb, type Db } from './db.js';
