@@ -35,6 +35,8 @@ import { call, watch, type Side } from './side.js';
 const DOCUMENTED: Record<string, string> = {
   'watch from a resourceVersion far in the past':
     'kube-dev keeps watch history since its start only (410 Expired, clients relist); etcd keeps it until compaction',
+  'POST a ServiceAccount with a duplicate key, fieldValidation=(none)':
+    'outside Strict, kube-dev keeps the last of duplicate keys whole (JSON.parse); Go merges duplicate objects and maps',
   'TokenReview: the sub claim changed to another ServiceAccount':
     'kube-dev refuses a token whose sub disagrees with its kubernetes.io claims; kube-apiserver goes by the kubernetes.io claims (only the signing key can make such a token)',
   'kubectl auth can-i update deployments.apps --subresource=scale as a deployer':
@@ -818,6 +820,27 @@ add('PATCH (merge) a ServiceAccount with an unknown field, Strict', async (s) =>
     }),
   ),
 );
+
+for (const fv of ['Strict', '']) {
+  add(
+    `POST a ServiceAccount with a duplicate key, fieldValidation=${fv || '(none)'}`,
+    async (s) => {
+      const r = await call(
+        s,
+        'POST',
+        `/api/v1/namespaces/${NS}/serviceaccounts${fv ? `?fieldValidation=${fv}` : ''}`,
+        {
+          body: `{"metadata":{"name":"dup-${fv.toLowerCase() || 'none'}","labels":{"a":"1"},"labels":{"b":"2"}}}`,
+        },
+      );
+      const res = statusOf(r);
+      res.outcome += ` warning=${r.headers.warning !== undefined}`;
+      if (r.status === 201)
+        res.outcome += ` labels=${json((r.json() as { metadata: { labels?: unknown } }).metadata.labels)}`;
+      return res;
+    },
+  );
+}
 
 // Deeply nested JSON
 const deep = (n: number) => `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`;

@@ -393,3 +393,45 @@ export function jsonSchema(s: Shape): Record<string, unknown> {
     ...(s.required ? { required: s.required } : {}),
   };
 }
+
+/**
+ * Paths of keys that appear twice in the same JSON object (`metadata.name`, `rules[0].verbs`),
+ * found by scanning the text, since JSON.parse keeps the last silently. At most 100.
+ */
+export function duplicateFields(text: string): string[] {
+  type Frame = { object: boolean; keys: Set<string>; key: string; index: number };
+  const stack: Frame[] = [];
+  const out: string[] = [];
+  const path = () =>
+    stack.map((f, i) => (f.object ? `${i > 0 ? '.' : ''}${f.key}` : `[${f.index}]`)).join('');
+  for (let i = 0; i < text.length && out.length < MAX_REPORTED; i++) {
+    const c = text[i];
+    if (c === '"') {
+      let j = i + 1;
+      while (j < text.length && text[j] !== '"') j += text[j] === '\\' ? 2 : 1;
+      const top = stack[stack.length - 1];
+      let k = j + 1;
+      while (k < text.length && /\s/.test(text[k]!)) k++;
+      if (top?.object && text[k] === ':') {
+        let key: string;
+        try {
+          key = JSON.parse(text.slice(i, j + 1)) as string;
+        } catch {
+          key = text.slice(i + 1, j);
+        }
+        top.key = key;
+        if (top.keys.has(key)) out.push(path());
+        top.keys.add(key);
+      }
+      i = j;
+    } else if (c === '{' || c === '[') {
+      stack.push({ object: c === '{', keys: new Set(), key: '', index: 0 });
+    } else if (c === '}' || c === ']') {
+      stack.pop();
+    } else if (c === ',') {
+      const top = stack[stack.length - 1];
+      if (top && !top.object) top.index++;
+    }
+  }
+  return out;
+}

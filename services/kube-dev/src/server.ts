@@ -12,7 +12,7 @@ import {
   openApiDocument,
   openApiIndex,
 } from './openapi.js';
-import { decode, jsonDepth } from './schema.js';
+import { decode, duplicateFields, jsonDepth } from './schema.js';
 import {
   aggregatedRules,
   authorize,
@@ -144,13 +144,21 @@ function parseJson(buf: Buffer): unknown {
   // nothing downstream ever walks a deeper document.
   if (jsonDepth(text) > MAX_JSON_DEPTH)
     throw badRequest(`the request body is nested more than ${MAX_JSON_DEPTH} levels deep`);
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch {
     throw badRequest('the request body is not valid JSON');
   }
+  if (typeof value === 'object' && value !== null) {
+    const dups = duplicateFields(text);
+    if (dups.length) DUPLICATES.set(value, dups);
+  }
+  return value;
 }
 
+/** Duplicate keys of a parsed body (JSON.parse keeps the last), for field validation. */
+const DUPLICATES = new WeakMap<object, string[]>();
 const MAX_JSON_DEPTH = 10_000;
 type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
 
@@ -182,19 +190,24 @@ function decodeBody(
   mode: FieldValidation,
   res: ServerResponse,
   patch = false,
+  parsed: object = body,
 ): Record<string, unknown> {
   const d = decode(kind, body);
   const handled = `${kind} in version "${apiVersion.split('/').pop()}" cannot be handled as a ${kind}`;
   if (d.typeErrors.length) throw badRequest(`${handled}: ${d.typeErrors[0]}`);
-  if (d.unknown.length && mode === 'Strict') {
-    const why = `strict decoding error: ${d.unknown.map((u) => `unknown field "${u}"`).join(', ')}`;
+  const problems = [
+    ...(DUPLICATES.get(parsed) ?? []).map((f) => `duplicate field "${f}"`),
+    ...d.unknown.map((u) => `unknown field "${u}"`),
+  ];
+  if (problems.length && mode === 'Strict') {
+    const why = `strict decoding error: ${problems.join(', ')}`;
     if (patch) throw invalid('', '', '', [{ field: 'patch', message: `Invalid value: ${why}` }]);
     throw badRequest(`${handled}: ${why}`);
   }
-  if (d.unknown.length && mode === 'Warn') {
+  if (problems.length && mode === 'Warn') {
     res.setHeader(
       'Warning',
-      d.unknown.map((u) => `299 - ${JSON.stringify(`unknown field "${u}"`)}`),
+      problems.map((p) => `299 - ${JSON.stringify(p)}`),
     );
   }
   return d.value;
@@ -709,6 +722,7 @@ export class KubeApi {
           mode,
           res,
           true,
+          isObj(patch) || Array.isArray(patch) ? patch : patched,
         );
         const obj = this.prepare(def, decoded, ns, t.name);
         this.preventEscalation(user, def, obj, t.name);

@@ -216,3 +216,29 @@ describe('tokens bound to Pods and Secrets', () => {
     );
   });
 });
+
+describe('duplicate fields', () => {
+  test('are found by path, strings and nesting included', async () => {
+    const { duplicateFields } = await import('../src/schema.js');
+    assert.deepEqual(duplicateFields('{"a":1,"a":2}'), ['a']);
+    assert.deepEqual(
+      duplicateFields(
+        '{"metadata":{"name":"x","name":"y"},"rules":[{"verbs":[],"v":"\\"verbs\\":","verbs":[]}]}',
+      ),
+      ['metadata.name', 'rules[0].verbs'],
+    );
+    assert.deepEqual(duplicateFields('{"a":{"b":1},"c":{"b":1},"l":[{"x":1},{"x":2}]}'), []);
+  });
+
+  test('Strict refuses a duplicate key, Warn warns and keeps the last', async () => {
+    const body = '{"metadata":{"name":"dup1","name":"dup2"}}';
+    const path = `/api/v1/namespaces/${NS}/serviceaccounts`;
+    const strict = await call(kd, 'POST', `${path}?fieldValidation=Strict`, { body });
+    assert.equal(strict.status, 400);
+    assert.match(strict.text, /duplicate field \\"metadata\.name\\"/);
+    const warn = await call(kd, 'POST', path, { body });
+    assert.equal(warn.status, 201);
+    assert.match(String(warn.headers.warning), /duplicate field/);
+    assert.equal((warn.json() as { metadata: { name: string } }).metadata.name, 'dup2');
+  });
+});
