@@ -4,6 +4,7 @@
 // policy down, a widening replacement, sessions and CSRF at the dashboard. Then the audit trail.
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID, sign } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { Agent, request } from 'undici';
 import { TXN_TOKEN_TYP, TXN_TOKEN_TYPE } from '@precinct/delegation';
@@ -397,6 +398,29 @@ describe('dashboard sessions and CSRF', () => {
     assert.equal(await res({ 'sec-fetch-site': 'cross-site' }), 403);
     assert.equal(await res({}), 403);
     assert.equal(await res({ 'sec-fetch-site': 'same-origin' }), 200);
+    // DNS rebinding: a page whose own name resolves here sends a matching Host and Origin.
+    const port = new URL(world.demo.urls.dashboard).port;
+    const rebound = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(
+        new URL('/api/access-direct', world.demo.urls.dashboard),
+        {
+          method: 'POST',
+          headers: {
+            host: `evil.example:${port}`,
+            origin: `http://evil.example:${port}`,
+            'content-type': 'application/json',
+            cookie: alice.cookie!,
+          },
+        },
+        (r) => {
+          r.resume();
+          resolve(r.statusCode!);
+        },
+      );
+      req.on('error', reject);
+      req.end(JSON.stringify({ document_id: 'DOC-001' }));
+    });
+    assert.equal(rebound, 403);
     // Login is state-changing too.
     const b = new Browser(world.demo.urls.dashboard);
     const crossLogin = await b.request(
@@ -591,6 +615,28 @@ describe('operations', () => {
     assert.match(text, /"user":"carol"/);
     assert.doesNotMatch(text, /"user":"alice"/);
     assert.equal((await fetch(new URL('/events', world.demo.urls.dashboard))).status, 401);
+    // At most 8 streams per person: the 9th is refused, and closing one makes room.
+    const streams: AbortController[] = [];
+    const open = async () => {
+      const c = new AbortController();
+      const r = await fetch(new URL('/events', world.demo.urls.dashboard), {
+        headers: { cookie: browsers.get('bob')!.cookie! },
+        signal: c.signal,
+      });
+      if (r.status === 200) streams.push(c);
+      else await r.body?.cancel();
+      return r.status;
+    };
+    for (let i = 0; i < 8; i++) assert.equal(await open(), 200);
+    assert.equal(await open(), 429);
+    streams.shift()!.abort();
+    let again = 429;
+    for (let i = 0; i < 50 && again === 429; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      again = await open();
+    }
+    assert.equal(again, 200);
+    for (const c of streams) c.abort();
   });
 
   test('logs carry token hashes, never tokens or passwords', async () => {

@@ -31,6 +31,8 @@ import { PasswordBook, loadOrCreateDemoPasswords } from './people.js';
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ID_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:id_token';
 export const SESSION_COOKIE = 'precinct_session';
+const MAX_SESSIONS = 10_000;
+const MAX_STREAMS_PER_PERSON = 8;
 const DOCUMENT_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
@@ -204,6 +206,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     registers: [registry],
   });
   let ownOrigins: string[] = [];
+  let ownHosts = new Set<string>();
 
   const app = Fastify({
     ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}),
@@ -224,7 +227,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   const refuse = (
     reply: FastifyReply,
-    code: 'authentication_failed' | 'authorization_failed' | 'bad_request',
+    code: 'authentication_failed' | 'authorization_failed' | 'bad_request' | 'too_many_requests',
     reason: string,
     detail?: string,
   ) => {
@@ -238,8 +241,10 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     const origin = req.headers.origin;
     if (typeof origin === 'string') {
       const host = req.headers.host;
+      // The Host-derived origin counts only for names of this server (localhost, 127.0.0.1,
+      // [::1], the advertised host): a DNS-rebinding page's own name is never one of them.
       return (
-        (typeof host === 'string' && origin === `${scheme}://${host}`) ||
+        (typeof host === 'string' && ownHosts.has(host) && origin === `${scheme}://${host}`) ||
         ownOrigins.includes(origin) ||
         (o.allowedOrigins ?? []).includes(origin)
       );
@@ -295,6 +300,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     }
     logins.inc({ result: 'ok' });
     const value = randomBytes(32).toString('base64url');
+    // Bounded: past the limit the oldest session ends (Maps iterate in insertion order).
+    if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
     sessions.set(sha256(value), { user, expiresAt: Date.now() + ttlMs });
     logger.info({ user }, 'logged in');
     return reply
@@ -499,6 +506,10 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
 
   app.get('/events', async (req, reply) => {
     const user = (req as { user?: string }).user!;
+    let open = 0;
+    for (const who of subscribers.values()) if (who === user) open++;
+    if (open >= MAX_STREAMS_PER_PERSON)
+      return refuse(reply, 'too_many_requests', 'too_many_streams');
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -542,6 +553,11 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     h === '::' || h === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : h;
   const url = `${scheme}://${formatHostPort(shown(host), port)}`;
   ownOrigins = [url];
+  ownHosts = new Set(
+    [shown(host), 'localhost', '127.0.0.1', '[::1]', o.advertiseHost]
+      .filter((h): h is string => typeof h === 'string')
+      .map((h) => formatHostPort(h, port)),
+  );
   let closed: Promise<void> | undefined;
   return {
     url,
