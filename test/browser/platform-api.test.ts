@@ -25,8 +25,12 @@ const rotations = new Set<Rotation>();
 async function app(user: string | undefined, consent = new MemoryConsentStore()) {
   const backends: PlatformBackends = {
     workloads: {
+      // A backend handing over more than the view needs (here a key) must not leak it.
       list: async () => [
-        { spiffeId: 'spiffe://td.example/w', serial: '01', notAfter: new Date(0).toISOString() },
+        Object.assign(
+          { spiffeId: 'spiffe://td.example/w', serial: '01', notAfter: new Date(0).toISOString() },
+          { privateKey: 'PRIVATE-KEY-MATERIAL' },
+        ),
       ],
       onRotation: (cb) => {
         rotations.add(cb);
@@ -131,5 +135,14 @@ describe('platform API', () => {
     assert.equal(rotations.size, 0);
     assert.equal((await reader.read()).done, true);
     ac.abort();
+  });
+
+  test('only the declared fields reach the browser', async () => {
+    const a = await app('alice');
+    const r = await a.inject({ method: 'GET', url: '/api/platform/workloads' });
+    assert.equal(r.statusCode, 200);
+    assert.equal(r.json().workloads[0].spiffeId, 'spiffe://td.example/w');
+    assert.doesNotMatch(r.body, /PRIVATE-KEY/);
+    await a.close();
   });
 });

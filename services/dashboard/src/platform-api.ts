@@ -128,6 +128,142 @@ const CORRELATION = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
 const ACTOR = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,254}$/;
 const SPIFFE = /^spiffe:\/\/[a-z0-9._-]+(\/[A-Za-z0-9._-]+)+$/;
 
+// Response schemas: Fastify serializes only what they declare, so a backend that returns more
+// (a key, a token, a raw certificate) cannot leak it to the browser.
+const strs = { type: 'array', items: { type: 'string' } } as const;
+const nullableStr = { type: ['string', 'null'] } as const;
+const WORKLOAD = {
+  type: 'object',
+  properties: {
+    spiffeId: { type: 'string' },
+    serial: { type: 'string' },
+    notAfter: { type: 'string' },
+    selectors: strs,
+  },
+} as const;
+const AUTHORITIES = {
+  type: 'array',
+  items: {
+    type: 'object',
+    properties: {
+      fingerprint: { type: 'string' },
+      subject: { type: 'string' },
+      notAfter: { type: 'string' },
+    },
+  },
+} as const;
+const allowDeny = { type: 'object', properties: { allow: strs, deny: strs } } as const;
+const ok200 = (properties: Record<string, unknown>) => ({
+  response: { 200: { type: 'object', properties } },
+});
+const SCHEMAS = {
+  workloads: ok200({
+    connected: { type: 'boolean' },
+    workloads: { type: 'array', items: WORKLOAD },
+    trust: {
+      type: 'object',
+      properties: {
+        trustDomain: { type: 'string' },
+        authorities: AUTHORITIES,
+        federation: {
+          type: 'array',
+          items: {
+            type: 'object',
+            properties: {
+              trustDomain: { type: 'string' },
+              endpoint: { type: 'string' },
+              authorities: AUTHORITIES,
+            },
+          },
+        },
+      },
+    },
+  }),
+  audit: ok200({
+    connected: { type: 'boolean' },
+    events: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          event_id: { type: 'string' },
+          event_timestamp: { type: 'string' },
+          correlation_id: { type: 'string' },
+          chain_seq: { type: 'integer' },
+          actor_id: { type: 'string' },
+          resource_id: nullableStr,
+          event_outcome: { type: 'string' },
+          on_behalf_of: nullableStr,
+          agent: nullableStr,
+          decision: nullableStr,
+          reason: nullableStr,
+        },
+      },
+    },
+  }),
+  verify: ok200({
+    correlation_id: { type: 'string' },
+    is_valid: { type: 'boolean' },
+    events_checked: { type: 'integer' },
+    broken_links: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          event_id: nullableStr,
+          chain_seq: { type: ['integer', 'null'] },
+          reason: { type: 'string' },
+        },
+      },
+    },
+    tampered_events: strs,
+  }),
+  kube: ok200({
+    connected: { type: 'boolean' },
+    serviceAccounts: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          namespace: { type: 'string' },
+          name: { type: 'string' },
+          annotations: { type: 'object', additionalProperties: { type: 'string' } },
+          spiffeId: { type: 'string' },
+          nats: { type: 'object', properties: { pub: allowDeny, sub: allowDeny } },
+        },
+      },
+    },
+  }),
+  nats: ok200({
+    connected: { type: 'boolean' },
+    clients: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          name: { type: 'string' },
+          account: { type: 'string' },
+          spiffeId: { type: 'string' },
+          pub: strs,
+          sub: strs,
+          connectedAt: { type: 'string' },
+        },
+      },
+    },
+  }),
+  consent: ok200({
+    connected: { type: 'boolean' },
+    agents: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { id: { type: 'string' }, granted: { type: 'boolean' } },
+      },
+    },
+  }),
+  consentChange: ok200({ id: { type: 'string' }, granted: { type: 'boolean' } }),
+};
+
 function userOf(req: FastifyRequest): string | undefined {
   return (req as { user?: string }).user;
 }
@@ -198,6 +334,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.get(
     '/api/platform/workloads',
+    { schema: SCHEMAS.workloads },
     guarded(async () =>
       b.workloads
         ? { connected: true, workloads: await b.workloads.list(), trust: await b.workloads.trust() }
@@ -216,7 +353,8 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
     });
     res.write(': connected\n\n');
     const off = b.workloads?.onRotation((w) => {
-      res.write(`event: rotation\ndata: ${JSON.stringify(w)}\n\n`);
+      const shown = { spiffeId: w.spiffeId, serial: w.serial, notAfter: w.notAfter };
+      res.write(`event: rotation\ndata: ${JSON.stringify(shown)}\n\n`);
     });
     const ping = setInterval(() => res.write(': ping\n\n'), 15_000);
     ping.unref();
@@ -231,6 +369,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.get(
     '/api/platform/audit/events',
+    { schema: SCHEMAS.audit },
     guarded(async (req, reply) => {
       if (!b.audit) return { connected: false, events: [] };
       const f = auditFilter(req.query as Record<string, unknown>);
@@ -241,6 +380,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.post(
     '/api/platform/audit/verify',
+    { schema: SCHEMAS.verify },
     guarded(async (req, reply) => {
       const id = (req.body as { correlation_id?: unknown } | undefined)?.correlation_id;
       if (typeof id !== 'string' || !CORRELATION.test(id))
@@ -269,6 +409,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.get(
     '/api/platform/kube/serviceaccounts',
+    { schema: SCHEMAS.kube },
     guarded(async () =>
       b.kube
         ? { connected: true, serviceAccounts: await b.kube.serviceAccounts() }
@@ -278,6 +419,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.get(
     '/api/platform/nats/clients',
+    { schema: SCHEMAS.nats },
     guarded(async () =>
       b.nats
         ? { connected: true, clients: await b.nats.clients() }
@@ -288,6 +430,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
   // Consent: the person is the session's, never the body's.
   app.get(
     '/api/platform/consent',
+    { schema: SCHEMAS.consent },
     guarded(async (req) => {
       if (!b.consent) return { connected: false, agents: [] };
       const person = o.personId(userOf(req)!);
@@ -303,6 +446,7 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.post(
     '/api/platform/consent',
+    { schema: SCHEMAS.consentChange },
     guarded(async (req, reply) => {
       const body = req.body as Record<string, unknown> | undefined;
       if (
