@@ -320,6 +320,58 @@ describe('ServiceAccount watch and cache eviction (kube-dev)', () => {
     }
   });
 
+  test('a watch the API refuses (no RBAC) fails closed; granted list and watch, it syncs', async () => {
+    await createSa('watcher');
+    const base = kubeConfigOf(kube);
+    const asWatcher = new k8s.KubeConfig();
+    asWatcher.loadFromOptions({
+      clusters: base.clusters,
+      users: [
+        {
+          name: 'watcher',
+          token: await tokenFor(core, NS, 'watcher', [kube.issuer]),
+        },
+      ],
+      contexts: [{ name: 'watcher', cluster: base.getCurrentCluster()!.name, user: 'watcher' }],
+      currentContext: 'watcher',
+    });
+    const steady = { namespace: NS, name: 'watcher', uid: await uidOf('watcher') };
+    const refused = watchServiceAccounts({
+      kubeConfig: asWatcher,
+      staleAfterMs: 300,
+      retryMs: 100,
+      logger: quiet(),
+    });
+    watches.push(refused);
+    await eventually(() => refused.state === 'stale', 'the refused watch to fail closed');
+    assert.equal(refused.status(steady), 'unknown');
+    refused.close();
+
+    // Control: the same identity, granted list and watch, gets a current view.
+    const rbac = kc.makeApiClient(k8s.RbacAuthorizationV1Api);
+    await rbac.createClusterRole({
+      body: {
+        metadata: { name: 'watch-serviceaccounts' },
+        rules: [{ apiGroups: [''], resources: ['serviceaccounts'], verbs: ['list', 'watch'] }],
+      },
+    });
+    await rbac.createClusterRoleBinding({
+      body: {
+        metadata: { name: 'watcher-watches-serviceaccounts' },
+        roleRef: {
+          apiGroup: 'rbac.authorization.k8s.io',
+          kind: 'ClusterRole',
+          name: 'watch-serviceaccounts',
+        },
+        subjects: [{ kind: 'ServiceAccount', name: 'watcher', namespace: NS }],
+      },
+    });
+    const granted = watchServiceAccounts({ kubeConfig: asWatcher, logger: quiet() });
+    watches.push(granted);
+    await eventually(() => granted.state === 'synced', 'the granted watch to sync');
+    assert.equal(granted.status(steady), 'live');
+  });
+
   test('the pod watch follows pods where kube-dev serves them, and says unsupported where not', async () => {
     const pods = watchPods({ kubeConfig: kc, logger: quiet() });
     watches.push(pods);

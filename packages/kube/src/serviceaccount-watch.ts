@@ -303,8 +303,16 @@ class KubeObjectWatch extends EventEmitter<ObjectWatchEvents> implements ObjectW
         failures++;
         const delay = Math.min(this.#opts.retryMs * 2 ** (failures - 1), MAX_RETRY_MS);
         this.#opts.logger?.warn(
-          { resource: this.resource, status, reason: (err as Error)?.message, retryInMs: delay },
-          'watch failed; retrying',
+          {
+            resource: this.resource,
+            status,
+            // The first line only: client-node appends the response body and headers.
+            reason: String((err as Error)?.message ?? err).split('\n')[0],
+            retryInMs: delay,
+          },
+          status === 401 || status === 403
+            ? `watch refused: grant list and watch on ${this.resource}; failing closed meanwhile`
+            : 'watch failed; retrying',
         );
         await this.#sleep(delay);
       }
