@@ -106,15 +106,8 @@ const ISSUERS: Array<{ name: string; skip: string | false; start: () => Promise<
       const spire: Spire = await startSpire({ trustDomain: 'spire.test' });
       try {
         const uid = process.getuid!();
-        for (const sa of ['store', 'client']) {
-          await spire.createEntry({
-            spiffeId: idOf(spire.trustDomain, sa),
-            selectors: [`unix:uid:${uid}`],
-            x509SvidTtlSeconds: SVID_TTL_SECONDS,
-            hint: sa,
-          });
-        }
-        // Control for the workload attestor: an entry for another uid is never served to us.
+        // Control for the workload attestor: an entry for another uid is never served to us. It is
+        // created first, so the agent sync that brings ours has brought it too.
         await spire.server([
           'entry',
           'create',
@@ -125,6 +118,14 @@ const ISSUERS: Array<{ name: string; skip: string | false; start: () => Promise<
           '-selector',
           `unix:uid:${uid + 4242}`,
         ]);
+        for (const sa of ['store', 'client']) {
+          await spire.createEntry({
+            spiffeId: idOf(spire.trustDomain, sa),
+            selectors: [`unix:uid:${uid}`],
+            x509SvidTtlSeconds: SVID_TTL_SECONDS,
+            hint: sa,
+          });
+        }
       } catch (err) {
         await spire.close();
         throw err;
