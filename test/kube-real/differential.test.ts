@@ -53,7 +53,7 @@ interface Result {
  */
 type Scenario = { name: string; run: (s: Side) => Promise<Result>; expect?: string };
 
-const skip = peerSkip('kube-apiserver', 'etcd', 'kubectl');
+const skip = peerSkip('kube-apiserver', 'etcd', 'kube-controller-manager', 'kubectl');
 const NS = 'diff';
 const G = 'rbac.authorization.k8s.io';
 
