@@ -54,7 +54,8 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
   },
   {
     name: 'secrets',
-    summary: 'configure OpenBao/Vault: JWT auth with SPIFFE JWT-SVIDs, a role + policy per workload',
+    summary:
+      'configure OpenBao/Vault: JWT auth with SPIFFE JWT-SVIDs, a role + policy per workload',
     load: async () => (await import('./secrets.js')).secretsCommand,
   },
   {

@@ -13,7 +13,7 @@ import {
 } from '@precinct/runtime';
 import { startKubeDev } from '@precinct/kube-dev';
 import { startIdentityServer } from '@precinct/identity-server';
-import { startAuditStore } from '@precinct/audit-store';
+import { createPgDb, createPgliteDb, startAuditStore } from '@precinct/audit-store';
 import {
   cachingVerifier,
   createSubjectAccessReviewAuthorizer,
@@ -32,6 +32,7 @@ import {
 import { acquireLock, LOG_DIR, removeState, writeState, type PartState } from './state.js';
 import { findNatsServer, startLocalNats } from './nats.js';
 import { ATTEST_AUDIENCE } from './workloads.js';
+import { startDemoPlatform } from './demo-platform.js';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -50,6 +51,20 @@ const PORTS = {
   'identity-health-port': ['8062', "the identity server's /health, /ready, /metrics"],
   'nats-port': ['4222', 'nats-server (when one >= 2.10 is found)'],
   'nats-callout-health-port': ['8063', "the NATS callout's /health, /ready, /metrics"],
+  'token-port': ['8443', 'the token service (Transaction Tokens, SVID mTLS)'],
+  'token-health-port': ['8081', "the token service's /health, /ready, /metrics"],
+  'audit-mtls-port': ['8071', "the audit store's SVID mTLS front (the demo's decisions)"],
+  'audit-mtls-health-port': ['8072', "the audit store mTLS front's /healthz, /readyz"],
+  'dashboard-port': ['8080', 'the dashboard (web UI and its API)'],
+  'user-service-port': ['8082', 'the demo user-service (mTLS)'],
+  'agent-service-port': ['8083', 'the demo agent-service (mTLS)'],
+  'document-service-port': ['8084', 'the demo document-service (mTLS)'],
+  'policy-service-port': ['8085', 'the demo policy service (mTLS, OPA-compatible API)'],
+  'dashboard-health-port': ['9080', "the dashboard's /health, /ready, /metrics"],
+  'user-service-health-port': ['9082', "the user-service's /health, /ready, /metrics"],
+  'agent-service-health-port': ['9083', "the agent-service's /health, /ready, /metrics"],
+  'document-service-health-port': ['9084', "the document-service's /health, /ready, /metrics"],
+  'policy-service-health-port': ['9085', "the policy service's /health, /ready, /metrics"],
 } as const;
 
 type PortFlag = keyof typeof PORTS;
@@ -114,6 +129,7 @@ export const upCommand: Command = {
       },
       [
         'Environment: DATABASE_URL (PostgreSQL for every store instead of embedded PGlite),',
+        'OPA_URL (an OPA server with the demo policy instead of the in-process Wasm),',
         'LOG_LEVEL (default info). Logs go to <data-dir>/logs/<service>.log: `npx precinct logs`.',
         'From another terminal: `npx precinct status`, `npx precinct down`.',
       ].join('\n'),
@@ -233,8 +249,14 @@ export const upCommand: Command = {
       );
       const stopEviction = evictOnServiceAccountChange(auditVerifier, serviceAccounts);
       closers.push(async () => stopEviction());
+      // One database for the audit store's two fronts (bearer tokens here, SVID mTLS for the
+      // demo's services below); up owns it and closes it after both.
+      const auditDb = databaseUrl
+        ? createPgDb(databaseUrl)
+        : await createPgliteDb(resolve(auditDir, 'db'));
+      closers.push(() => auditDb.close());
       const audit = await startAuditStore({
-        ...(databaseUrl ? { databaseUrl } : { dataDir: resolve(auditDir, 'db') }),
+        db: auditDb,
         port: port('audit-port'),
         advertiseHost,
         signingKeyPem: readFileSync(keyPath),
@@ -285,6 +307,52 @@ export const upCommand: Command = {
         natsRow = ['nats', found.missing];
       }
 
+      // The delegated-access platform: token service, policy, the demo's services, dashboard.
+      const demoRows: Array<[string, string]> = [];
+      if (!flags['no-demo']) {
+        const platform = await startDemoPlatform({
+          trustDomain: TRUST_DOMAIN,
+          kubeConfig,
+          identity,
+          auditDb,
+          auditSigningKeyPem: readFileSync(keyPath),
+          dataDir,
+          advertiseHost,
+          ...(process.env.OPA_URL ? { opaUrl: process.env.OPA_URL } : {}),
+          logger: (name) => serviceLogger(logDir, name, verbose),
+          ports: {
+            tokenService: port('token-port'),
+            tokenServiceHealth: port('token-health-port'),
+            auditMtls: port('audit-mtls-port'),
+            auditMtlsHealth: port('audit-mtls-health-port'),
+            dashboard: port('dashboard-port'),
+            userService: port('user-service-port'),
+            agentService: port('agent-service-port'),
+            documentService: port('document-service-port'),
+            policyService: port('policy-service-port'),
+            dashboardHealth: port('dashboard-health-port'),
+            userServiceHealth: port('user-service-health-port'),
+            agentServiceHealth: port('agent-service-health-port'),
+            documentServiceHealth: port('document-service-health-port'),
+            policyServiceHealth: port('policy-service-health-port'),
+          },
+        });
+        closers.push(() => platform.close());
+        parts.push(...platform.parts);
+        demoRows.push(
+          ['token-service', `${platform.tokenServiceUrl}   Transaction Tokens (SVID mTLS)`],
+          ['policy', platform.policyEngine],
+          [
+            'demo services',
+            `user ${platform.demo.urls.userService}, agent ${platform.demo.urls.agentService}, document ${platform.demo.urls.documentService}, policy ${platform.demo.urls.policyService}`,
+          ],
+          [
+            'dashboard',
+            `${platform.demo.urls.dashboard}   sign in as alice, bob or carol (passwords: ${join(dataDir, 'demo-users.json')})`,
+          ],
+        );
+      }
+
       writeState(dataDir, {
         pid: process.pid,
         startedAt: new Date(started).toISOString(),
@@ -305,6 +373,7 @@ export const upCommand: Command = {
           ['audit-store', `${audit.url}   ${storage}`],
           ['delegation', `issuer ${LOCAL_DELEGATION_ISSUER} (npx precinct delegate --help)`],
           natsRow,
+          ...demoRows,
         ]),
         '',
         'Try:',

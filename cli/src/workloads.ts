@@ -58,6 +58,11 @@ export async function startLocalWorkload(o: {
 }): Promise<LocalWorkload> {
   const core = o.kubeConfig.makeApiClient(CoreV1Api);
   try {
+    await core.createNamespace({ body: { metadata: { name: o.namespace } } });
+  } catch (err) {
+    if (!isConflict(err)) throw err;
+  }
+  try {
     await core.createNamespacedServiceAccount({
       namespace: o.namespace,
       body: { metadata: { name: o.serviceAccount, namespace: o.namespace } },

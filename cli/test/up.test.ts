@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPeer, peerSkip, tempDir } from '@precinct/testing';
 import { X509Source } from '@precinct/spiffe';
@@ -12,19 +13,14 @@ const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));
 
 test(
   'precinct up prints the kubeconfig; kubectl create token and auth can-i work against it',
-  { skip: peerSkip('kubectl', 'nats-server'), timeout: 180_000 },
+  { skip: peerSkip('kubectl', 'nats-server'), timeout: 300_000 },
   async (t) => {
     const dir = tempDir();
     t.after(dir.cleanup);
-    const ports = [
-      'kube-port',
-      'audit-port',
-      'identity-port',
-      'oidc-port',
-      'identity-health-port',
-      'nats-port',
-      'nats-callout-health-port',
-    ];
+    // Every port flag `up --help` lists, set to 0 (any free port).
+    const help = spawnSync(process.execPath, [bin, 'up', '--help'], { encoding: 'utf8' }).stdout;
+    const ports = [...help.matchAll(/--([a-z-]+-port) PORT/g)].map((m) => m[1]!);
+    assert.ok(ports.length >= 20, help);
     const child = spawn(
       process.execPath,
       [bin, 'up', '--data-dir', dir.path, ...ports.flatMap((p) => [`--${p}`, '0'])],
@@ -38,7 +34,7 @@ test(
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(
         () => reject(new Error(`no "Precinct is up" in time:\n${out}\n${err}`)),
-        60_000,
+        150_000,
       );
       child.stdout.on('data', () => {
         if (out.includes('Ctrl-C')) {
@@ -273,6 +269,42 @@ test(
         maxReconnectAttempts: 0,
       }),
     );
+    // The delegated-access demo through the dashboard API: alice signs in, an agent reads for
+    // her within person ∩ agent, and the decision lands in the audit store under its txn.
+    const passwords = JSON.parse(readFileSync(join(dir.path, 'demo-users.json'), 'utf8')) as Record<
+      string,
+      string
+    >;
+    const dashboard = url('dashboard');
+    const api = (path: string, body: unknown, cookie = '') =>
+      fetch(`${dashboard}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', origin: dashboard, cookie },
+        body: JSON.stringify(body),
+      });
+    const login = await api('/api/auth/login', { username: 'alice', password: passwords.alice });
+    assert.equal(login.status, 200);
+    const cookie = (login.headers.get('set-cookie') ?? '').split(';')[0]!;
+    const granted = (await (
+      await api('/api/access-delegated', { agent_id: 'gpt4', document_id: 'DOC-002' }, cookie)
+    ).json()) as { granted: boolean; reason: string; txn: string };
+    assert.deepEqual([granted.granted, granted.reason], [true, 'delegation_permits']);
+    const denied = (await (
+      await api('/api/access-delegated', { agent_id: 'summarizer', document_id: 'DOC-001' }, cookie)
+    ).json()) as { granted: boolean; reason: string };
+    assert.deepEqual([denied.granted, denied.reason], [false, 'agent_lacks_capability']);
+    assert.equal((await api('/api/access-direct', { document_id: 'DOC-002' })).status, 401);
+    let row: { written_by: string; actor_id: string } | undefined;
+    for (let i = 0; i < 50 && !row; i++) {
+      const r = await fetch(`${auditUrl}/api/v1/audit/events?correlation_id=${granted.txn}`, {
+        headers: { authorization: `Bearer ${storeToken}` },
+      });
+      row = ((await r.json()) as { data: Array<{ written_by: string; actor_id: string }> }).data[0];
+      if (!row) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.ok(row, 'the decision reached the audit store');
+    assert.equal(row.written_by, 'spiffe://precinct.local/ns/precinct-demo/sa/document-service');
+    assert.equal(row.actor_id, 'spiffe://precinct.local/agent/gpt4');
     // `down` from another process stops it cleanly, with a shutdown line; the folder is free.
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const down = cli('down');
