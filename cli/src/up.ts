@@ -201,6 +201,7 @@ export const upCommand: Command = {
         },
         logger: serviceLogger(logDir, 'identity-server', verbose),
         verifier: createTokenReviewVerifier({ kubeConfig, audiences: [ATTEST_AUDIENCE] }),
+        attestAudience: ATTEST_AUDIENCE,
         revocation: { serviceAccounts, pods },
       });
       closers.push(() => identity.close());

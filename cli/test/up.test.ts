@@ -142,6 +142,10 @@ test(
       body: JSON.stringify({ token }),
     });
     assert.equal(wrong.status, 401);
+    assert.match(
+      ((await wrong.json()) as { detail: string }).detail,
+      /ServiceAccount token for the audience "precinct"/,
+    );
     // The audit store: writers authenticated and authorized against kube-dev, attribution from
     // the verified token, not from what the body or headers claim.
     const auditUrl = url('audit-store');

@@ -306,7 +306,7 @@ export const identityServerCommand: Command = {
       jwtKeyTtlMs: ttl,
       caKeyType: keyType(f['ca-key-type'] as string, 'ca-key-type'),
       workloadKeyType: keyType(f['workload-key-type'] as string, 'workload-key-type'),
-      ...(verifier ? { verifier } : {}),
+      ...(verifier ? { verifier, attestAudience: audience } : {}),
       ...(kube ? { revocation: { serviceAccounts: kube.serviceAccounts, pods: kube.pods } } : {}),
       maxBindingMs,
       ...(bundleEndpoint ? { bundleEndpoint } : {}),

@@ -92,6 +92,8 @@ export function createAdminApp(deps: {
   sockets: WorkloadSockets;
   adminToken: string;
   logger: Logger;
+  /** The token audience attestation expects, named in a 401 (see IdentityServerOptions). */
+  attestAudience?: string;
 }): FastifyInstance {
   const app = Fastify({
     loggerInstance: childLogger(deps.logger, 'admin-api'),
@@ -100,7 +102,14 @@ export function createAdminApp(deps: {
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof IdentityServerError) {
       const status = STATUS[err.code] ?? 500;
-      if (err.code === 'ERR_ATTESTATION_FAILED') return problem(reply, 401, 'attestation failed');
+      if (err.code === 'ERR_ATTESTATION_FAILED') {
+        // Which token to bring is no secret, and without it a newcomer cannot tell a wrong
+        // audience from a wrong cluster; why this one failed stays in the log.
+        const detail = deps.attestAudience
+          ? `present a Kubernetes ServiceAccount token for the audience "${deps.attestAudience}" (kubectl create token SA --audience ${deps.attestAudience})`
+          : undefined;
+        return problem(reply, 401, 'attestation failed', detail);
+      }
       if (status < 500) return problem(reply, status, 'request refused', err.message, err.code);
     }
     const e = err as { code?: string; statusCode?: number; validation?: unknown };

@@ -54,6 +54,8 @@ export interface IdentityServerOptions {
   adminToken?: string;
   /** Verifies workloads' ServiceAccount tokens; without it attestation is refused. */
   verifier?: TokenVerifier;
+  /** The audience `verifier` expects; a refused attestation's 401 names it. */
+  attestAudience?: string;
   /**
    * Watches (owned by the caller) that end a binding when its ServiceAccount (by uid) or bound
    * pod is deleted; while the ServiceAccount watch is stale, bindings are suspended. Without
@@ -260,7 +262,13 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       return listen(app.server, l);
     };
     const adminPort = await serve(
-      createAdminApp({ entries, sockets, adminToken, logger }),
+      createAdminApp({
+        entries,
+        sockets,
+        adminToken,
+        logger,
+        ...(opts.attestAudience ? { attestAudience: opts.attestAudience } : {}),
+      }),
       opts.admin ?? ANY,
     );
     const oidcPort = await serve(
