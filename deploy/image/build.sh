@@ -58,12 +58,20 @@ for ws in $workspaces; do
     node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{for(const f of JSON.parse(s)[0].files)console.log(f.path)})' |
     while read -r f; do mkdir -p "$app/$ws/$(dirname "$f")" && cp "$ws/$f" "$app/$ws/$f"; done
 done
-(cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error)
+# npm ci: exactly the lock file. A working tree whose lock is out of step with a workspace's
+# package.json (work in progress) falls back to npm install, with a warning.
+if ! (cd "$app" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error 2>"$work/npm-ci.log"); then
+  echo "WARNING: package-lock.json is out of step with a package.json; npm install instead of npm ci" >&2
+  (cd "$app" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error)
+fi
 # The CLI runs dist/ when the repository's source hooks are absent, as they are here.
 test ! -e "$app/scripts/register-source.mjs"
 
 echo "== SBOMs"
-(cd "$app" && npm sbom --omit dev --sbom-format cyclonedx --sbom-type application >"$app/sbom.npm.cdx.json")
+# From the lock file (the workspaces' devDependencies are absent on purpose, which a tree
+# check would call missing); the root needs a version for its package URL.
+(cd "$app" && npm pkg set "version=$VERSION" &&
+  npm sbom --omit dev --package-lock-only --sbom-format cyclonedx --sbom-type application >"$app/sbom.npm.cdx.json")
 node -e '
 const [version, nodeVersion, list] = process.argv.slice(1);
 const components = list.split("\n").filter(Boolean).map((l) => {
