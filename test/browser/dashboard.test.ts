@@ -152,6 +152,23 @@ describe('dashboard UI in Chromium', { skip }, () => {
     await page.getByTestId('outcome-delegated').getByText('Granted').waitFor();
   });
 
+  test('keyboard only: skip link, then document, agent and Decide in tab order', async () => {
+    await page.reload();
+    await page.getByTestId('whoami').waitFor();
+    await page.keyboard.press('Tab');
+    // As strings: the test's tsconfig has no DOM types.
+    const focused = () => page.evaluate("document.activeElement?.textContent?.trim() ?? ''");
+    assert.equal(await focused(), 'Skip to content');
+    const doc = page.getByRole('combobox', { name: 'Document' });
+    await doc.focus();
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate("document.activeElement?.getAttribute('name')"), 'agent');
+    await page.keyboard.press('Tab');
+    assert.equal(await focused(), 'Decide');
+    await page.keyboard.press('Enter');
+    await page.getByTestId('outcome-direct').waitFor();
+  });
+
   test('the audit row arrives; verify chain passes, then fails after tampering', async () => {
     await page.getByRole('link', { name: 'Audit' }).click();
     await page.getByRole('heading', { name: 'Audit', level: 1 }).waitFor();
