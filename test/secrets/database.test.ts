@@ -72,7 +72,7 @@ before(async () => {
   passwords.add(started.adminPassword);
   adminUrl = `postgres://postgres:${encodeURIComponent(started.adminPassword)}@127.0.0.1:${server.port}/postgres`;
   await admin.enableDatabaseEngine();
-  const roles = ['orders-short', 'orders-renew', 'orders-lease'];
+  const roles = ['orders-short', 'orders-renew', 'orders-lease', 'orders-down'];
   await admin.configurePostgres({
     name: 'pg',
     connectionUrl: `postgresql://{{username}}:{{password}}@127.0.0.1:${server.port}/postgres?sslmode=disable`,
@@ -101,6 +101,13 @@ before(async () => {
     grants,
     ttlSeconds: 60,
     maxTtlSeconds: 120,
+  });
+  await admin.writeDatabaseRole({
+    name: 'orders-down',
+    db: 'pg',
+    grants,
+    ttlSeconds: 10,
+    maxTtlSeconds: 10,
   });
   await admin.writePolicy('orders', workloadPolicy({ databaseRoles: roles }));
   await admin.writeWorkloadRole({
@@ -227,9 +234,9 @@ describe('dynamic PostgreSQL credentials', { skip }, () => {
   });
 
   test('secrets manager down: the pool keeps its lease, turns not-ready before expiry, then refuses', async () => {
-    const pool = await rotatingPool('orders-short', { notReadyMarginMs: 1_000 });
+    const pool = await rotatingPool('orders-down', { notReadyMarginMs: 2_000 });
     assert.ok(pool.ready());
-    await vault.stop();
+    await vault.stop('SIGKILL'); // a crash
     // Still serving on the current lease.
     assert.equal(
       (await pool.query<{ n: string }>('SELECT count(*) AS n FROM items')).rows[0]!.n,

@@ -165,14 +165,14 @@ export class RotatingPool {
     return this.#current.lease.expiresAt;
   }
 
-  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     text: string,
     values?: unknown[],
   ): Promise<pg.QueryResult<R>> {
     return this.pool.query<R>(text, values);
   }
 
-  connect(): Promise<pg.PoolClient> {
+  async connect(): Promise<pg.PoolClient> {
     return this.pool.connect();
   }
 

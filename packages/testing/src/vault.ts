@@ -13,8 +13,11 @@ export interface VaultServer {
   port: number;
   /** The root token (random per server). Tests use it to configure; workloads never see it. */
   rootToken: string;
-  /** Stops the server (idempotent). Dev mode keeps nothing: a restart starts empty. */
-  stop(): Promise<void>;
+  /**
+   * Stops the server (idempotent); `SIGKILL` simulates a crash (no graceful shutdown). Dev mode
+   * keeps nothing: a restart starts empty.
+   */
+  stop(signal?: NodeJS.Signals): Promise<void>;
   /** Starts a stopped server again on the same port, with the same root token, empty. */
   start(): Promise<void>;
   /** Stops the server and removes its directory (idempotent). */
@@ -98,10 +101,10 @@ export async function startVault(opts: { startTimeoutMs?: number } = {}): Promis
     throw new Error(`vault did not start: ${logText.slice(-2000)}`);
   };
 
-  const stop = async () => {
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
     const proc = child;
     child = undefined;
-    await stopProcess(proc, 'SIGTERM', 10_000);
+    await stopProcess(proc, signal, 10_000);
   };
 
   await start();
