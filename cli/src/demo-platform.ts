@@ -9,7 +9,11 @@ import {
   createOidcPersonAuthenticator,
   startTokenService,
 } from '@precinct/token-service';
+import { CoreV1Api } from '@kubernetes/client-node';
+import { auditStoreBackend, x509SourcesBackend, type PlatformBackends } from '@precinct/dashboard';
+import { buildPermissions } from '@precinct/nats-callout';
 import {
+  MtlsClient,
   DEMO_CONSENT,
   createDemoIdp,
   demoGrantScope,
@@ -139,8 +143,7 @@ export async function startDemoPlatform(o: {
     });
     closers.push(() => tokenService.close());
 
-    // The audit store's mTLS front, on the same database as the bearer-token one: the
-    // document service writes with its SVID, nobody else may.
+    // The audit store's mTLS front, on the same database as the bearer-token one.
     const auditMtls = await startAuditStore({
       db: o.auditDb,
       port: o.ports.auditMtls,
@@ -150,14 +153,52 @@ export async function startDemoPlatform(o: {
       spiffe: {
         svidSource: w['audit-store'].source,
         bundleSource: w['audit-store'].source,
-        authorizer: authorizeOneOf(sid('document-service')),
+        // The document service writes; the dashboard reads for its audit view.
+        authorizer: authorizeOneOf(sid('document-service'), sid('dashboard')),
         healthPort: o.ports.auditMtlsHealth,
       },
       logger: o.logger('audit-store-mtls'),
     });
     closers.push(() => auditMtls.close());
 
+    // The dashboard's platform views, read through the same identities a cluster would use.
+    const auditReader = new MtlsClient(w.dashboard.source, w.dashboard.source, sid('audit-store'));
+    closers.push(() => auditReader.close());
+    const core = o.kubeConfig.makeApiClient(CoreV1Api);
+    const platform: PlatformBackends = {
+      workloads: x509SourcesBackend(
+        Object.values(w).map((x) => x.source),
+        td,
+      ),
+      audit: auditStoreBackend({ url: auditMtls.url, dispatcher: auditReader.dispatcher }),
+      kube: {
+        serviceAccounts: async () =>
+          (await core.listServiceAccountForAllNamespaces()).items.map((sa) => {
+            const namespace = sa.metadata?.namespace ?? '';
+            const name = sa.metadata?.name ?? '';
+            const annotations = sa.metadata?.annotations ?? {};
+            const { permissions } = buildPermissions({
+              namespace,
+              serviceAccount: name,
+              annotations,
+            });
+            return {
+              namespace,
+              name,
+              annotations,
+              spiffeId: `spiffe://${td}/ns/${namespace}/sa/${name}`,
+              nats: { pub: permissions.pub, sub: permissions.sub },
+            };
+          }),
+      },
+      consent: {
+        store: consent,
+        agents: async () => AGENTS.map((a) => `spiffe://${td}/agent/${a}`),
+      },
+    };
+
     const demo = await startDemo({
+      platform,
       trustDomain: td,
       workloadApi: {
         dashboard: w.dashboard.source,

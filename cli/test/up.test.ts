@@ -309,6 +309,16 @@ test(
     assert.ok(row, 'the decision reached the audit store');
     assert.equal(row.written_by, 'spiffe://precinct.local/ns/precinct-demo/sa/document-service');
     assert.equal(row.actor_id, 'spiffe://precinct.local/agent/gpt4');
+    // The dashboard's platform views are wired to the running parts.
+    const view = async (path: string) => {
+      const r = await fetch(`${dashboard}/api/platform/${path}`, { headers: { cookie } });
+      assert.equal(r.status, 200, path);
+      return JSON.stringify(await r.json());
+    };
+    assert.match(await view('workloads'), /precinct-demo\/sa\/token-service/);
+    assert.match(await view(`audit/events?correlation_id=${granted.txn}`), /delegation_permits/);
+    assert.match(await view('kube/serviceaccounts'), /"name":"writer"|"name":"default"/);
+    assert.match(await view('consent'), /agent\/gpt4/);
     // `down` from another process stops it cleanly, with a shutdown line; the folder is free.
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const down = cli('down');

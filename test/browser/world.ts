@@ -2,20 +2,20 @@
 // test/demo (identity server, token service, demo services), an audit store on a PGlite
 // database this file owns (so a test can tamper with a stored event the way someone with
 // database access would), the token service's consent store, and the workloads' live SVIDs.
-import { authorizeOneOf, type X509Source } from '@precinct/spiffe';
+import { authorizeOneOf } from '@precinct/spiffe';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
 import { ANNOTATIONS, buildPermissions } from '@precinct/nats-callout';
 import { startDemo, type Demo } from '@precinct/demo';
 import { wasmPolicy } from '@precinct/policy';
 import {
   auditStoreBackend,
+  x509SourcesBackend,
   startDashboard,
   type Dashboard,
   type PlatformBackends,
   type ServiceAccountView,
-  type Workload,
 } from '@precinct/dashboard';
-import { createPgliteDb, type Db } from '../../services/audit-store/src/db.js';
+import { createPgliteDb, type Db } from '@precinct/audit-store';
 import {
   AGENT_NAMES,
   SERVICE_ACCOUNTS,
@@ -37,26 +37,6 @@ export interface BrowserWorld {
   close(): Promise<void>;
 }
 
-function workloadOf(source: X509Source): Workload {
-  const svid = source.getX509Svid();
-  const leaf = svid.certificates[0]!;
-  return {
-    spiffeId: svid.id.toString(),
-    serial: leaf.serialNumber,
-    notAfter: new Date(leaf.validTo).toISOString(),
-  };
-}
-
-const authorities = (source: X509Source, td: string) =>
-  source
-    .getX509BundleForTrustDomain(td)
-    .x509Authorities()
-    .map((c) => ({
-      fingerprint: c.fingerprint256.replaceAll(':', '').toLowerCase(),
-      subject: c.subject.replaceAll('\n', ', '),
-      notAfter: new Date(c.validTo).toISOString(),
-    }));
-
 /** What `precinct up` would wire, from this world's parts. */
 function platformOf(
   world: World,
@@ -72,22 +52,7 @@ function platformOf(
     },
   };
   const backends: PlatformBackends = {
-    workloads: {
-      list: async () => sources.map(workloadOf),
-      onRotation(cb) {
-        const offs = sources.map((s) => {
-          const on = () => cb(workloadOf(s));
-          s.on('update', on);
-          return () => s.off('update', on);
-        });
-        return () => offs.forEach((off) => off());
-      },
-      trust: async () => ({
-        trustDomain: TD,
-        authorities: authorities(world.sources.dashboard, TD),
-        federation: [],
-      }),
-    },
+    workloads: x509SourcesBackend(sources, TD),
     audit: auditStoreBackend({ url: audit.url, dispatcher: reader.dispatcher }),
     kube: {
       serviceAccounts: async () =>

@@ -23,4 +23,8 @@ export {
   type ConsentBackend,
 } from './platform-api.js';
 export { CONTENT_SECURITY_POLICY, SECURITY_HEADERS, buildUi } from './static.js';
-export { auditStoreBackend, type AuditStoreBackendOptions } from './platform-backends.js';
+export {
+  auditStoreBackend,
+  x509SourcesBackend,
+  type AuditStoreBackendOptions,
+} from './platform-backends.js';

@@ -2,7 +2,10 @@
 // SPIFFE mTLS as an authorized reader. The caller owns the dispatcher (an undici Agent whose
 // connector presents the reader's SVID and accepts only the store's SPIFFE ID).
 import { request, type Dispatcher } from 'undici';
+import type { X509Source } from '@precinct/spiffe';
 import type {
+  BundleAuthority,
+  Workload,
   AuditEventView,
   AuditFilter,
   ChainVerification,
@@ -96,5 +99,53 @@ export function auditStoreBackend(
         ...(keyId ? { keyId } : {}),
       };
     },
+  };
+}
+
+function workloadOf(source: X509Source): Workload {
+  const svid = source.getX509Svid();
+  const leaf = svid.certificates[0]!;
+  return {
+    spiffeId: svid.id.toString(),
+    serial: leaf.serialNumber,
+    notAfter: new Date(leaf.validTo).toISOString(),
+  };
+}
+
+function authoritiesOf(source: X509Source, td: string): BundleAuthority[] {
+  return source
+    .getX509BundleForTrustDomain(td)
+    .x509Authorities()
+    .map((c) => ({
+      fingerprint: c.fingerprint256.replaceAll(':', '').toLowerCase(),
+      subject: c.subject.replaceAll('\n', ', '),
+      notAfter: new Date(c.validTo).toISOString(),
+    }));
+}
+
+/**
+ * The workloads part of PlatformBackends from live X509Sources (the workloads' own Workload API
+ * streams): current SVIDs, each rotation as it arrives, and the trust domain's bundle as the
+ * first source sees it. Certificates and keys never leave: only IDs, serials and dates.
+ */
+export function x509SourcesBackend(
+  sources: readonly X509Source[],
+  trustDomain: string,
+): NonNullable<PlatformBackends['workloads']> {
+  return {
+    list: async () => sources.map(workloadOf),
+    onRotation(cb) {
+      const offs = sources.map((s) => {
+        const on = () => cb(workloadOf(s));
+        s.on('update', on);
+        return () => s.off('update', on);
+      });
+      return () => offs.forEach((off) => off());
+    },
+    trust: async () => ({
+      trustDomain,
+      authorities: sources[0] ? authoritiesOf(sources[0], trustDomain) : [],
+      federation: [],
+    }),
   };
 }

@@ -3,7 +3,7 @@
 import { loadDemoData, type PolicyData, type PolicyEngine } from '@precinct/policy';
 import { createLogger, type Logger } from '@precinct/runtime';
 import { X509Source } from '@precinct/spiffe';
-import { DashboardIdp, startDashboard } from '@precinct/dashboard';
+import { DashboardIdp, startDashboard, type PlatformBackends } from '@precinct/dashboard';
 import { agentSpiffeId, type ServiceHandle } from './common.js';
 import { startAgentService } from './agent-service.js';
 import { startDocumentService, type DocumentService } from './document-service.js';
@@ -53,6 +53,8 @@ export interface DemoOptions {
   policy: PolicyEngine;
   /** The policy's data (people, agents, documents). Default: `demoPolicyData(trustDomain)`. */
   data?: PolicyData;
+  /** Backends of the dashboard's platform views (workloads, audit, Kubernetes, consent). */
+  platform?: PlatformBackends;
   /** JSON file with the demo people's passwords; created 0600 when missing. */
   demoUsersFile: string;
   /** Ports; 0 picks a free one. Default DEMO_PORTS. */
@@ -239,6 +241,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
         'policy-service': policy.healthUrl,
       },
       logger: log('dashboard'),
+      ...(o.platform ? { platform: o.platform } : {}),
       ...listen(ports.dashboard, ports.dashboardHealth),
     });
     started.push(dashboard);
