@@ -126,8 +126,8 @@ const rotating = await RotatingPool.create({
   pool: { host: '127.0.0.1', port: server.port, database: 'postgres', max: 4 },
 });
 await drive(() => rotating.query(SQL), 1_000);
-const before = rotating.rotations;
 const st = await drive(() => staticPool.query(SQL), RUN_MS);
+const before = rotating.rotations;
 const rot = await drive(() => rotating.query(SQL), RUN_MS);
 const rotations = rotating.rotations - before;
 
