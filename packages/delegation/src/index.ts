@@ -29,4 +29,4 @@ export {
 } from './txn-token.js';
 // A rate-limited remote JWKS (one fetch per cool-down in every state, shared in-flight fetch,
 // keys kept through failures), for other token verifiers that fetch an issuer's keys.
-export { remoteKeySet } from './verifier.js';
+export { remoteKeySet } from './keys.js';

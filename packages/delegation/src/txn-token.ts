@@ -1,5 +1,4 @@
 import {
-  createLocalJWKSet,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -10,7 +9,13 @@ import {
 } from 'jose';
 import { precheck } from './compact.js';
 import { DelegationConfigError, DelegationError } from './errors.js';
-import { remoteKeySet } from './verifier.js';
+import {
+  ASYMMETRIC_ALGORITHMS,
+  guardedKeySet,
+  isPlainObject,
+  nonEmptyString,
+  positiveInteger,
+} from './keys.js';
 
 /**
  * Transaction Tokens (draft-ietf-oauth-transaction-tokens-10): a short-lived JWT minted by the
@@ -148,40 +153,9 @@ export interface TxnTokenVerifier {
   verify(token: string): Promise<TxnToken>;
 }
 
-/** Asymmetric JWS algorithms only: a verifier must never hold a key that can also sign. */
-const ASYMMETRIC_ALGORITHMS = new Set([
-  'ES256',
-  'ES384',
-  'ES512',
-  'EdDSA',
-  'Ed25519',
-  'RS256',
-  'RS384',
-  'RS512',
-  'PS256',
-  'PS384',
-  'PS512',
-]);
-
 /** RFC 6749 3.3 scope-token: printable ASCII except space, `"` and `\`. */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
 const MAX_TXN_LENGTH = 256;
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function nonEmptyString(value: unknown): value is string {
-  return typeof value === 'string' && value.length > 0;
-}
-
-function positiveInteger(name: string, value: number | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isSafeInteger(value) || value <= 0) {
-    throw new DelegationConfigError(`${name} must be a positive integer`);
-  }
-  return value;
-}
 
 /**
  * Splits a `scope` claim or parameter into its scope-tokens; undefined when it is not a
@@ -209,47 +183,13 @@ export function actorChain(act: unknown, maxDepth: number): string[] | undefined
 }
 
 function keyResolver(opts: TxnTokenVerifierOptions): JWTVerifyGetKey {
-  const { jwks } = opts;
-  let set: JWTVerifyGetKey;
-  if (typeof jwks === 'function') {
-    set = jwks;
-  } else if (jwks instanceof URL) {
-    if (jwks.protocol !== 'https:' && jwks.protocol !== 'http:') {
-      throw new DelegationConfigError('jwks URL must be http(s)');
-    }
-    // The package's rate-limited remote key set (shared with the delegation verifier): at
-    // most one fetch per cool-down in every state, failing endpoint included.
-    set = remoteKeySet(jwks, {
-      cooldownMs: positiveInteger('jwksCooldownSeconds', opts.jwksCooldownSeconds, 30) * 1000,
-      timeoutMs: positiveInteger('jwksTimeoutMs', opts.jwksTimeoutMs, 5000),
-      now: opts.clock ?? Date.now,
-      ...(opts.fetch ? { fetch: opts.fetch } : {}),
-    });
-  } else {
-    if (!isPlainObject(jwks) || !Array.isArray(jwks.keys)) {
-      throw new DelegationConfigError('jwks must be a URL, a JSON Web Key Set or a function');
-    }
-    for (const key of jwks.keys as unknown[]) {
-      if (!isPlainObject(key) || key.kty === 'oct' || 'd' in key) {
-        throw new DelegationConfigError('jwks must hold public keys only');
-      }
-    }
-    try {
-      set = createLocalJWKSet(jwks);
-    } catch (err) {
-      throw new DelegationConfigError('jwks is not a valid JSON Web Key Set', { cause: err });
-    }
-  }
-  return async (header, token) => {
-    try {
-      return await set(header, token);
-    } catch (err) {
-      if (err instanceof errors.JWKSNoMatchingKey) throw err;
-      if (err instanceof errors.JWKSMultipleMatchingKeys) throw err;
-      if (err instanceof TxnTokenError) throw err;
-      throw new TxnTokenError('jwks_unavailable', { cause: err });
-    }
-  };
+  if (typeof opts.jwks === 'function') return opts.jwks;
+  return guardedKeySet(
+    opts.jwks,
+    { ...opts, now: opts.clock ?? Date.now },
+    (err) => err instanceof TxnTokenError,
+    (cause) => new TxnTokenError('jwks_unavailable', { cause }),
+  );
 }
 
 /** jose's errors onto the bounded reasons; claim failures get no `cause` (jose attaches claims). */
