@@ -37,6 +37,7 @@ export function captureLogger() {
 export async function startIdentity(
   workloads: string[],
   jwtSvidTtl: Record<string, number> = {},
+  serverOpts: { jwtKeyTtlMs?: number } = {},
 ): Promise<{
   identity: IdentityServer;
   sources: Map<string, JwtSource>;
@@ -63,6 +64,7 @@ export async function startIdentity(
     health: { host: '127.0.0.1', port: 0 },
     advertiseHost: '127.0.0.1',
     verifier,
+    ...serverOpts,
   });
   const sources = new Map<string, JwtSource>();
   for (const [token, sa] of tokens) {
