@@ -215,6 +215,16 @@ describe('chart against a real kube-apiserver', { skip }, () => {
   test('SubjectAccessReview: each ServiceAccount may do what its service calls', async () => {
     assert.deepEqual(await missingPermissions('precinct', 'precinct', needs()), []);
     assert.deepEqual(await missingPermissions('tok', 'tok', needs()), []);
+    // In token mode the audit store also watches ServiceAccounts (revocation evicts cached
+    // tokens); in SPIFFE mode it must not (the forbidden list checks release `precinct`).
+    const watchSa = ['get', 'list', 'watch'].map((verb) => ({
+      component: 'audit-store',
+      verb,
+      group: '',
+      resource: 'serviceaccounts',
+    }));
+    assert.deepEqual(await missingPermissions('tok', 'tok', watchSa), []);
+    assert.equal((await missingPermissions('precinct', 'precinct', watchSa)).length, 3);
     // The callout of `full` watches one namespace with a Role: allowed there, nowhere else.
     assert.deepEqual(await missingPermissions('full', 'full', needs('apps')), []);
     assert.equal((await missingPermissions('full', 'full', needs('precinct'))).length, 3);
