@@ -137,7 +137,15 @@ export class RotatingPool {
       /* an idle client's connection ended (e.g. its lease was revoked): the pool drops it */
     });
     try {
-      await pool.query('SELECT 1');
+      // Check the credentials and open the pool's connections now (password auth costs a few
+      // ms each), so queries moved to it do not wait for connection set-up.
+      const n = Math.max(1, opts.pool.max ?? 10);
+      const clients = await Promise.all(Array.from({ length: n }, () => pool.connect()));
+      try {
+        await clients[0]!.query('SELECT 1');
+      } finally {
+        for (const c of clients) c.release();
+      }
     } catch (err) {
       await pool.end().catch(() => {});
       await revokeLease(opts.session, lease.leaseId).catch(() => {});
@@ -165,15 +173,26 @@ export class RotatingPool {
     return this.#current.lease.expiresAt;
   }
 
-  async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     text: string,
     values?: unknown[],
   ): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(text, values);
+    // Not `async`: one promise less per query on the hot path; errors still reject.
+    let pool: pg.Pool;
+    try {
+      pool = this.pool;
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return pool.query<R>(text, values);
   }
 
-  async connect(): Promise<pg.PoolClient> {
-    return this.pool.connect();
+  connect(): Promise<pg.PoolClient> {
+    try {
+      return this.pool.connect();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /** True while the current lease has more than the not-ready margin left. */
