@@ -23,6 +23,7 @@ import {
 } from '@precinct/demo';
 import { parseHttpUrl, type Logger } from '@precinct/runtime';
 import { startLocalWorkload, type LocalWorkload } from './workloads.js';
+import { natsClients } from './nats.js';
 import type { PartState } from './state.js';
 
 /**
@@ -72,6 +73,8 @@ export async function startDemoPlatform(o: {
   ports: DemoPlatformPorts;
   logger: (name: string) => Logger;
   opaUrl?: string;
+  /** nats-server's monitoring URL, when NATS runs: the dashboard's NATS view. */
+  natsMonitorUrl?: string;
 }): Promise<DemoPlatform> {
   const closers: Array<() => Promise<unknown>> = [];
   const close = async () => {
@@ -191,6 +194,17 @@ export async function startDemoPlatform(o: {
             };
           }),
       },
+      ...(o.natsMonitorUrl
+        ? {
+            nats: {
+              clients: () =>
+                natsClients(o.natsMonitorUrl!, td, async (namespace, name) => {
+                  const sa = await core.readNamespacedServiceAccount({ namespace, name });
+                  return sa.metadata?.annotations ?? {};
+                }),
+            },
+          }
+        : {}),
       consent: {
         store: consent,
         agents: async () => AGENTS.map((a) => `spiffe://${td}/agent/${a}`),

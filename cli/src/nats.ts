@@ -6,7 +6,13 @@ import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createAccount, createCurve } from '@nats-io/nkeys';
-import { loadConfig, startNatsCallout, type NatsCallout } from '@precinct/nats-callout';
+import {
+  buildPermissions,
+  loadConfig,
+  startNatsCallout,
+  type NatsCallout,
+} from '@precinct/nats-callout';
+import type { NatsClientView } from '@precinct/dashboard';
 import type { Logger } from '@precinct/runtime';
 
 /**
@@ -63,6 +69,8 @@ export interface LocalNats {
   pid: number;
   callout: NatsCallout;
   healthUrl: string;
+  /** nats-server's monitoring endpoint (loopback), e.g. for /connz. */
+  monitorUrl: string;
   close(): Promise<void>;
 }
 
@@ -96,6 +104,8 @@ export async function startLocalNats(o: {
       // Port 0 = any free port (tests): the server writes the port it got to the ports file.
       `listen: "[::]:${o.port === 0 ? -1 : o.port}"`,
       `ports_file_dir: ${JSON.stringify(o.dir)}`,
+      // Monitoring on loopback only: the dashboard's NATS view reads /connz from it.
+      'http: "127.0.0.1:-1"',
       'accounts {',
       `  AUTH { users: [ { user: callout, password: "${password}" } ] }`,
       '  APP { }',
@@ -126,12 +136,18 @@ export async function startLocalNats(o: {
   };
   try {
     let port = 0;
+    let monitorUrl = '';
     for (let i = 0; ; i++) {
       const info = join(o.dir, `nats-server_${child.pid}.ports`);
       if (existsSync(info)) {
         try {
-          const u = (JSON.parse(readFileSync(info, 'utf8')) as { nats?: string[] }).nats?.[0];
+          const ports = JSON.parse(readFileSync(info, 'utf8')) as {
+            nats?: string[];
+            monitoring?: string[];
+          };
+          const u = ports.nats?.[0];
           port = u ? Number(new URL(u).port) : 0;
+          monitorUrl = ports.monitoring?.[0] ?? '';
         } catch {
           /* being written */
         }
@@ -163,6 +179,7 @@ export async function startLocalNats(o: {
       pid: child.pid!,
       callout,
       healthUrl: `http://127.0.0.1:${callout.port}/ready`,
+      monitorUrl,
       close: async () => {
         await callout.close();
         await stopServer();
@@ -172,4 +189,56 @@ export async function startLocalNats(o: {
     await stopServer();
     throw err;
   }
+}
+
+interface Connz {
+  connections?: Array<{
+    name?: string;
+    account?: string;
+    authorized_user?: string;
+    start?: string;
+    subscriptions_list?: string[];
+  }>;
+}
+
+/**
+ * The clients connected to nats-server, from its monitoring endpoint, with what each may use:
+ * the callout names each user after its ServiceAccount (`system:serviceaccount:NS:NAME`), so
+ * the grants are recomputed from that ServiceAccount's annotations with the callout's own rules.
+ */
+export async function natsClients(
+  monitorUrl: string,
+  trustDomain: string,
+  annotationsOf: (namespace: string, name: string) => Promise<Record<string, string>>,
+): Promise<NatsClientView[]> {
+  const res = await fetch(`${monitorUrl}/connz?auth=true&subs=true&limit=256`, {
+    signal: AbortSignal.timeout(5000),
+  });
+  if (!res.ok) throw new Error(`nats-server monitoring answered ${res.status}`);
+  const connz = (await res.json()) as Connz;
+  const out: NatsClientView[] = [];
+  for (const c of connz.connections ?? []) {
+    if (c.account === 'AUTH') continue; // the callout's own connection
+    const m = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(c.authorized_user ?? '');
+    let pub: string[] = [];
+    let sub: string[] = c.subscriptions_list ?? [];
+    if (m) {
+      const { permissions } = buildPermissions({
+        namespace: m[1]!,
+        serviceAccount: m[2]!,
+        annotations: await annotationsOf(m[1]!, m[2]!).catch(() => ({})),
+      });
+      pub = permissions.pub.allow;
+      sub = permissions.sub.allow;
+    }
+    out.push({
+      name: c.name || c.authorized_user || '(unnamed)',
+      ...(c.account ? { account: c.account } : {}),
+      ...(m ? { spiffeId: `spiffe://${trustDomain}/ns/${m[1]}/sa/${m[2]}` } : {}),
+      pub,
+      sub,
+      ...(c.start ? { connectedAt: c.start } : {}),
+    });
+  }
+  return out;
 }

@@ -278,6 +278,7 @@ export const upCommand: Command = {
 
       // NATS with the auth callout: ServiceAccount tokens (audience `nats`) become NATS users.
       let natsRow: [string, string];
+      let natsMonitorUrl: string | undefined;
       const found = flags['no-nats'] ? { missing: 'not started (--no-nats)' } : findNatsServer();
       if ('path' in found) {
         const nats = await startLocalNats({
@@ -296,6 +297,7 @@ export const upCommand: Command = {
           logger: serviceLogger(logDir, 'nats-callout', verbose),
         });
         closers.push(() => nats.close());
+        natsMonitorUrl = nats.monitorUrl || undefined;
         parts.push(
           { name: 'nats-server', url: nats.url, pid: nats.pid },
           { name: 'nats-callout', url: nats.healthUrl, healthUrl: nats.healthUrl },
@@ -320,6 +322,7 @@ export const upCommand: Command = {
           dataDir,
           advertiseHost,
           ...(process.env.OPA_URL ? { opaUrl: process.env.OPA_URL } : {}),
+          ...(natsMonitorUrl ? { natsMonitorUrl } : {}),
           logger: (name) => serviceLogger(logDir, name, verbose),
           ports: {
             tokenService: port('token-port'),

@@ -319,6 +319,15 @@ test(
     assert.match(await view(`audit/events?correlation_id=${granted.txn}`), /delegation_permits/);
     assert.match(await view('kube/serviceaccounts'), /"name":"writer"|"name":"default"/);
     assert.match(await view('consent'), /agent\/gpt4/);
+    const watched = await natsConnect({
+      servers: url('nats-server'),
+      token: natsToken,
+      name: 'seen',
+    });
+    const clients = await view('nats/clients');
+    await watched.close();
+    assert.match(clients, /"name":"seen"/);
+    assert.match(clients, /"default\.>"/, 'the granted subjects of default/default');
     // `down` from another process stops it cleanly, with a shutdown line; the folder is free.
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     const down = cli('down');
