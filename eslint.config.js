@@ -1,5 +1,9 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { readdirSync } from 'node:fs';
+
+const SERVICE_DIRS = readdirSync(new URL('./services', import.meta.url));
+const SERVICES = SERVICE_DIRS.map((d) => `@precinct/${d}`);
 
 export default tseslint.config(
   { ignores: ['**/node_modules/**', '**/dist/**', '**/*.d.ts'] },
@@ -33,6 +37,56 @@ export default tseslint.config(
       ],
       '@typescript-eslint/consistent-type-imports': 'error',
       'no-console': 'off',
+    },
+  },
+  // Layering: libraries never import a service or the CLI; no shipped code imports the test
+  // helpers; services talk over the network, never by import; benches use public entry points.
+  {
+    files: ['packages/*/src/**/*.ts'],
+    ignores: ['packages/testing/src/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: SERVICES, message: 'a library never imports a service' },
+            { group: ['@precinct/cli', '@precinct/testing'], message: 'not from a library' },
+          ],
+        },
+      ],
+    },
+  },
+  ...SERVICE_DIRS.map((dir) => ({
+    files: [`services/${dir}/src/**/*.ts`],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: SERVICES.filter((s) => s !== `@precinct/${dir}`),
+              message: 'services talk over the network, never by import',
+            },
+            { group: ['@precinct/testing', '@precinct/cli'], message: 'not from a service' },
+          ],
+        },
+      ],
+    },
+  })),
+  {
+    files: ['bench/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^(\\.\\./)+(packages|services)/[^/]+/src/',
+              message: 'benches import packages through their public entry points',
+            },
+          ],
+        },
+      ],
     },
   },
 );

@@ -29,7 +29,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { startPostgres } from '@precinct/testing';
-import { COLUMNS, type AuditEventInput } from '../services/audit-store/src/events.js';
+import { COLUMNS, type AuditEventInput } from '@precinct/audit-store';
 import { bundle } from './support/bundle.js';
 import { procMemory } from './support/memory.js';
 import { percentile, printTable, type Row } from './table.js';

@@ -7,7 +7,9 @@
 // Workload key generation is measured separately (a workload keeps its key for the SVID's
 // lifetime, and the CA signs on every rotation and every new entry).
 import { generateKeyPairSync, sign } from 'node:crypto';
+// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
 import { KeyManager, generateWorkloadKey } from '../services/identity-server/src/authority.js';
+// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
 import { systemClock } from '../services/identity-server/src/clock.js';
 
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 2_000);

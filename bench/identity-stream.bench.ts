@@ -5,7 +5,8 @@
 //   npm run bench -- identity-stream
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '@precinct/runtime';
-import { startIdentityServer } from '../services/identity-server/src/server.js';
+import { startIdentityServer } from '@precinct/identity-server';
+// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
 import {
   SECURITY_HEADER,
   workloadApiDefinition,

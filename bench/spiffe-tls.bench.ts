@@ -4,12 +4,7 @@
 import * as tls from 'node:tls';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import {
-  authorizeAny,
-  spiffeServer,
-  tlsClientOptions,
-  tlsServerOptions,
-} from '../packages/spiffe/src/index.js';
+import { authorizeAny, spiffeServer, tlsClientOptions, tlsServerOptions } from '@precinct/spiffe';
 import { TestCa } from '../packages/spiffe/test/support/ca.js';
 import { MutableSvidSource, staticBundleSource } from '../packages/spiffe/test/support/sources.js';
 

@@ -11,6 +11,7 @@ export {
 export { AuditClient, type AuditClientOptions } from './client.js';
 export { verifyExport } from './export.js';
 export {
+  COLUMNS,
   canonicalJson,
   linkHash,
   GENESIS_HASH,

@@ -3,6 +3,7 @@
 import { loadDemoData, type PolicyData, type PolicyEngine } from '@precinct/policy';
 import { createLogger, type Logger } from '@precinct/runtime';
 import { X509Source } from '@precinct/spiffe';
+// eslint-disable-next-line no-restricted-imports -- service-to-service import, removed by the audit client / dashboard split (issue 10)
 import { DashboardIdp, startDashboard, type PlatformBackends } from '@precinct/dashboard';
 import { agentSpiffeId, type ServiceHandle } from './common.js';
 import { startAgentService } from './agent-service.js';
