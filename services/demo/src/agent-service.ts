@@ -4,45 +4,28 @@
 // certificate, never claimed), then calls the document service with the same SVID.
 import { request } from 'undici';
 import { TXN_TOKEN_HEADER, TXN_TOKEN_TYPE } from '@precinct/delegation';
-import type { PolicyData } from '@precinct/policy';
-import { createLogger, type Logger } from '@precinct/runtime';
+import { createLogger } from '@precinct/runtime';
 import { sendProblem } from '@precinct/runtime/http';
-import type { X509BundleSource, X509SvidSource } from '@precinct/spiffe';
 import {
+  ACCESS_SCHEMA,
   DOCUMENT_ID,
   MtlsClient,
   agentSpiffeId,
   documentScope,
   mtlsService,
   pickSvid,
-  type ListenConfig,
   type ServiceHandle,
 } from './common.js';
-import { checkTxnToken, tokenHash, txnVerifier, type TokenServiceRef } from './txn.js';
+import { checkTxnToken, tokenHash, txnVerifier } from './txn.js';
+import type { UserServiceOptions } from './user-service.js';
 
 const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 
-export interface AgentServiceOptions extends ListenConfig {
-  /** The workload's SVIDs: its own (the default, first) and one per agent. */
-  svidSource: X509SvidSource;
-  bundleSource: X509BundleSource;
-  trustDomain: string;
-  data: PolicyData;
-  tokenService: TokenServiceRef;
-  documentService: { url: string; spiffeId: string };
-  /** SPIFFE IDs that may call (the dashboard). */
-  callers: readonly string[];
-  logger?: Logger;
-}
-
-const ACCESS_SCHEMA = {
-  body: {
-    type: 'object',
-    required: ['document_id'],
-    additionalProperties: false,
-    properties: { document_id: { type: 'string', minLength: 1, maxLength: 128 } },
-  },
-};
+/**
+ * As the user service's options; `svidSource` holds the workload's own SVID (the default, first)
+ * and one per agent, which it presents when it acts as that agent.
+ */
+export type AgentServiceOptions = UserServiceOptions;
 
 export async function startAgentService(o: AgentServiceOptions): Promise<ServiceHandle> {
   const logger = o.logger ?? createLogger('agent-service');

@@ -275,3 +275,13 @@ export function pickSvid(
     },
   };
 }
+
+/** The body every `POST .../access` route takes: one document id, nothing else. */
+export const ACCESS_SCHEMA = {
+  body: {
+    type: 'object',
+    required: ['document_id'],
+    additionalProperties: false,
+    properties: { document_id: { type: 'string', minLength: 1, maxLength: 128 } },
+  },
+} as const;

@@ -12,6 +12,7 @@ import { createLogger, type Logger } from '@precinct/runtime';
 import { sendProblem } from '@precinct/runtime/http';
 import type { X509BundleSource, X509SvidSource } from '@precinct/spiffe';
 import {
+  ACCESS_SCHEMA,
   DOCUMENT_ID,
   MtlsClient,
   mtlsService,
@@ -52,15 +53,6 @@ export interface DocumentService extends ServiceHandle {
   /** Waits until every decision so far is in the audit store. */
   flushAudit(): Promise<void>;
 }
-
-const ACCESS_SCHEMA = {
-  body: {
-    type: 'object',
-    required: ['document_id'],
-    additionalProperties: false,
-    properties: { document_id: { type: 'string', minLength: 1, maxLength: 128 } },
-  },
-};
 
 export function documentCatalog(data: PolicyData) {
   return Object.entries(data.precinct.documents).map(([id, d]) => ({

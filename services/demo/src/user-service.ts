@@ -7,6 +7,7 @@ import { createLogger, type Logger } from '@precinct/runtime';
 import { sendProblem } from '@precinct/runtime/http';
 import type { X509BundleSource, X509SvidSource } from '@precinct/spiffe';
 import {
+  ACCESS_SCHEMA,
   DOCUMENT_ID,
   MtlsClient,
   mtlsService,
@@ -28,15 +29,6 @@ export interface UserServiceOptions extends ListenConfig {
   callers: readonly string[];
   logger?: Logger;
 }
-
-const ACCESS_SCHEMA = {
-  body: {
-    type: 'object',
-    required: ['document_id'],
-    additionalProperties: false,
-    properties: { document_id: { type: 'string', minLength: 1, maxLength: 128 } },
-  },
-};
 
 export async function startUserService(o: UserServiceOptions): Promise<ServiceHandle> {
   const logger = o.logger ?? createLogger('user-service');
