@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
@@ -6,7 +5,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findPeer, requirePeer } from './peers.js';
-import { stopProcess } from './process.js';
+import { processGroup } from './process.js';
 import { tempDir } from './tmp.js';
 
 /** A real kube-apiserver (with etcd, and optionally kube-controller-manager) started by a test. */
@@ -98,27 +97,12 @@ async function startOnce(opts: KubeApiserverOptions): Promise<KubeApiserver> {
   const kcmBin = opts.controllers === false ? undefined : findPeer('kube-controller-manager');
   const tmp = tempDir('precinct-kube-apiserver-');
   const dir = tmp.path;
-  const procs: ChildProcess[] = [];
-  let logText = '';
-  const capture = (name: string) => (b: Buffer) => {
-    logText += b
-      .toString()
-      .split('\n')
-      .map((l) => (l ? `[${name}] ${l}` : l))
-      .join('\n');
-    if (logText.length > 2_000_000) logText = logText.slice(-1_000_000);
-  };
-  const run = (name: string, bin: string, args: string[]) => {
-    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
-    p.stdout?.on('data', capture(name));
-    p.stderr?.on('data', capture(name));
-    procs.push(p);
-    return p;
-  };
+  const group = processGroup(dir);
+  const run = group.start;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
-      for (const p of [...procs].reverse()) await stopProcess(p, 'SIGTERM', 5000);
+      await group.stop();
       tmp.cleanup();
     })());
 
@@ -173,12 +157,12 @@ async function startOnce(opts: KubeApiserverOptions): Promise<KubeApiserver> {
     ]);
 
     const deadline = Date.now() + (opts.startTimeoutMs ?? 90_000);
-    const exited = () => procs.some((p) => p.exitCode !== null || p.signalCode !== null);
+    const exited = group.exited;
     let caPem = '';
     for (;;) {
-      if (exited()) throw new Error(`kube-apiserver or etcd exited:\n${logText.slice(-4000)}`);
+      if (exited()) throw new Error(`kube-apiserver or etcd exited:\n${group.log().slice(-4000)}`);
       if (Date.now() > deadline)
-        throw new Error(`kube-apiserver not ready in time:\n${logText.slice(-4000)}`);
+        throw new Error(`kube-apiserver not ready in time:\n${group.log().slice(-4000)}`);
       const crt = join(certDir, 'apiserver.crt');
       if (!caPem && existsSync(crt)) caPem = readFileSync(crt, 'utf8');
       if (caPem && (await get(`${url}/readyz`, adminToken, caPem)) === 200) break;
@@ -222,9 +206,12 @@ async function startOnce(opts: KubeApiserverOptions): Promise<KubeApiserver> {
       ]);
       // Ready when the serviceaccount controller has created default/default.
       for (;;) {
-        if (exited()) throw new Error(`kube-controller-manager exited:\n${logText.slice(-4000)}`);
+        if (exited())
+          throw new Error(`kube-controller-manager exited:\n${group.log().slice(-4000)}`);
         if (Date.now() > deadline)
-          throw new Error(`kube-controller-manager not ready in time:\n${logText.slice(-4000)}`);
+          throw new Error(
+            `kube-controller-manager not ready in time:\n${group.log().slice(-4000)}`,
+          );
         const s = await get(
           `${url}/api/v1/namespaces/default/serviceaccounts/default`,
           adminToken,
@@ -244,7 +231,7 @@ async function startOnce(opts: KubeApiserverOptions): Promise<KubeApiserver> {
       serviceAccountKeyPem: readFileSync(saKey, 'utf8'),
       kubeconfigPath,
       controllers: !!kcmBin,
-      log: () => logText,
+      log: group.log,
       close,
     };
   } catch (err) {

@@ -1,10 +1,10 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { requirePeer } from './peers.js';
-import { stopProcess } from './process.js';
+import { processGroup } from './process.js';
 import { tempDir } from './tmp.js';
 
 /** A real SPIRE server and one agent started by a test (loopback, a fresh temp dir). */
@@ -83,38 +83,23 @@ export async function startSpire(opts: SpireOptions = {}): Promise<Spire> {
   const dir = tmp.path;
   for (const d of ['server', 'agent'])
     mkdirSync(join(dir, d, 'data'), { recursive: true, mode: 0o700 });
-  const procs: ChildProcess[] = [];
-  let logText = '';
-  const capture = (name: string) => (b: Buffer) => {
-    logText += b
-      .toString()
-      .split('\n')
-      .map((l) => (l ? `[${name}] ${l}` : l))
-      .join('\n');
-    if (logText.length > 1_000_000) logText = logText.slice(-500_000);
-  };
-  const start = (name: string, bin: string, args: string[]) => {
-    const p = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], cwd: dir });
-    p.stdout?.on('data', capture(name));
-    p.stderr?.on('data', capture(name));
-    procs.push(p);
-    return p;
-  };
+  const group = processGroup(dir, 1_000_000);
+  const start = group.start;
   let closed: Promise<void> | undefined;
   const close = () =>
     (closed ??= (async () => {
-      for (const p of [...procs].reverse()) await stopProcess(p, 'SIGTERM', 5000);
+      await group.stop();
       tmp.cleanup();
     })());
-  const exited = () => procs.some((p) => p.exitCode !== null || p.signalCode !== null);
+  const exited = group.exited;
   const until = async (what: string, ok: () => Promise<boolean>) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (exited())
-        throw new Error(`SPIRE exited while waiting for ${what}:\n${logText.slice(-4000)}`);
+        throw new Error(`SPIRE exited while waiting for ${what}:\n${group.log().slice(-4000)}`);
       if (await ok()) return;
       if (Date.now() > deadline)
-        throw new Error(`SPIRE: ${what} not ready in time:\n${logText.slice(-4000)}`);
+        throw new Error(`SPIRE: ${what} not ready in time:\n${group.log().slice(-4000)}`);
       await sleep(250);
     }
   };
@@ -242,7 +227,7 @@ plugins {
         });
         return id;
       },
-      log: () => logText,
+      log: group.log,
       close,
     };
   } catch (err) {
