@@ -188,3 +188,20 @@ export function guardedKeySet(
     }
   };
 }
+
+/**
+ * The actors of an RFC 8693 `act` claim, outermost first (the one access control looks at);
+ * undefined when a level is not an object with a non-empty `sub`, or deeper than `maxDepth`.
+ */
+export function actorChain(act: unknown, maxDepth: number): string[] | undefined {
+  const actors: string[] = [];
+  let node = act;
+  while (node !== undefined) {
+    if (!isPlainObject(node) || actors.length >= maxDepth) return undefined;
+    const sub = Object.hasOwn(node, 'sub') ? node.sub : undefined;
+    if (!nonEmptyString(sub)) return undefined;
+    actors.push(sub);
+    node = Object.hasOwn(node, 'act') ? node.act : undefined;
+  }
+  return actors;
+}

@@ -11,6 +11,7 @@ import { precheck } from './compact.js';
 import { DelegationConfigError, DelegationError } from './errors.js';
 import {
   ASYMMETRIC_ALGORITHMS,
+  actorChain,
   guardedKeySet,
   isPlainObject,
   nonEmptyString,
@@ -166,20 +167,6 @@ export function parseScope(value: unknown): string[] | undefined {
   const parts = value.split(' ');
   if (!parts.every((p) => SCOPE_TOKEN.test(p))) return undefined;
   return [...new Set(parts)];
-}
-
-/** Walks `act` from the outside in; undefined if any link is not a usable actor. */
-export function actorChain(act: unknown, maxDepth: number): string[] | undefined {
-  const actors: string[] = [];
-  let node = act;
-  while (node !== undefined) {
-    if (!isPlainObject(node) || actors.length >= maxDepth) return undefined;
-    const sub = Object.hasOwn(node, 'sub') ? node.sub : undefined;
-    if (!nonEmptyString(sub)) return undefined;
-    actors.push(sub);
-    node = Object.hasOwn(node, 'act') ? node.act : undefined;
-  }
-  return actors;
 }
 
 function keyResolver(opts: TxnTokenVerifierOptions): JWTVerifyGetKey {

@@ -10,6 +10,7 @@ import { precheck } from './compact.js';
 import { DelegationConfigError, DelegationError, type DelegationFailureReason } from './errors.js';
 import {
   ASYMMETRIC_ALGORITHMS,
+  actorChain,
   guardedKeySet,
   isPlainObject,
   nonEmptyString,
@@ -140,21 +141,6 @@ function toDelegationError(err: unknown): DelegationError {
   return new DelegationError('malformed', { cause: err });
 }
 
-/** Walks `act` from the outside in; returns undefined if any link is not a usable actor. */
-function actorChain(payload: JWTPayload, maxDepth: number): string[] | undefined {
-  const actors: string[] = [];
-  let node: unknown = payload.act;
-  if (node === undefined) return undefined;
-  while (node !== undefined) {
-    if (!isPlainObject(node) || actors.length >= maxDepth) return undefined;
-    const sub = Object.hasOwn(node, 'sub') ? node.sub : undefined;
-    if (!nonEmptyString(sub)) return undefined;
-    actors.push(sub);
-    node = Object.hasOwn(node, 'act') ? node.act : undefined;
-  }
-  return actors;
-}
-
 /**
  * Builds a verifier for delegation tokens from one issuer. Every option is checked here, so a
  * misconfigured service fails at start-up with DelegationConfigError.
@@ -231,7 +217,8 @@ export function createDelegationVerifier(opts: DelegationVerifierOptions): Deleg
       if (exp <= iat) throw new DelegationError('claims');
       if (exp - iat > maxLifetime) throw new DelegationError('lifetime');
       if (!nonEmptyString(sub)) throw new DelegationError('claims');
-      const actors = actorChain(payload, maxActorDepth);
+      // A delegation names its actor: no `act` is as bad as a malformed one.
+      const actors = payload.act === undefined ? undefined : actorChain(payload.act, maxActorDepth);
       if (!actors) throw new DelegationError('claims');
       const actor = actors[0] as string;
       // Exact comparison on purpose: identities are not secrets, and trimming or case-folding
