@@ -15,7 +15,8 @@ import { createLogger } from '@precinct/runtime';
 import { eventually, kubeConfigOf, kubectl, tokenFor } from './support.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const cli = fileURLToPath(new URL('../../services/identity-server/src/cli.ts', import.meta.url));
+// The command as users run it.
+const bin = fileURLToPath(new URL('../../cli/bin/precinct.js', import.meta.url));
 
 test(
   '`precinct identity-server --attestor kube` revokes on deletion and still stops on SIGTERM',
@@ -35,16 +36,11 @@ test(
     });
     const dir = tempDir('precinct-id-revoke-');
     t.after(dir.cleanup);
-    const script = `const { identityServerCommand } = await import(${JSON.stringify(cli)}); await identityServerCommand.run(process.argv.slice(1));`;
     const child = spawn(
       process.execPath,
       [
-        '--import',
-        './scripts/register-source.mjs',
-        '--input-type=module',
-        '-e',
-        script,
-        '--',
+        bin,
+        'identity-server',
         '--trust-domain',
         'example.org',
         '--data-dir',
