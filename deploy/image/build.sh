@@ -88,7 +88,7 @@ echo "== smoke test: the image's own node and libraries, no host files"
 if [ "$(id -u)" = 0 ]; then
   mkdir -p "$work/smoke"
   cp -a "$rootfs/." "$work/smoke/" && mkdir -p "$work/smoke/app" && cp -a "$app/." "$work/smoke/app/"
-  chroot --userspec=65532:65532 "$work/smoke" /usr/bin/node /app/cli/bin/precinct.js --help | head -3
+  chroot --userspec=65532:65532 "$work/smoke" /usr/bin/node /app/cli/bin/precinct.js --help | sed -n 1,3p
   if chroot "$work/smoke" /bin/sh -c true 2>/dev/null; then echo "a shell is in the image" >&2; exit 1; fi
 else
   echo "(skipped: chroot needs root)"

@@ -39,4 +39,4 @@ if ! have kube-apiserver "$KUBE_VERSION" || ! have kube-controller-manager "$KUB
   cd / && rm -rf "$work"
 fi
 "$BIN/kube-apiserver" --version
-"$BIN/etcd" --version | head -1
+"$BIN/etcd" --version | sed -n 1p
