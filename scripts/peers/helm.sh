@@ -5,7 +5,7 @@ set -euo pipefail
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 BIN="$(go env GOPATH)/bin"
 mkdir -p "$BIN"
-if ! { [ -x "$BIN/helm" ] && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$HELM_VERSION"; }; then
+if ! { [ -x "$BIN/helm" ] && "$BIN/helm" version --template '{{.Version}}' 2>/dev/null | grep -x "$HELM_VERSION" >/dev/null; }; then
   # As helm's Makefile does: the version, and the Kubernetes version `helm template` and
   # `helm lint` assume by default (client-go v0.N -> Kubernetes 1.N), instead of v1.20.
   k8s_minor=$(go mod download -json "helm.sh/helm/v3@${HELM_VERSION}" | python3 -c \

@@ -11,7 +11,7 @@ STAGING_VERSION="v0.${KUBE_VERSION#v1.}"
 BIN="$(go env GOPATH)/bin"
 mkdir -p "$BIN"
 
-have() { [ -x "$BIN/$1" ] && "$BIN/$1" --version 2>/dev/null | grep -q "$2"; }
+have() { [ -x "$BIN/$1" ] && "$BIN/$1" --version 2>/dev/null | grep "$2" >/dev/null; }
 
 if ! have etcd "${ETCD_VERSION#v}"; then
   work=$(mktemp -d)

@@ -9,7 +9,7 @@ SPIRE_VERSION="${SPIRE_VERSION:-v1.13.3}"
 BIN="$(go env GOPATH)/bin"
 mkdir -p "$BIN"
 
-have() { [ -x "$BIN/$1" ] && "$BIN/$1" --version 2>&1 | grep -qx "${SPIRE_VERSION#v}.*"; }
+have() { [ -x "$BIN/$1" ] && "$BIN/$1" --version 2>&1 | grep -x "${SPIRE_VERSION#v}.*" >/dev/null; }
 
 if ! have spire-server || ! have spire-agent; then
   work=$(mktemp -d)

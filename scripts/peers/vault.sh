@@ -16,7 +16,7 @@ set -euo pipefail
 VAULT_VERSION="${VAULT_VERSION:-v1.21.4}"
 BIN="$(go env GOPATH)/bin"
 mkdir -p "$BIN"
-if [ -x "$BIN/vault" ] && "$BIN/vault" version 2>/dev/null | grep -qE "^Vault ${VAULT_VERSION}[ ,]"; then
+if [ -x "$BIN/vault" ] && "$BIN/vault" version 2>/dev/null | grep -E "^Vault ${VAULT_VERSION}[ ,]" >/dev/null; then
   "$BIN/vault" version
   exit 0
 fi
