@@ -251,3 +251,43 @@ test('parseInsecure checks structure, subject, exp and audience but not the sign
   });
   assert.throws(() => parseInsecureJwtSvid(unsigned, ['nope']), { code: 'ERR_JWTSVID_AUDIENCE' });
 });
+
+test('algorithms narrows the allow-list; only a non-empty subset of the spec set is accepted', () => {
+  const es256 = sign('ES256');
+  const rs256 = sign('RS256');
+  const ps256 = sign('PS256');
+  const algorithms = ['ES256', 'RS256'] as const;
+  // Positive control: the narrowed set still validates what it names, by both entry points.
+  assert.equal(
+    parseAndValidateJwtSvid(es256, bundles, ['svc'], { algorithms }).id.path,
+    '/workload',
+  );
+  assert.equal(
+    parseAndValidateJwtSvid(rs256, bundles, ['svc'], { algorithms }).id.path,
+    '/workload',
+  );
+  assert.equal(parseInsecureJwtSvid(es256, ['svc'], { algorithms }).id.path, '/workload');
+  // The same PS256 token validates by default and is refused once narrowed, before any key use.
+  assert.equal(parseAndValidateJwtSvid(ps256, bundles, ['svc']).id.path, '/workload');
+  for (const validate of [
+    () => parseAndValidateJwtSvid(ps256, bundles, ['svc'], { algorithms }),
+    () => parseInsecureJwtSvid(ps256, ['svc'], { algorithms }),
+  ]) {
+    assert.throws(validate, (err: unknown) => {
+      assert.ok(err instanceof SpiffeError);
+      assert.equal(err.code, 'ERR_JWTSVID_ALG');
+      return true;
+    });
+  }
+  // Caller misuse is a TypeError, never a silent widening or an accept-nothing validator.
+  for (const bad of [[], ['HS256'], ['none'], ['ES256', 'EdDSA'], ['es256'], 'ES256', [256]]) {
+    assert.throws(
+      () =>
+        parseAndValidateJwtSvid(es256, bundles, ['svc'], {
+          algorithms: bad as unknown as readonly string[],
+        }),
+      TypeError,
+      `algorithms=${JSON.stringify(bad)}`,
+    );
+  }
+});

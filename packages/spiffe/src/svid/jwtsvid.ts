@@ -89,7 +89,13 @@ interface Parsed {
 
 // Structural checks, hand-written: they are the JWT-SVID spec's rules (compact form only, typ,
 // alg allow-list, crit) and run before any key lookup.
-function parse(token: string, audiences: string[], now: Date, leewaySeconds: number): Parsed {
+function parse(
+  token: string,
+  audiences: string[],
+  now: Date,
+  leewaySeconds: number,
+  algorithms: readonly string[],
+): Parsed {
   if (typeof token !== 'string' || token.length === 0)
     fail('ERR_JWTSVID_MALFORMED', 'token is empty');
   if (token.length > MAX_JWT_SVID_BYTES)
@@ -105,7 +111,7 @@ function parse(token: string, audiences: string[], now: Date, leewaySeconds: num
   }
   const header = decodePart(h, 'header');
   const alg = header.alg;
-  if (typeof alg !== 'string' || !(JWT_SVID_ALGORITHMS as readonly string[]).includes(alg)) {
+  if (typeof alg !== 'string' || !algorithms.includes(alg)) {
     fail('ERR_JWTSVID_ALG', `unsupported token signature algorithm ${JSON.stringify(alg)}`);
   }
   if (header.typ !== undefined && header.typ !== 'JWT' && header.typ !== 'JOSE') {
@@ -203,6 +209,30 @@ export interface ValidateOptions {
   now?: Date;
   /** Clock skew allowed on exp and nbf. Default 0. */
   leewaySeconds?: number;
+  /**
+   * Narrows the accepted `alg` values to a non-empty subset of JWT_SVID_ALGORITHMS (an issuer
+   * that only ever signs with ES256 can refuse the rest). Default: all of them. A value outside
+   * the spec's set is a TypeError: the spec's set can be narrowed, never widened.
+   */
+  algorithms?: readonly string[];
+}
+
+const SPEC_ALGORITHMS: readonly string[] = JWT_SVID_ALGORITHMS;
+
+function allowedAlgorithms(opts: ValidateOptions): readonly string[] {
+  const algs = opts.algorithms;
+  if (algs === undefined) return SPEC_ALGORITHMS;
+  if (!Array.isArray(algs) || algs.length === 0) {
+    throw new TypeError('jwtsvid: algorithms must be a non-empty array');
+  }
+  for (const a of algs as readonly unknown[]) {
+    if (typeof a !== 'string' || !SPEC_ALGORITHMS.includes(a)) {
+      throw new TypeError(
+        `jwtsvid: algorithm ${JSON.stringify(a)} is not a JWT-SVID algorithm (${SPEC_ALGORITHMS.join(', ')})`,
+      );
+    }
+  }
+  return [...algs];
 }
 
 /**
@@ -220,7 +250,13 @@ export function parseAndValidate(
   if (!Array.isArray(audiences) || audiences.length === 0) {
     throw new TypeError('jwtsvid: at least one audience is required');
   }
-  const parsed = parse(token, audiences, opts.now ?? new Date(), opts.leewaySeconds ?? 0);
+  const parsed = parse(
+    token,
+    audiences,
+    opts.now ?? new Date(),
+    opts.leewaySeconds ?? 0,
+    allowedAlgorithms(opts),
+  );
   let bundle;
   try {
     bundle = bundles.getJwtBundleForTrustDomain(parsed.id.trustDomain);
@@ -269,7 +305,13 @@ export function parseInsecure(
   audiences: string[],
   opts: ValidateOptions = {},
 ): JwtSvid {
-  const parsed = parse(token, audiences, opts.now ?? new Date(), opts.leewaySeconds ?? 0);
+  const parsed = parse(
+    token,
+    audiences,
+    opts.now ?? new Date(),
+    opts.leewaySeconds ?? 0,
+    allowedAlgorithms(opts),
+  );
   return {
     id: parsed.id,
     audience: parsed.audience,
