@@ -17,3 +17,18 @@ export {
   redactUrl,
 } from './values.js';
 export { waitForShutdown } from './shutdown.js';
+export {
+  advertisedUrl,
+  advertisedHost,
+  isWildcardHost,
+  LOOPBACK_ADVERTISE_HOST,
+  type AdvertisedUrlOptions,
+} from './url.js';
+export {
+  inClusterCredentials,
+  podNamespace,
+  serviceAccountPaths,
+  SERVICE_ACCOUNT_DIR,
+  type InClusterCredentials,
+  type ServiceAccountPaths,
+} from './incluster.js';
