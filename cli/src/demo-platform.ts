@@ -12,18 +12,11 @@ import {
 import { CoreV1Api } from '@kubernetes/client-node';
 import { auditStoreBackend, x509SourcesBackend, type PlatformBackends } from '@precinct/dashboard';
 import { buildPermissions } from '@precinct/nats-callout';
-import {
-  MtlsClient,
-  DEMO_CONSENT,
-  createDemoIdp,
-  demoGrantScope,
-  demoPolicyData,
-  startDemo,
-  type Demo,
-} from '@precinct/demo';
+import { MtlsClient, DEMO_CONSENT, demoGrantScope, demoPolicyData } from '@precinct/demo';
 import { parseHttpUrl, type Logger } from '@precinct/runtime';
 import { startLocalWorkload, type LocalWorkload } from './workloads.js';
 import { natsClients } from './nats.js';
+import { createDemoIdp, startDemo, type Demo } from './demo.js';
 import type { PartState } from './state.js';
 
 /**

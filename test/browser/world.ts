@@ -5,7 +5,7 @@
 import { authorizeOneOf } from '@precinct/spiffe';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
 import { ANNOTATIONS, buildPermissions } from '@precinct/nats-callout';
-import { startDemo, type Demo } from '@precinct/demo';
+import { startDemo, type Demo } from '../../cli/src/demo.js';
 import { wasmPolicy } from '@precinct/policy';
 import {
   auditStoreBackend,

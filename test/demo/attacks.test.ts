@@ -12,7 +12,8 @@ import { Writable } from 'node:stream';
 import { opaServerPolicy, wasmPolicy } from '@precinct/policy';
 import { createLogger } from '@precinct/runtime';
 import { startDashboard } from '@precinct/dashboard';
-import { DEMO_PORTS, MtlsClient, demoPolicyData, pickSvid, startDemo } from '@precinct/demo';
+import { DEMO_PORTS, MtlsClient, demoPolicyData, pickSvid } from '@precinct/demo';
+import { startDemo } from '../../cli/src/demo.js';
 import {
   Browser,
   agentId,

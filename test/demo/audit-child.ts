@@ -3,7 +3,8 @@
 // Workload API at SPIFFE_ENDPOINT_SOCKET; callers allowed by SPIFFE ID (ALLOW, comma-separated).
 import { startAuditStore } from '@precinct/audit-store';
 import { createLogger } from '@precinct/runtime';
-import { X509Source, authorizeOneOf } from '@precinct/spiffe';
+import { authorizeOneOf } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 
 const source = await X509Source.create({ timeoutMs: 20_000 });
 const store = await startAuditStore({

@@ -7,7 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { tempDir } from '@precinct/testing';
 import { createLogger, type Logger } from '@precinct/runtime';
-import { X509Source, authorizeOneOf } from '@precinct/spiffe';
+import { authorizeOneOf } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
 import {
   MemoryConsentStore,
@@ -21,13 +22,11 @@ import type { DashboardIdp } from '@precinct/dashboard';
 import {
   DEMO_CONSENT,
   MtlsClient,
-  createDemoIdp,
   demoGrantScope,
   demoPolicyData,
   demoServiceId,
-  startDemo,
-  type Demo,
 } from '@precinct/demo';
+import { createDemoIdp, startDemo, type Demo } from '../../cli/src/demo.js';
 
 export const TD = 'demo.example.com';
 export const FOREIGN_TD = 'foreign.example';

@@ -24,14 +24,13 @@ import {
   loadKubeConfig,
 } from '@precinct/kube';
 import {
-  JwtSource,
-  X509Source,
   authorizeId,
   parseAndValidateJwtSvid,
   tlsClientOptions,
   tlsClientOptionsServerAuth,
   undiciConnector,
 } from '@precinct/spiffe';
+import { JwtSource, X509Source } from '@precinct/spiffe/workloadapi';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
 

@@ -7,13 +7,13 @@ import { Agent, fetch as undiciFetch, request, type Dispatcher } from 'undici';
 import {
   authorizeId,
   authorizeMemberOf,
-  spiffeFastify,
   tlsClientOptions,
   tlsServerOptions,
   undiciConnector,
   type X509BundleSource,
   type X509SvidSource,
 } from '@precinct/spiffe';
+import { spiffeFastify } from '@precinct/spiffe/fastify';
 import { formatHostPort, listen, type Logger } from '@precinct/runtime';
 import { probesPlugin, sendProblem, type ReadyCheck } from '@precinct/runtime/http';
 

@@ -1,15 +1,10 @@
 export {
   DEMO_CONSENT,
   DEMO_PORTS,
-  createDemoIdp,
   demoGrantScope,
   demoPolicyData,
   demoServiceId,
-  startDemo,
-  type Demo,
-  type DemoOptions,
   type DemoPorts,
-  type WorkloadIdentity,
 } from './demo.js';
 export {
   MtlsClient,
