@@ -18,3 +18,9 @@ export {
   type DecisionLogEntry,
   type DecisionLogOptions,
 } from './decision-log.js';
+export {
+  policyGrantScope,
+  type PolicyGrantScopeOptions,
+  type ScopeGrant,
+  type ScopeRefusal,
+} from './grant-scope.js';
