@@ -20,9 +20,9 @@ import {
 } from '@precinct/runtime';
 import type { JWK } from 'jose';
 import { createDelegationVerifier } from '@precinct/delegation';
-import { X509Source } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import { AuditStoreError } from './errors.js';
-import { verifyExport } from './export.js';
+import { verifyExport } from '@precinct/audit-client';
 import { DEFAULT_TOKEN_AUDIENCE, startAuditStore } from './server.js';
 
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (keeps the default host). */

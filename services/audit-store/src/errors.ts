@@ -4,10 +4,7 @@ export type AuditStoreErrorCode =
   | 'ERR_VALIDATION'
   | 'ERR_IDEMPOTENCY_CONFLICT'
   | 'ERR_NOT_FOUND'
-  | 'ERR_CONFIG'
-  | 'ERR_EXPORT_SIGNATURE'
-  | 'ERR_CLIENT_CLOSED'
-  | 'ERR_CLIENT_REJECTED';
+  | 'ERR_CONFIG';
 
 /** Base error of @precinct/audit-store; `code` is stable, the message is for logs. */
 export class AuditStoreError extends Error {

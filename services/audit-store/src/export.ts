@@ -4,7 +4,6 @@ import {
   createPublicKey,
   generateKeyPairSync,
   sign,
-  verify,
   type KeyObject,
 } from 'node:crypto';
 import { AuditStoreError } from './errors.js';
@@ -38,18 +37,4 @@ export function loadSigningKey(pem?: string | Buffer): SigningKey {
 /** Detached Ed25519 signature (base64) over the exact bytes of an export. */
 export function signExport(data: Buffer, key: SigningKey): string {
   return sign(null, data, key.privateKey).toString('base64');
-}
-
-/** Throws ERR_EXPORT_SIGNATURE unless `signature` (base64) signs `data` under `publicKeyPem`. */
-export function verifyExport(data: Buffer, signature: string, publicKeyPem: string | Buffer): void {
-  let ok = false;
-  try {
-    const pub = createPublicKey(publicKeyPem);
-    ok = verify(null, data, pub, Buffer.from(signature.trim(), 'base64'));
-  } catch (err) {
-    throw new AuditStoreError('ERR_EXPORT_SIGNATURE', 'export signature could not be checked', {
-      cause: err,
-    });
-  }
-  if (!ok) throw new AuditStoreError('ERR_EXPORT_SIGNATURE', 'export signature does not match');
 }

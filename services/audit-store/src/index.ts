@@ -8,16 +8,23 @@ export {
   type AuditStoreOptions,
   type AuthzTarget,
 } from './server.js';
-export { AuditClient, type AuditClientOptions } from './client.js';
-export { verifyExport } from './export.js';
+// The client and the chain format, from their own package (no server dependencies): re-exported
+// so callers of @precinct/audit-store keep working.
 export {
+  AuditClient,
+  AuditClientError,
+  verifyExport,
   COLUMNS,
   canonicalJson,
   linkHash,
   GENESIS_HASH,
+  type AuditClientErrorCode,
+  type AuditClientOptions,
+  type AuditQuery,
+  type AuditPage,
   type AuditEventInput,
   type StoredEvent,
-} from './events.js';
+} from '@precinct/audit-client';
 export type { VerifyResult, LegalHold, EventFilter } from './store.js';
 /**
  * The store's database (node-postgres or PGlite; PGlite data dirs 0700, files 0600), for

@@ -26,13 +26,13 @@ import {
 import { DELEGATION_HEADER, DelegationError, type DelegationVerifier } from '@precinct/delegation';
 import {
   authorizeAny,
-  spiffeFastify,
   tlsServerOptions,
   type Authorizer as SpiffeAuthorizer,
   type SpiffeTlsServerOptions,
   type X509BundleSource,
   type X509SvidSource,
 } from '@precinct/spiffe';
+import { spiffeFastify } from '@precinct/spiffe/fastify';
 import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
 import { createPgDb, createPgliteDb, type Db } from './db.js';
 import { AuditStoreError } from './errors.js';

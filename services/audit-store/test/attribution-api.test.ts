@@ -13,8 +13,7 @@ import {
   generateDelegationKey,
   type DelegationIssuer,
 } from '@precinct/delegation';
-import { AuditClient } from '../src/client.js';
-import { verifyExport } from '../src/export.js';
+import { AuditClient, verifyExport } from '@precinct/audit-client';
 import { startAuditStore, type AuditStore } from '../src/server.js';
 
 // A stand-in verifier/authorizer behind the real @precinct/kube Fastify plugin; the kube-dev

@@ -5,8 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { Counter } from 'prom-client';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-// eslint-disable-next-line no-restricted-imports -- service-to-service import, removed by the audit client / dashboard split (issue 10)
-import { AuditClient, type AuditEventInput } from '@precinct/audit-store';
+import { AuditClient, type AuditEventInput } from '@precinct/audit-client';
 import { parseDecision, type Decision, type PolicyData } from '@precinct/policy';
 import { createLogger, type Logger } from '@precinct/runtime';
 import { sendProblem } from '@precinct/runtime/http';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { AuditStoreError } from './errors.js';
-import type { AuditEventInput } from './events.js';
+import type { AuditEventInput, StoredEvent } from './chain.js';
+import { AuditClientError } from './errors.js';
 
 export interface AuditClientOptions {
   /** Base URL of the store, e.g. `http://audit-store:8080`. */
@@ -22,6 +22,36 @@ export interface AuditClientOptions {
   /** A request not answered in this long is abandoned and retried. Default 30 s. */
   requestTimeoutMs?: number;
   fetch?: typeof fetch;
+}
+
+/**
+ * Filters of a query (`GET /api/v1/audit/events`): every field given must match exactly;
+ * `since` (inclusive) and `until` (exclusive) are RFC 3339 date-times.
+ */
+export interface AuditQuery {
+  event_type?: string;
+  event_category?: string;
+  event_outcome?: string;
+  severity?: string;
+  correlation_id?: string;
+  actor_id?: string;
+  resource_type?: string;
+  resource_id?: string;
+  namespace?: string;
+  written_by?: string;
+  since?: string;
+  until?: string;
+  /** Events per page, 1..1000. Default 50 (the store's). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of a query, newest event first. */
+export interface AuditPage {
+  events: StoredEvent[];
+  /** Pass as `cursor` for the next page; undefined on the last page. */
+  nextCursor?: string;
 }
 
 interface Pending {
@@ -61,15 +91,15 @@ export class AuditClient {
       ...opts,
     };
     if (this.opts.batchSize < 1 || this.opts.batchSize > 1000)
-      throw new AuditStoreError('ERR_CONFIG', 'batchSize must be 1..1000');
+      throw new AuditClientError('ERR_CONFIG', 'batchSize must be 1..1000');
   }
 
   /** Queues one event; resolves when it is committed. */
   async write(event: AuditEventInput): Promise<void> {
-    if (this.closed) throw new AuditStoreError('ERR_CLIENT_CLOSED', 'client is closed');
+    if (this.closed) throw new AuditClientError('ERR_CLIENT_CLOSED', 'client is closed');
     while (this.buf.length >= this.opts.bufferSize) {
       await new Promise<void>((r) => this.waiters.push(r));
-      if (this.closed) throw new AuditStoreError('ERR_CLIENT_CLOSED', 'client is closed');
+      if (this.closed) throw new AuditClientError('ERR_CLIENT_CLOSED', 'client is closed');
     }
     const done = new Promise<void>((resolve, reject) => this.buf.push({ event, resolve, reject }));
     if (this.buf.length >= this.opts.batchSize) this.kick();
@@ -99,11 +129,46 @@ export class AuditClient {
       this.aborted = true;
       for (const p of this.buf.splice(0))
         p.reject(
-          new AuditStoreError('ERR_CLIENT_CLOSED', 'client closed before the event was sent'),
+          new AuditClientError('ERR_CLIENT_CLOSED', 'client closed before the event was sent'),
         );
     }
     await this.flush();
     for (const w of this.waiters.splice(0)) w();
+  }
+
+  /**
+   * One page of stored events matching `q`, newest first. Rejects with ERR_CLIENT_REJECTED when
+   * the store refuses the query (4xx: a bad filter, no permission) and ERR_CLIENT_UNAVAILABLE
+   * when it cannot answer now (5xx, 429, network); not retried, unlike writes.
+   */
+  async query(q: AuditQuery = {}): Promise<AuditPage> {
+    const url = new URL('/api/v1/audit/events', this.opts.url);
+    for (const [k, v] of Object.entries(q)) if (v !== undefined) url.searchParams.set(k, String(v));
+    let res: Response;
+    try {
+      res = await this.opts.fetch(url, {
+        headers: {
+          accept: 'application/json',
+          ...(this.opts.token ? { authorization: `Bearer ${await this.opts.token()}` } : {}),
+        },
+        signal: AbortSignal.timeout(this.opts.requestTimeoutMs),
+      });
+    } catch (err) {
+      throw new AuditClientError('ERR_CLIENT_UNAVAILABLE', 'audit query failed', { cause: err });
+    }
+    if (res.status !== 200) {
+      await res.arrayBuffer();
+      throw new AuditClientError(
+        res.status >= 500 || res.status === 429 ? 'ERR_CLIENT_UNAVAILABLE' : 'ERR_CLIENT_REJECTED',
+        `store refused the query: status ${res.status}`,
+      );
+    }
+    const body = (await res.json()) as {
+      data: StoredEvent[];
+      pagination: { next_cursor?: string | null };
+    };
+    const next = body.pagination.next_cursor;
+    return { events: body.data, ...(next ? { nextCursor: next } : {}) };
   }
 
   private kick(): void {
@@ -153,9 +218,9 @@ export class AuditClient {
         reason = (err as Error).message;
       }
       if (!retryable)
-        throw new AuditStoreError('ERR_CLIENT_REJECTED', `store rejected the batch: ${reason}`);
+        throw new AuditClientError('ERR_CLIENT_REJECTED', `store rejected the batch: ${reason}`);
       if (this.aborted)
-        throw new AuditStoreError('ERR_CLIENT_CLOSED', `client closed while retrying: ${reason}`);
+        throw new AuditClientError('ERR_CLIENT_CLOSED', `client closed while retrying: ${reason}`);
       const cap = Math.min(
         this.opts.retryMaxMs,
         this.opts.retryBaseMs * 2 ** Math.min(attempt, 20),
