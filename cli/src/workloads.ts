@@ -1,5 +1,5 @@
 import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { X509Source } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import type { IdentityServer } from '@precinct/identity-server';
 import type { Logger } from '@precinct/runtime';
 

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findPeer, peerSkip, tempDir } from '@precinct/testing';
-import { X509Source } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import { connect as natsConnect } from '@nats-io/transport-node';
 
 const bin = fileURLToPath(new URL('../bin/precinct.js', import.meta.url));

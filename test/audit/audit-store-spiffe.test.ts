@@ -19,7 +19,8 @@ import {
   createTokenReviewVerifier,
   loadKubeConfig,
 } from '@precinct/kube';
-import { X509Source, authorizeId, tlsClientOptions, undiciConnector } from '@precinct/spiffe';
+import { authorizeId, tlsClientOptions, undiciConnector } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
 import {
   createDelegationIssuer,

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import * as k8s from '@kubernetes/client-node';
 import { startKubeDev } from '@precinct/kube-dev';
-import { WorkloadApiClient } from '@precinct/spiffe';
+import { WorkloadApiClient } from '@precinct/spiffe/workloadapi';
 import { peerSkip, tempDir } from '@precinct/testing';
 import { createLogger } from '@precinct/runtime';
 import { eventually, kubeConfigOf, kubectl, tokenFor } from './support.js';

@@ -14,7 +14,7 @@ import {
   type ObjectWatch,
 } from '@precinct/kube';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
-import { WorkloadApiClient, type X509Context } from '@precinct/spiffe';
+import { WorkloadApiClient, type X509Context } from '@precinct/spiffe/workloadapi';
 import { peerSkip } from '@precinct/testing';
 import { createLogger } from '@precinct/runtime';
 import { eventually, kubeConfigOf, kubectl, startRelay, tokenFor } from './support.js';

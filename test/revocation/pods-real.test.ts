@@ -11,7 +11,7 @@ import {
   type ObjectWatch,
 } from '@precinct/kube';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
-import { WorkloadApiClient } from '@precinct/spiffe';
+import { WorkloadApiClient } from '@precinct/spiffe/workloadapi';
 import { peerSkip, startKubeApiserver, type KubeApiserver } from '@precinct/testing';
 import { createLogger } from '@precinct/runtime';
 import { eventually, tokenFor } from './support.js';

@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { peerSkip, type VaultServer } from '@precinct/testing';
-import type { JwtSource } from '@precinct/spiffe';
+import type { JwtSource } from '@precinct/spiffe/workloadapi';
 import type { VaultAdmin } from '@precinct/secrets';
 import { SecretsError, VaultSession, workloadPolicy } from '@precinct/secrets';
 import { secretsCommand } from '../../cli/src/secrets.js';

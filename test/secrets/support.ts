@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { JwtSource } from '@precinct/spiffe';
+import { JwtSource } from '@precinct/spiffe/workloadapi';
 import {
   startIdentityServer,
   type IdentityServer,

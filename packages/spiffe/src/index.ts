@@ -1,4 +1,5 @@
-// Public API of @precinct/spiffe. An allow-list: what is not exported here is internal.
+// Public API of @precinct/spiffe (main entry). An allow-list: what is not exported here or by a
+// subpath entry (src/workloadapi.ts, src/fastify.ts) is internal.
 
 export { SpiffeError } from './errors.js';
 
@@ -35,32 +36,7 @@ export {
   type ValidateOptions as JwtSvidValidateOptions,
 } from './svid/jwtsvid.js';
 
-// workloadapi + tls
-export {
-  WorkloadApiClient,
-  statusError as workloadApiStatusError,
-  type WorkloadApiClientOptions,
-  type WorkloadApiLogger,
-  type CallOptions,
-  type JwtSvidParams,
-  type Watcher,
-} from './workloadapi/client.js';
-export {
-  parseWorkloadEndpoint,
-  resolveWorkloadEndpoint,
-  ENDPOINT_SOCKET_ENV,
-  type WorkloadEndpoint,
-} from './workloadapi/endpoint.js';
-export type { BackoffOptions } from './workloadapi/backoff.js';
-export type { X509Context } from './workloadapi/convert.js';
-export {
-  X509Source,
-  JwtSource,
-  BundleSource,
-  type SourceEvent,
-  type SourceOptions,
-  type X509SourceOptions,
-} from './workloadapi/sources.js';
+// tls
 export {
   authorizeAny,
   authorizeId,
@@ -81,11 +57,6 @@ export {
   type SpiffeTlsClientOptions,
   type TlsExtraOptions,
 } from './tls/options.js';
-export { spiffeFastify, spiffeMiddleware, type SpiffeFastifyOptions } from './tls/fastify.js';
-// For Workload API servers (the identity server, test servers): the service definition
-// loaded from the SDK's workload.proto, and JSON -> google.protobuf.Struct.
-export {
-  workloadApiServiceDefinition,
-  jsonToStruct,
-  SECURITY_HEADER as WORKLOAD_API_SECURITY_HEADER,
-} from './workloadapi/proto.js';
+
+// The Workload API client and sources (@grpc/grpc-js) are in `@precinct/spiffe/workloadapi`,
+// the Fastify plugin in `@precinct/spiffe/fastify`: validation alone loads neither.

@@ -2,7 +2,7 @@
 // SPIFFE mTLS as an authorized reader. The caller owns the dispatcher (an undici Agent whose
 // connector presents the reader's SVID and accepts only the store's SPIFFE ID).
 import { request, type Dispatcher } from 'undici';
-import type { X509Source } from '@precinct/spiffe';
+import type { X509Source } from '@precinct/spiffe/workloadapi';
 import type {
   BundleAuthority,
   Workload,

@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { jsonToStruct, workloadApiServiceDefinition } from '@precinct/spiffe';
+import { jsonToStruct, workloadApiServiceDefinition } from '@precinct/spiffe/workloadapi';
 import type { Logger } from '@precinct/runtime';
 import {
   generateWorkloadKey,

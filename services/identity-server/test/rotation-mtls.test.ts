@@ -8,13 +8,13 @@ import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import {
-  X509Source,
   authorizeId,
   peerSpiffeId,
   spiffeServer,
   tlsClientOptions,
   tlsServerOptions,
 } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import { systemClock } from '../src/clock.js';
 import { startIdentityServer, type IdentityServer } from '../src/server.js';
 import { fakeVerifier, quietLogger } from './support.js';

@@ -10,12 +10,12 @@ import * as x509 from '@peculiar/x509';
 import { createLogger } from '@precinct/runtime';
 import {
   JwtBundle,
-  WorkloadApiClient,
   X509Bundle,
   X509Svid,
   parseAndValidateJwtSvid,
   verifyX509Svid,
 } from '@precinct/spiffe';
+import { WorkloadApiClient } from '@precinct/spiffe/workloadapi';
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { startIdentityServer, type IdentityServer } from '../src/server.js';
 import type { Entry } from '../src/entries.js';

@@ -8,7 +8,7 @@ import {
   parseListen,
   type Command,
 } from '@precinct/runtime';
-import { X509Source } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
 import type { JWK } from 'jose';
 import { MemoryConsentStore } from './consent.js';
 import { TokenServiceConfigError } from './errors.js';

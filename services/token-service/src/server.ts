@@ -3,11 +3,11 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
   authorizeMemberOf,
-  spiffeFastify,
   tlsServerOptions,
   type X509BundleSource,
   type X509SvidSource,
 } from '@precinct/spiffe';
+import { spiffeFastify } from '@precinct/spiffe/fastify';
 import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
 import { probesPlugin, sendProblem } from '@precinct/runtime/http';
 import type { ConsentStore } from './consent.js';

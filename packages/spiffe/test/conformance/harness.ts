@@ -7,8 +7,6 @@
 import * as http from 'node:http';
 import * as tls from 'node:tls';
 import {
-  X509Source,
-  JwtSource,
   authorizeAny,
   peerSpiffeId,
   spiffeServer,
@@ -16,6 +14,7 @@ import {
   tlsServerOptions,
   parseAndValidateJwtSvid,
 } from '../../src/index.js';
+import { X509Source, JwtSource } from '../../src/workloadapi.js';
 
 const MAX_BODY = 1 << 20;
 const log = (msg: string, extra?: unknown) =>

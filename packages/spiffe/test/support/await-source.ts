@@ -8,7 +8,7 @@
 // `hold`, it keeps the source open until SIGTERM, then closes it and prints CLOSED; with
 // `timeout`, create() gives up after 300 ms (the error goes to stderr, exit code 1).
 // The Workload API address comes from SPIFFE_ENDPOINT_SOCKET; retries are logged to stderr.
-import { BundleSource, JwtSource, X509Source } from '../../src/index.js';
+import { BundleSource, JwtSource, X509Source } from '../../src/workloadapi.js';
 
 const logger = {
   warn: (o: object, m: string) => process.stderr.write(`warn ${m} ${JSON.stringify(o)}\n`),
