@@ -25,6 +25,16 @@ export const PROBLEMS = {
   too_many_requests: { status: 429, title: 'too many requests' },
   internal: { status: 500, title: 'internal error' },
   unavailable: { status: 503, title: 'service unavailable' },
+  // The audit store's (their titles are what it has always answered):
+  invalid_request: { status: 400, title: 'invalid request' },
+  legal_hold_not_found: { status: 404, title: 'no legal hold for this correlation' },
+  request_timeout: { status: 408, title: 'request timeout' },
+  export_too_large: { status: 413, title: 'export too large' },
+  idempotency_key_reused: { status: 422, title: 'idempotency key reused' },
+  request_headers_too_large: { status: 431, title: 'request headers too large' },
+  authentication_unavailable: { status: 503, title: 'authentication unavailable' },
+  storage_unavailable: { status: 503, title: 'storage unavailable' },
+  database_unreachable: { status: 503, title: 'database unreachable' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 /** A code from the table above. */
