@@ -115,3 +115,15 @@ export function invalid(
     })),
   });
 }
+
+/** 405 for a method the addressed path does not serve. */
+export const methodNotAllowed = () =>
+  new ApiError(
+    405,
+    'MethodNotAllowed',
+    'the server does not allow this method on the requested resource',
+  );
+
+/** 404 for a path kube-dev does not serve (not an object that is missing: see {@link notFound}). */
+export const notFoundPath = () =>
+  new ApiError(404, 'NotFound', 'the server could not find the requested resource');

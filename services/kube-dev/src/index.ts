@@ -1,3 +1,3 @@
-export { startKubeDev, type KubeDev, type KubeDevOptions } from './kubedev.js';
-export { kubeDevCommand } from './command.js';
+export { startKubeDev, type KubeDev, type KubeDevOptions } from './server.js';
+export { kubeDevCommand } from './commands.js';
 export { KubeDevError, type KubeDevErrorCode } from './errors.js';

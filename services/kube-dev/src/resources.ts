@@ -1,4 +1,5 @@
 import { RBAC_GROUP } from './rbac.js';
+import type { KubeObject } from './store.js';
 
 /** A REST resource kube-dev stores. */
 export interface ResourceDef {
@@ -138,6 +139,21 @@ export const STORED: ResourceDef[] = [
 
 export function apiVersionOf(group: string, version: string): string {
   return group ? `${group}/${version}` : version;
+}
+
+/** The object with the apiVersion and kind of the endpoint that serves it. */
+export function withTypeMeta(def: ResourceDef, o: KubeObject): KubeObject {
+  return { ...o, apiVersion: apiVersionOf(def.group, def.version), kind: def.kind };
+}
+
+/** A `<Kind>List` of the objects at resourceVersion `rv`. */
+export function listOf(def: ResourceDef, items: KubeObject[], rv: string) {
+  return {
+    kind: `${def.kind}List`,
+    apiVersion: apiVersionOf(def.group, def.version),
+    metadata: { resourceVersion: rv },
+    items: items.map((o) => withTypeMeta(def, o)),
+  };
 }
 
 const CRUD = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];

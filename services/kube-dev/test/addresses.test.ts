@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { connect } from 'node:tls';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { startKubeDev } from '@precinct/kube-dev';
-import { parseListen } from '../src/command.js';
+import { parseListen } from '../src/commands.js';
 
 test('parseListen accepts host:port, [v6]:port and :port; rejects the rest', () => {
   assert.deepEqual(parseListen('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });

@@ -7,7 +7,7 @@ import {
   type Command,
 } from '@precinct/runtime';
 import { resolve } from 'node:path';
-import { startKubeDev } from './kubedev.js';
+import { startKubeDev } from './server.js';
 
 const SUMMARY =
   'A local Kubernetes auth API: ServiceAccounts (+watch), TokenRequest, TokenReview, SubjectAccessReview, RBAC, OIDC discovery.';
