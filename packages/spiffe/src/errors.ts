@@ -1,13 +1,115 @@
+type SpiffeIdErrorCode =
+  | 'ERR_SPIFFEID_EMPTY'
+  | 'ERR_SPIFFEID_FRAGMENT'
+  | 'ERR_SPIFFEID_PATH'
+  | 'ERR_SPIFFEID_PATH_CHARS'
+  | 'ERR_SPIFFEID_PATH_DOT_SEGMENT'
+  | 'ERR_SPIFFEID_PATH_EMPTY_SEGMENT'
+  | 'ERR_SPIFFEID_PERCENT'
+  | 'ERR_SPIFFEID_PORT'
+  | 'ERR_SPIFFEID_QUERY'
+  | 'ERR_SPIFFEID_SCHEME'
+  | 'ERR_SPIFFEID_TOO_LONG'
+  | 'ERR_SPIFFEID_TRUST_DOMAIN_CHARS'
+  | 'ERR_SPIFFEID_TRUST_DOMAIN_EMPTY'
+  | 'ERR_SPIFFEID_TRUST_DOMAIN_TOO_LONG'
+  | 'ERR_SPIFFEID_UNEXPECTED'
+  | 'ERR_SPIFFEID_USERINFO';
+
+type X509SvidErrorCode =
+  | 'ERR_X509SVID_CERTIFICATES'
+  | 'ERR_X509SVID_TOO_LARGE'
+  | 'ERR_X509SVID_BAD_ID'
+  | 'ERR_X509SVID_CHAIN_TOO_LONG'
+  | 'ERR_X509SVID_CRITICAL_EXTENSION'
+  | 'ERR_X509SVID_EMPTY'
+  | 'ERR_X509SVID_INTERMEDIATE_KEY_USAGE'
+  | 'ERR_X509SVID_INTERMEDIATE_NOT_CA'
+  | 'ERR_X509SVID_KEY'
+  | 'ERR_X509SVID_KEY_MISMATCH'
+  | 'ERR_X509SVID_LEAF_CA'
+  | 'ERR_X509SVID_LEAF_CRL_SIGN'
+  | 'ERR_X509SVID_LEAF_DIGITAL_SIGNATURE'
+  | 'ERR_X509SVID_LEAF_KEY_CERT_SIGN'
+  | 'ERR_X509SVID_MULTIPLE_URI_SAN'
+  | 'ERR_X509SVID_NAME_CONSTRAINTS'
+  | 'ERR_X509SVID_NO_BUNDLE'
+  | 'ERR_X509SVID_NO_URI_SAN'
+  | 'ERR_X509SVID_PATH_LEN'
+  | 'ERR_X509SVID_ROOT_ID'
+  | 'ERR_X509SVID_UNTRUSTED'
+  | 'ERR_X509SVID_VALIDITY';
+
+type JwtSvidErrorCode =
+  | 'ERR_JWTSVID_ALG'
+  | 'ERR_JWTSVID_ALG_KEY_MISMATCH'
+  | 'ERR_JWTSVID_AUD'
+  | 'ERR_JWTSVID_AUDIENCE'
+  | 'ERR_JWTSVID_CRIT'
+  | 'ERR_JWTSVID_EXP'
+  | 'ERR_JWTSVID_EXPIRED'
+  | 'ERR_JWTSVID_HEADER'
+  | 'ERR_JWTSVID_KID'
+  | 'ERR_JWTSVID_MALFORMED'
+  | 'ERR_JWTSVID_NBF'
+  | 'ERR_JWTSVID_NOT_YET_VALID'
+  | 'ERR_JWTSVID_NO_BUNDLE'
+  | 'ERR_JWTSVID_SERIALIZATION'
+  | 'ERR_JWTSVID_SIGNATURE'
+  | 'ERR_JWTSVID_SUB'
+  | 'ERR_JWTSVID_TOO_LARGE'
+  | 'ERR_JWTSVID_TYP';
+
+// X509Bundle.parse/load name their own area (as x509svid does); kept for compatibility.
+type BundleErrorCode =
+  | 'ERR_X509BUNDLE_CERTIFICATES'
+  | 'ERR_X509BUNDLE_TOO_LARGE'
+  | 'ERR_BUNDLE_JSON'
+  | 'ERR_BUNDLE_KEY'
+  | 'ERR_BUNDLE_KID'
+  | 'ERR_BUNDLE_NOT_FOUND'
+  | 'ERR_BUNDLE_PRIVATE_KEY'
+  | 'ERR_BUNDLE_REFRESH_HINT'
+  | 'ERR_BUNDLE_SEQUENCE'
+  | 'ERR_BUNDLE_TOO_LARGE'
+  | 'ERR_BUNDLE_X5C';
+
+type WorkloadApiErrorCode =
+  | 'ERR_WORKLOADAPI_CALL_FAILED'
+  | 'ERR_WORKLOADAPI_CANCELLED'
+  | 'ERR_WORKLOADAPI_CLOSED'
+  | 'ERR_WORKLOADAPI_ENDPOINT_INVALID'
+  | 'ERR_WORKLOADAPI_ENDPOINT_MISSING'
+  | 'ERR_WORKLOADAPI_INVALID_ARGUMENT'
+  | 'ERR_WORKLOADAPI_INVALID_RESPONSE'
+  | 'ERR_WORKLOADAPI_PERMISSION_DENIED'
+  | 'ERR_WORKLOADAPI_UNAVAILABLE';
+
+type SourceErrorCode =
+  'ERR_SOURCE_CLOSED' | 'ERR_SOURCE_NO_BUNDLE' | 'ERR_SOURCE_NO_SVID' | 'ERR_SOURCE_TIMEOUT';
+
+type TlsErrorCode = 'ERR_TLS_NO_PEER_CERTIFICATE' | 'ERR_TLS_UNAUTHORIZED';
+
+/** Every `code` a SpiffeError can carry: one stable ERR_* string per broken rule. */
+export type SpiffeErrorCode =
+  | SpiffeIdErrorCode
+  | X509SvidErrorCode
+  | JwtSvidErrorCode
+  | BundleErrorCode
+  | WorkloadApiErrorCode
+  | SourceErrorCode
+  | TlsErrorCode;
+
 /**
  * The one error class of the SDK for untrusted input that breaks a SPIFFE rule, a missing
  * bundle, or a closed source. `code` is stable (ERR_SPIFFEID_*, ERR_X509SVID_*,
- * ERR_JWTSVID_*, ERR_BUNDLE_*, ERR_WORKLOADAPI_*, ERR_SOURCE_*, ERR_TLS_*); messages are
+ * ERR_JWTSVID_*, ERR_BUNDLE_* and ERR_X509BUNDLE_*, ERR_WORKLOADAPI_*, ERR_SOURCE_*, ERR_TLS_*); messages are
  * lowercase, start with the area and state the broken rule. Misuse by the caller throws
  * TypeError instead.
  */
 export class SpiffeError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: SpiffeErrorCode;
+  constructor(code: SpiffeErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = 'SpiffeError';

@@ -1,7 +1,7 @@
 // Public API of @precinct/spiffe (main entry). An allow-list: what is not exported here or by a
 // subpath entry (src/workloadapi.ts, src/fastify.ts) is internal.
 
-export { SpiffeError } from './errors.js';
+export { SpiffeError, type SpiffeErrorCode } from './errors.js';
 
 // spiffeid
 export {

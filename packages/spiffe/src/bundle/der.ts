@@ -58,13 +58,14 @@ function looksLikePem(data: Buffer | string): boolean {
 }
 
 /** Parses certificates given as PEM text or concatenated DER. */
-export function parseCertificates(data: Buffer | string, area: string): X509Certificate[] {
+export function parseCertificates(
+  data: Buffer | string,
+  area: 'x509bundle' | 'x509svid',
+): X509Certificate[] {
+  const prefix = area === 'x509bundle' ? 'ERR_X509BUNDLE' : 'ERR_X509SVID';
   const size = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
   if (size > MAX_CERTS_INPUT_BYTES) {
-    throw new SpiffeError(
-      `ERR_${area.toUpperCase()}_TOO_LARGE`,
-      `${area}: input larger than 4 MiB`,
-    );
+    throw new SpiffeError(`${prefix}_TOO_LARGE`, `${area}: input larger than 4 MiB`);
   }
   let ders: Buffer[];
   try {
@@ -73,11 +74,9 @@ export function parseCertificates(data: Buffer | string, area: string): X509Cert
       : splitDer(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
     return ders.map((d) => new X509Certificate(d));
   } catch (err) {
-    throw new SpiffeError(
-      `ERR_${area.toUpperCase()}_CERTIFICATES`,
-      `${area}: cannot parse certificates`,
-      { cause: err },
-    );
+    throw new SpiffeError(`${prefix}_CERTIFICATES`, `${area}: cannot parse certificates`, {
+      cause: err,
+    });
   }
 }
 

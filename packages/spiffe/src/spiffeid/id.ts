@@ -1,4 +1,4 @@
-import { SpiffeError } from '../errors.js';
+import { SpiffeError, type SpiffeErrorCode } from '../errors.js';
 
 // SPIFFE-ID spec, section 2: trust domain characters, path segment characters.
 const TD_CHARS = /^[a-z0-9._-]+$/;
@@ -12,7 +12,7 @@ export const MAX_SPIFFE_ID_LENGTH = 2048;
 /** SPIFFE-ID spec 2.1: the trust domain is at most 255 characters. */
 export const MAX_TRUST_DOMAIN_LENGTH = 255;
 
-function fail(code: string, message: string): never {
+function fail(code: SpiffeErrorCode, message: string): never {
   throw new SpiffeError(code, `spiffeid: ${message}`);
 }
 

@@ -1,5 +1,5 @@
 import { constants, verify, type KeyObject } from 'node:crypto';
-import { SpiffeError } from '../errors.js';
+import { SpiffeError, type SpiffeErrorCode } from '../errors.js';
 import { SpiffeId } from '../spiffeid/id.js';
 import type { JwtBundleSource } from '../bundle/jwtbundle.js';
 
@@ -60,7 +60,7 @@ export interface JwtSvid {
   hint?: string;
 }
 
-function fail(code: string, message: string, cause?: unknown): never {
+function fail(code: SpiffeErrorCode, message: string, cause?: unknown): never {
   throw new SpiffeError(code, `jwtsvid: ${message}`, cause ? { cause } : undefined);
 }
 

@@ -1,6 +1,6 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { SpiffeError } from '../errors.js';
+import { SpiffeError, type SpiffeErrorCode } from '../errors.js';
 import { SpiffeId } from '../spiffeid/id.js';
 import type { X509BundleSource } from '../bundle/x509bundle.js';
 import { parseCertificates, pemBlocks, toPem } from '../bundle/der.js';
@@ -13,7 +13,7 @@ export interface X509SvidSource {
 
 const MAX_CHAIN_DEPTH = 10;
 
-function fail(code: string, message: string, cause?: unknown): never {
+function fail(code: SpiffeErrorCode, message: string, cause?: unknown): never {
   throw new SpiffeError(code, `x509svid: ${message}`, cause ? { cause } : undefined);
 }
 

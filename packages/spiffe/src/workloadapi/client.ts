@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { SpiffeError } from '../errors.js';
+import { SpiffeError, type SpiffeErrorCode } from '../errors.js';
 import { Backoff, defaultSleep, type BackoffOptions } from './backoff.js';
 import { resolveWorkloadEndpoint, type WorkloadEndpoint } from './endpoint.js';
 import {
@@ -60,7 +60,7 @@ export interface Watcher<T> {
   onError?(err: SpiffeError): void;
 }
 
-const STATUS_CODE: Partial<Record<grpc.status, string>> = {
+const STATUS_CODE: Partial<Record<grpc.status, SpiffeErrorCode>> = {
   [grpc.status.UNAVAILABLE]: 'ERR_WORKLOADAPI_UNAVAILABLE',
   [grpc.status.PERMISSION_DENIED]: 'ERR_WORKLOADAPI_PERMISSION_DENIED',
   [grpc.status.INVALID_ARGUMENT]: 'ERR_WORKLOADAPI_INVALID_ARGUMENT',
@@ -71,7 +71,7 @@ const STATUS_CODE: Partial<Record<grpc.status, string>> = {
 export function statusError(s: { code: number; details?: string }, op: string): SpiffeError {
   const code = STATUS_CODE[s.code as grpc.status] ?? 'ERR_WORKLOADAPI_CALL_FAILED';
   return new SpiffeError(
-    code as never,
+    code,
     `workloadapi: ${op} failed: ${grpc.status[s.code] ?? s.code}${s.details ? `: ${s.details}` : ''}`,
     { cause: { grpcCode: s.code, details: s.details } },
   );
