@@ -5,6 +5,7 @@ import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { parseDuration, parseFlags, UsageError, type Command } from '@precinct/runtime';
 import { LOG_DIR, lockHolder, readState, type PartState } from './state.js';
+import { recordsLeaseDetail } from './secrets-platform.js';
 
 const DATA_DIR_FLAG = {
   type: 'string',
@@ -73,11 +74,15 @@ export const statusCommand: Command = {
     const dataDir = String(flags['data-dir']);
     const state = readState(dataDir);
     const rows = await Promise.all(
-      state.parts.map(async (p) => ({
-        name: p.name,
-        url: p.url,
-        healthy: await healthy(p, state.pid),
-      })),
+      state.parts.map(async (p) => {
+        const detail = await recordsLeaseDetail(p);
+        return {
+          name: p.name,
+          url: p.url,
+          healthy: await healthy(p, state.pid),
+          ...(detail ? { detail } : {}),
+        };
+      }),
     );
     const pids = new Set([state.pid, ...state.parts.flatMap((p) => (p.pid ? [p.pid] : []))]);
     const rss = [...pids].reduce((sum, pid) => sum + (rssBytes(pid) ?? 0), 0);
@@ -91,7 +96,7 @@ export const statusCommand: Command = {
       console.log('');
       for (const r of rows) {
         console.log(
-          `  ${r.name.padEnd(width)}  ${r.healthy ? 'healthy  ' : 'UNHEALTHY'}  ${r.url}`,
+          `  ${r.name.padEnd(width)}  ${r.healthy ? 'healthy  ' : 'UNHEALTHY'}  ${r.url}${r.detail ? `   ${r.detail}` : ''}`,
         );
       }
       if (rows.length === 0) console.log('  (still starting)');

@@ -4,8 +4,10 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import {
   createLogger,
   parseDatabaseUrl,
+  parseDuration,
   parseFlags,
   redactUrl,
+  UsageError,
   waitForShutdown,
   type Command,
   type FlagSpec,
@@ -33,6 +35,11 @@ import { acquireLock, LOG_DIR, removeState, writeState, type PartState } from '.
 import { findNatsServer, startLocalNats } from './nats.js';
 import { ATTEST_AUDIENCE } from './workloads.js';
 import { startDemoPlatform } from './demo-platform.js';
+import {
+  SECRETS_DISABLED_ROW,
+  secretsManagerFromEnv,
+  startSecretsPlatform,
+} from './secrets-platform.js';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -65,6 +72,8 @@ const PORTS = {
   'agent-service-health-port': ['9083', "the agent-service's /health, /ready, /metrics"],
   'document-service-health-port': ['9084', "the document-service's /health, /ready, /metrics"],
   'policy-service-health-port': ['9085', "the policy service's /health, /ready, /metrics"],
+  'records-service-port': ['8086', 'the records service (mTLS; with a secrets manager)'],
+  'records-service-health-port': ['9086', "the records service's /health, /ready, /metrics"],
 } as const;
 
 type PortFlag = keyof typeof PORTS;
@@ -126,10 +135,27 @@ export const upCommand: Command = {
           type: 'boolean',
           description: 'do not start nats-server and the NATS callout',
         },
+        'records-lease-ttl': {
+          type: 'string',
+          description:
+            "lease TTL of the records service's PostgreSQL credentials (with VAULT_ADDR)",
+          default: '5m',
+          placeholder: 'DURATION',
+          kind: 'duration',
+        },
+        'records-lease-max-ttl': {
+          type: 'string',
+          description: 'their max TTL: renewed until then, then rotated',
+          default: '1h',
+          placeholder: 'DURATION',
+          kind: 'duration',
+        },
       },
       [
         'Environment: DATABASE_URL (PostgreSQL for every store instead of embedded PGlite),',
         'OPA_URL (an OPA server with the demo policy instead of the in-process Wasm),',
+        'VAULT_ADDR + VAULT_TOKEN (OpenBao/Vault and an admin token for set-up; needs DATABASE_URL):',
+        'the records service on leased PostgreSQL credentials (docs/secrets.md),',
         'LOG_LEVEL (default info). Logs go to <data-dir>/logs/<service>.log: `npx precinct logs`.',
         'From another terminal: `npx precinct status`, `npx precinct down`.',
       ].join('\n'),
@@ -143,6 +169,15 @@ export const upCommand: Command = {
       ? parseDatabaseUrl(process.env.DATABASE_URL)
       : undefined;
     const verbose = flags.verbose === true;
+    const secretsManager = secretsManagerFromEnv(process.env, databaseUrl);
+    const leaseTtl = parseDuration(String(flags['records-lease-ttl']), '--records-lease-ttl');
+    const leaseMaxTtl = parseDuration(
+      String(flags['records-lease-max-ttl']),
+      '--records-lease-max-ttl',
+    );
+    if (leaseTtl < 1 || leaseMaxTtl < leaseTtl) {
+      throw new UsageError('--records-lease-ttl must be >= 1s and <= --records-lease-max-ttl');
+    }
 
     const release = acquireLock(dataDir);
     const logDir = join(dataDir, LOG_DIR);
@@ -357,6 +392,31 @@ export const upCommand: Command = {
         );
       }
 
+      // The records service on leased credentials, only when a secrets manager is configured.
+      let secretsRows: Array<[string, string]> = [SECRETS_DISABLED_ROW];
+      if (secretsManager) {
+        const secrets = await startSecretsPlatform({
+          config: secretsManager,
+          trustDomain: TRUST_DOMAIN,
+          kubeConfig,
+          identity,
+          db: auditDb,
+          advertiseHost,
+          ports: {
+            records: port('records-service-port'),
+            recordsHealth: port('records-service-health-port'),
+          },
+          leaseTtlSeconds: leaseTtl,
+          leaseMaxTtlSeconds: leaseMaxTtl,
+          // The ServiceAccount the banner's "Try:" lines use.
+          callers: [wanted],
+          logger: (name) => serviceLogger(logDir, name, verbose),
+        });
+        closers.push(() => secrets.close());
+        parts.push(...secrets.parts);
+        secretsRows = secrets.banner;
+      }
+
       writeState(dataDir, {
         pid: process.pid,
         startedAt: new Date(started).toISOString(),
@@ -378,6 +438,7 @@ export const upCommand: Command = {
           ['delegation', `issuer ${LOCAL_DELEGATION_ISSUER} (npx precinct delegate --help)`],
           natsRow,
           ...demoRows,
+          ...secretsRows,
         ]),
         '',
         'Try:',

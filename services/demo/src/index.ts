@@ -29,3 +29,11 @@ export {
 export { startUserService, type UserServiceOptions } from './user-service.js';
 export { startAgentService, type AgentServiceOptions } from './agent-service.js';
 export { tokenHash, type TokenServiceRef } from './txn.js';
+export {
+  RECORDS_GRANTS,
+  RECORDS_SCHEMA,
+  LEASE_EXPIRY_METRIC,
+  startRecordsService,
+  type RecordsDatabase,
+  type RecordsServiceOptions,
+} from './records-service.js';

@@ -1,0 +1,286 @@
+// `precinct up` with a secrets manager configured, run as users run it (the precinct binary):
+// a real Vault (-dev) and a real PostgreSQL (scram-sha-256, so leased passwords are checked).
+// The records service logs in with its own JWT-SVID, serves on leased credentials through two
+// rotations with zero failed requests; with Vault killed it turns not-ready before its lease
+// expires, then refuses (503), and never serves on any other credential.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import {
+  peerSkip,
+  startVault,
+  tempDir,
+  type PostgresServer,
+  type VaultServer,
+} from '@precinct/testing';
+import { X509Source } from '@precinct/spiffe/workloadapi';
+import { MtlsClient } from '@precinct/demo';
+import { startPostgresWithPasswords, until } from './support.js';
+
+const bin = fileURLToPath(new URL('../../cli/bin/precinct.js', import.meta.url));
+const skip = peerSkip('vault', 'postgres');
+const RECORDS_ID = 'spiffe://precinct.local/ns/precinct-demo/sa/records-service';
+const LEASE_TTL = 9; // s: a rotation every ~6 s (at 2/3), not-ready 1.5 s before expiry
+
+let vault: VaultServer;
+let server: PostgresServer;
+let adminPassword: string;
+let dir: ReturnType<typeof tempDir>;
+let child: ChildProcess;
+let out = '';
+let source: X509Source;
+let client: MtlsClient;
+let recordsUrl: string;
+let recordsHealth: string;
+
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, ...args, '--data-dir', dir.path], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+
+interface Part {
+  name: string;
+  url: string;
+  healthy: boolean;
+  detail?: string;
+}
+const status = (): Part[] => {
+  const r = cli('status', '--json');
+  return JSON.parse(r.stdout) as Part[];
+};
+
+async function metric(name: string): Promise<number> {
+  const text = await (await fetch(`${recordsHealth}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  assert.ok(m, `${name} in metrics`);
+  return Number(m[1]);
+}
+const leaseExpiresAt = async () =>
+  (await metric('precinct_records_db_lease_expiry_seconds')) * 1000;
+
+before(async () => {
+  if (skip) return;
+  vault = await startVault();
+  const started = await startPostgresWithPasswords();
+  server = started.pg;
+  adminPassword = started.adminPassword;
+  dir = tempDir();
+  const help = spawnSync(process.execPath, [bin, 'up', '--help'], { encoding: 'utf8' }).stdout;
+  const ports = [...help.matchAll(/--([a-z-]+-port) PORT/g)].map((m) => m[1]!);
+  assert.ok(ports.includes('records-service-port'), help);
+  child = spawn(
+    process.execPath,
+    [
+      bin,
+      'up',
+      '--data-dir',
+      dir.path,
+      '--no-nats',
+      '--records-lease-ttl',
+      `${LEASE_TTL}s`,
+      '--records-lease-max-ttl',
+      `${LEASE_TTL}s`,
+      ...ports.flatMap((p) => [`--${p}`, '0']),
+    ],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        ...process.env,
+        VAULT_ADDR: vault.url,
+        VAULT_TOKEN: vault.rootToken,
+        DATABASE_URL: `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`,
+      },
+    },
+  );
+  let err = '';
+  child.stdout!.on('data', (c) => (out += c));
+  child.stderr!.on('data', (c) => (err += c));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no banner in time:\n${out}\n${err}`)),
+      240_000,
+    );
+    child.stdout!.on('data', () => {
+      if (out.includes('Ctrl-C')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`up exited ${code}:\n${out}\n${err}`)));
+  });
+  const parts = status();
+  recordsUrl = parts.find((p) => p.name === 'records-service')!.url;
+  recordsHealth = new URL(
+    JSON.parse(readFileSync(join(dir.path, 'up.json'), 'utf8')).parts.find(
+      (p: { name: string }) => p.name === 'records-service',
+    ).healthUrl,
+  ).origin;
+
+  // The caller: the default ServiceAccount, attested like a pod (token from kube-dev).
+  const kubeconfig = /kubeconfig\s+(\S+)/.exec(out)![1]!;
+  const kc = new KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  const sat = (
+    await kc.makeApiClient(CoreV1Api).createNamespacedServiceAccountToken({
+      name: 'default',
+      namespace: 'default',
+      body: { spec: { audiences: ['precinct'], expirationSeconds: 3600 } },
+    })
+  ).status!.token;
+  const attest = await fetch(`${parts.find((p) => p.name === 'identity-server')!.url}/v1/attest`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ token: sat }),
+  });
+  assert.equal(attest.status, 200);
+  const { address } = (await attest.json()) as { address: string };
+  source = await X509Source.create({ address, timeoutMs: 20_000 });
+  client = new MtlsClient(source, source, RECORDS_ID);
+});
+
+after(async () => {
+  await client?.close();
+  source?.close();
+  if (child && child.exitCode === null) {
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await Promise.race([exited, new Promise((r) => setTimeout(r, 30_000))]);
+    child.kill('SIGKILL');
+  }
+  await vault?.close();
+  await server?.close();
+  dir?.cleanup();
+});
+
+describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () => {
+  test('banner and status list the records service and its lease', async () => {
+    assert.match(out, /records-service\s+https:\/\/\S+\s+PostgreSQL on credentials leased from/);
+    const p = status().find((x) => x.name === 'records-service');
+    assert.ok(p, 'records-service in status');
+    assert.equal(p.healthy, true);
+    assert.match(p.detail ?? '', /^database lease expires \S+Z \(in \d+ s\)$/);
+    const text = cli('status');
+    assert.match(text.stdout, /records-service\s+healthy\s+https:\S+\s+database lease expires/);
+  });
+
+  test('routes: list, add, read one; bad input is a 4xx problem', async () => {
+    const list = await client.json(`${recordsUrl}/records`);
+    assert.equal(list.status, 200);
+    const body = list.body as { records: Array<{ title: string }>; served_as: string };
+    assert.ok(body.records.length >= 3, JSON.stringify(body));
+    assert.match(body.served_as, /^v-/, 'a role the secrets manager created, not the admin');
+    const added = await client.json(`${recordsUrl}/records`, { body: { title: 'from the test' } });
+    assert.equal(added.status, 201);
+    const rec = added.body as { id: string; created_by: string };
+    assert.equal(rec.created_by, 'spiffe://precinct.local/ns/default/sa/default');
+    const one = await client.json(`${recordsUrl}/records/${rec.id}`);
+    assert.equal(one.status, 200);
+    assert.equal((one.body as { title: string }).title, 'from the test');
+    assert.equal((await client.json(`${recordsUrl}/records/999999999`)).status, 404);
+    for (const bad of ['0', 'abc', '1e3', '-1', '99999999999999999999']) {
+      const r = await client.json(`${recordsUrl}/records/${bad}`);
+      assert.equal(r.status, 400, bad);
+      assert.equal((r.body as { status: number }).status, 400);
+    }
+    for (const body of [{}, { title: '' }, { title: 'x'.repeat(201) }, { title: 'a', extra: 1 }]) {
+      const r = await client.json(`${recordsUrl}/records`, { body });
+      assert.equal(r.status, 400, JSON.stringify(body));
+    }
+  });
+
+  test('continuous requests through two credential rotations: zero failures', async () => {
+    const users = new Set<string>();
+    const failures: string[] = [];
+    let ok = 0;
+    let stop = false;
+    const rotations0 = await metric('precinct_records_db_rotations');
+    const worker = async () => {
+      while (!stop) {
+        try {
+          const r = await client.json(`${recordsUrl}/records`);
+          if (r.status !== 200) failures.push(`${r.status} ${JSON.stringify(r.body)}`);
+          else {
+            ok++;
+            users.add((r.body as { served_as: string }).served_as);
+          }
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    };
+    const workers = [worker(), worker(), worker()];
+    await until(
+      async () => (await metric('precinct_records_db_rotations')) >= rotations0 + 2,
+      'two rotations',
+      120_000,
+    );
+    // Requests on the newest credentials too.
+    await until(() => users.size >= 3, 'requests served by three leased users', 30_000);
+    stop = true;
+    await Promise.all(workers);
+    assert.deepEqual(failures, []);
+    assert.ok(ok > 0);
+    for (const u of users) assert.match(u, /^v-/);
+  });
+
+  test('no admin credential in any service log (control: the rotations are logged)', () => {
+    const logs = readdirSync(join(dir.path, 'logs'))
+      .map((f) => readFileSync(join(dir.path, 'logs', f), 'utf8'))
+      .join('\n');
+    assert.match(logs, /database credentials rotated/);
+    assert.ok(!logs.includes(adminPassword), 'the PostgreSQL admin password reached a log');
+    assert.ok(!logs.includes(vault.rootToken), 'the Vault admin token reached a log');
+  });
+
+  test('Vault down: serves on the current lease, not-ready before it expires, then 503, never another credential', async () => {
+    const ready = async () => (await fetch(`${recordsHealth}/ready`)).status;
+    assert.equal(await ready(), 200, 'control: ready while Vault is up');
+    await vault.stop('SIGKILL');
+    const expiresAt = await leaseExpiresAt();
+    const served: Array<{ at: number; user: string }> = [];
+    const refused: number[] = [];
+    let stop = false;
+    const worker = async () => {
+      while (!stop) {
+        const r = await client.json(`${recordsUrl}/records`);
+        if (r.status === 200) {
+          served.push({ at: Date.now(), user: (r.body as { served_as: string }).served_as });
+        } else {
+          assert.equal(r.status, 503);
+          assert.equal((r.body as { title: string }).title, 'service unavailable');
+          refused.push(Date.now());
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const w = worker();
+    let notReadyAt = 0;
+    await until(async () => {
+      if ((await ready()) !== 503) return false;
+      notReadyAt = Date.now();
+      return true;
+    }, 'not-ready');
+    assert.ok(
+      notReadyAt < expiresAt,
+      `not-ready ${expiresAt - notReadyAt} ms before the lease expires`,
+    );
+    assert.equal(await leaseExpiresAt(), expiresAt, 'no new lease without Vault');
+    await until(() => refused.some((t) => t >= expiresAt), 'requests refused after expiry', 30_000);
+    await new Promise((r) => setTimeout(r, 500));
+    stop = true;
+    await w;
+    assert.ok(served.length > 0, 'control: served on the current lease after Vault went down');
+    // One worker, one request at a time: once refused after expiry, never served again.
+    const firstRefused = Math.min(...refused.filter((t) => t >= expiresAt));
+    assert.ok(served.every((s) => s.at < firstRefused));
+    assert.ok(served.every((s) => s.user === served[0]!.user && /^v-/.test(s.user)));
+    const after = status().find((x) => x.name === 'records-service')!;
+    assert.equal(after.healthy, false);
+    assert.match(after.detail ?? '', /EXPIRED/);
+  });
+});
