@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { IdentityServerError } from './errors.js';
 import { parseSpiffeId, parseTrustDomain } from './spiffe-id.js';
-import { ENTRY_SCHEMA, type SqlClient } from './store.js';
+import type { Db } from '@precinct/runtime/db';
+import { ENTRY_SCHEMA } from './store.js';
 
 /** A selector: evidence about a workload, e.g. `{ type: 'k8s', value: 'ns:default' }`. */
 export interface Selector {
@@ -216,17 +217,17 @@ export function entryMatches(entry: Entry, workload: ReadonlySet<string>): boole
 export class EntryRegistry extends EventEmitter<{
   change: [entry: Entry, previous: Entry | undefined];
 }> {
-  readonly #db: SqlClient;
+  readonly #db: Db;
   readonly #trustDomain: string;
   readonly #entries = new Map<string, Entry>();
 
-  private constructor(db: SqlClient, trustDomain: string) {
+  private constructor(db: Db, trustDomain: string) {
     super();
     this.#db = db;
     this.#trustDomain = trustDomain;
   }
 
-  static async open(db: SqlClient, trustDomain: string): Promise<EntryRegistry> {
+  static async open(db: Db, trustDomain: string): Promise<EntryRegistry> {
     await db.query(ENTRY_SCHEMA);
     const r = new EntryRegistry(db, trustDomain);
     const { rows } = await db.query<{ body: Entry | string }>('SELECT body FROM identity_entries');

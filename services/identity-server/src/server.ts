@@ -21,7 +21,7 @@ import { FederatedBundles, type FederationPeer } from './federation.js';
 import { createAdminApp, createBundleEndpointApp, createHealthApp, createOidcApp } from './http.js';
 import { createMetrics, type IdentityMetrics } from './metrics.js';
 import { parseTrustDomain } from './spiffe-id.js';
-import { openPglite, openPostgres, type SqlClient } from './store.js';
+import { openStore } from './store.js';
 import { workloadApiDefinition, workloadApiImplementation } from './workload-api.js';
 
 /** Options of {@link startIdentityServer}. */
@@ -171,12 +171,12 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       ...(opts.caKeyType ? { caKeyType: opts.caKeyType } : {}),
       ...(opts.upstreamCa ? { upstream: opts.upstreamCa } : {}),
     });
-    let db: SqlClient;
-    if (opts.databaseUrl) {
-      db = await openPostgres(opts.databaseUrl, (err) =>
+    const db = await openStore({
+      databaseUrl: opts.databaseUrl,
+      dir: join(workDir, 'db'),
+      onIdleError: (err) =>
         logger.warn({ reason: err.message }, 'PostgreSQL dropped an idle connection'),
-      );
-    } else db = await openPglite(join(workDir, 'db'));
+    });
     cleanups.push(() => db.close());
     const entries = await EntryRegistry.open(db, trustDomain);
     const adminToken =

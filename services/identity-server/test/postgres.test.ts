@@ -4,7 +4,8 @@ import { after, before, describe, test } from 'node:test';
 import { peerSkip, startPostgres, type PostgresServer } from '@precinct/testing';
 import { EntryRegistry } from '../src/entries.js';
 import { IdentityServerError } from '../src/errors.js';
-import { openPostgres, type SqlClient } from '../src/store.js';
+import type { Db as SqlClient } from '@precinct/runtime/db';
+import { openPostgres } from '../src/store.js';
 
 describe('entries on PostgreSQL', { skip: peerSkip('postgres') }, () => {
   let pg: PostgresServer;

@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '@precinct/testing';
-import { openPglite } from '../src/store.js';
+import { createPgliteDb as openPglite } from '@precinct/runtime/db';
 
 describe('PGlite store', () => {
   let dir: ReturnType<typeof tempDir>;
