@@ -35,6 +35,8 @@ export const PROBLEMS = {
   authentication_unavailable: { status: 503, title: 'authentication unavailable' },
   storage_unavailable: { status: 503, title: 'storage unavailable' },
   database_unreachable: { status: 503, title: 'database unreachable' },
+  // The kube auth plugins' (RBAC could not be asked: fail closed):
+  authorization_unavailable: { status: 503, title: 'authorization unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 /** A code from the table above. */
