@@ -34,6 +34,23 @@ const DB_CONNECTION = 'precinct';
 const NAMESPACE = 'precinct-demo';
 const SERVICE_ACCOUNT = 'records-service';
 
+/**
+ * The least an admin token (VAULT_TOKEN) needs for `up`'s set-up, as an ACL policy: the root
+ * token is not required. docs/secrets.md shows it; the test runs `up` with a token holding
+ * only this policy.
+ */
+export const SECRETS_ADMIN_POLICY = `# JWT auth trusting the local identity server (enabling an auth method needs sudo)
+path "sys/auth/${SECRETS_JWT_MOUNT}" { capabilities = ["create", "update", "sudo"] }
+path "auth/${SECRETS_JWT_MOUNT}/config" { capabilities = ["create", "update"] }
+path "auth/${SECRETS_JWT_MOUNT}/role/precinct-*" { capabilities = ["create", "update"] }
+# the workloads' policies
+path "sys/policies/acl/precinct-*" { capabilities = ["create", "update"] }
+# the database secrets engine on DATABASE_URL
+path "sys/mounts/${SECRETS_DATABASE_MOUNT}" { capabilities = ["create", "update"] }
+path "${SECRETS_DATABASE_MOUNT}/config/*" { capabilities = ["create", "update"] }
+path "${SECRETS_DATABASE_MOUNT}/roles/precinct-*" { capabilities = ["create", "update"] }
+`;
+
 /** A configured secrets manager: everything `up` needs to set it up and use it. */
 export interface SecretsManagerConfig {
   /** OpenBao/Vault address (VAULT_ADDR). */

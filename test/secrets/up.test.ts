@@ -19,6 +19,8 @@ import {
 } from '@precinct/testing';
 import { X509Source } from '@precinct/spiffe/workloadapi';
 import { MtlsClient } from '@precinct/demo';
+import { SecretsError, VaultAdmin } from '@precinct/secrets';
+import { SECRETS_ADMIN_POLICY } from '../../cli/src/secrets-platform.js';
 import { startPostgresWithPasswords, until } from './support.js';
 
 const bin = fileURLToPath(new URL('../../cli/bin/precinct.js', import.meta.url));
@@ -29,6 +31,7 @@ const LEASE_TTL = 9; // s: a rotation every ~6 s (at 2/3), not-ready 1.5 s befor
 let vault: VaultServer;
 let server: PostgresServer;
 let adminPassword: string;
+let adminToken: string;
 let dir: ReturnType<typeof tempDir>;
 let child: ChildProcess;
 let out = '';
@@ -69,6 +72,12 @@ before(async () => {
   const started = await startPostgresWithPasswords();
   server = started.pg;
   adminPassword = started.adminPassword;
+  // up gets an admin token with the documented policy only, not the root token.
+  const root = new VaultAdmin({ address: vault.url, token: vault.rootToken });
+  await root.writePolicy('precinct-admin', SECRETS_ADMIN_POLICY);
+  adminToken = (
+    await root.request('POST', 'auth/token/create', { policies: ['precinct-admin'], ttl: '1h' })
+  ).auth!.client_token;
   dir = tempDir();
   const help = spawnSync(process.execPath, [bin, 'up', '--help'], { encoding: 'utf8' }).stdout;
   const ports = [...help.matchAll(/--([a-z-]+-port) PORT/g)].map((m) => m[1]!);
@@ -92,7 +101,7 @@ before(async () => {
       env: {
         ...process.env,
         VAULT_ADDR: vault.url,
-        VAULT_TOKEN: vault.rootToken,
+        VAULT_TOKEN: adminToken,
         DATABASE_URL: `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`,
       },
     },
@@ -234,7 +243,20 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
       .join('\n');
     assert.match(logs, /database credentials rotated/);
     assert.ok(!logs.includes(adminPassword), 'the PostgreSQL admin password reached a log');
-    assert.ok(!logs.includes(vault.rootToken), 'the Vault admin token reached a log');
+    assert.ok(!logs.includes(adminToken), 'the Vault admin token reached a log');
+  });
+
+  test('the admin token holds no more than the documented set-up policy', async () => {
+    const admin = new VaultAdmin({ address: vault.url, token: adminToken });
+    const err = await admin
+      .writePolicy('other', 'path "secret/*" { capabilities = ["read"] }')
+      .then(
+        () => assert.fail('a policy outside precinct-* was written'),
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof SecretsError);
+    assert.equal(err.code, 'ERR_SECRETS_DENIED');
+    await admin.writePolicy('precinct-control', 'path "secret/*" { capabilities = ["read"] }');
   });
 
   test('Vault down: serves on the current lease, not-ready before it expires, then 503, never another credential', async () => {
@@ -282,5 +304,35 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     const after = status().find((x) => x.name === 'records-service')!;
     assert.equal(after.healthy, false);
     assert.match(after.detail ?? '', /EXPIRED/);
+  });
+});
+
+describe('precinct up: a secrets manager needs its token and a server PostgreSQL', () => {
+  test('VAULT_ADDR without VAULT_TOKEN and DATABASE_URL: both named, nothing started', () => {
+    const d = tempDir();
+    try {
+      const env = { ...process.env, VAULT_ADDR: 'http://127.0.0.1:1' };
+      delete env.VAULT_TOKEN;
+      delete env.DATABASE_URL;
+      const r = spawnSync(process.execPath, [bin, 'up', '--data-dir', d.path], {
+        encoding: 'utf8',
+        timeout: 60_000,
+        env,
+      });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /VAULT_TOKEN is required/);
+      assert.match(r.stderr, /DATABASE_URL is required with VAULT_ADDR.*PGlite is not one/);
+      assert.ok(!readdirSync(d.path).includes('up.lock'), 'nothing started');
+      // The lease flags are checked as strictly (the suite above is the positive control).
+      const bad = spawnSync(
+        process.execPath,
+        [bin, 'up', '--data-dir', d.path, '--records-lease-ttl', 'soon'],
+        { encoding: 'utf8', timeout: 60_000, env },
+      );
+      assert.equal(bad.status, 2);
+      assert.match(bad.stderr, /--records-lease-ttl must be a duration/);
+    } finally {
+      d.cleanup();
+    }
   });
 });
