@@ -47,7 +47,18 @@ export type ExchangeFailureReason =
   | 'policy_unavailable'
   | 'consent_unavailable'
   | 'actor_chain_too_deep'
+  | 'requested_actor'
+  | 'actor_not_permitted'
   | 'internal';
+
+/**
+ * What a policy refusal may tell its caller when the service is configured to explain
+ * (`explainRefusals`): the transaction it would have belonged to and the policy's own answer.
+ */
+export interface RefusalExplanation {
+  txn?: string;
+  decision: { reason: string; details?: unknown };
+}
 
 /**
  * A refused token exchange. `error` and `description` are what the client gets (the
@@ -60,25 +71,28 @@ export class TokenExchangeError extends Error {
   readonly error: OAuthErrorCode;
   readonly reason: ExchangeFailureReason;
   readonly description: string;
+  /** Sent with the error body when set; only the exchange sets it, for policy refusals. */
+  readonly explanation: RefusalExplanation | undefined;
   constructor(
     error: OAuthErrorCode,
     reason: ExchangeFailureReason,
     description: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; explanation?: RefusalExplanation },
   ) {
     super(`token-service: ${error} (${reason}): ${description}`, options);
     this.error = error;
     this.reason = reason;
     this.description = description;
+    this.explanation = options?.explanation;
   }
 
   get status(): number {
     return OAUTH_ERROR_STATUS[this.error];
   }
 
-  /** The RFC 6749 5.2 body. */
-  body(): { error: OAuthErrorCode; error_description: string } {
-    return { error: this.error, error_description: this.description };
+  /** The RFC 6749 5.2 body, with the explanation's members when there is one. */
+  body(): { error: OAuthErrorCode; error_description: string } & Partial<RefusalExplanation> {
+    return { error: this.error, error_description: this.description, ...this.explanation };
   }
 }
 

@@ -4,7 +4,13 @@ export {
   TokenServiceConfigError,
   type ExchangeFailureReason,
   type OAuthErrorCode,
+  type RefusalExplanation,
 } from './errors.js';
+export {
+  exchangeAuditEvents,
+  type ExchangeAuditEvent,
+  type ExchangeAuditOptions,
+} from './audit.js';
 export { MemoryConsentStore, type ConsentStore } from './consent.js';
 export { SigningKeyRing, type SigningKey, type SigningKeyRingOptions } from './keys.js';
 export {
@@ -18,9 +24,12 @@ export {
 export {
   TOKEN_EXCHANGE_GRANT_TYPE,
   createTokenExchange,
+  tokenHash,
   type ExchangeCaller,
+  type ExchangeDecision,
   type ExchangeOutcome,
   type GrantScope,
+  type ScopeRefusal,
   type TokenExchange,
   type TokenExchangeOptions,
   type TokenExchangeResponse,
@@ -29,7 +38,6 @@ export {
   JWKS_PATH,
   TOKEN_PATH,
   startTokenService,
-  tokenHash,
   type TokenService,
   type TokenServiceOptions,
 } from './server.js';

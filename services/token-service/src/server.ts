@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import {
@@ -12,7 +11,13 @@ import { createLogger, formatHostPort, listen, type Logger } from '@precinct/run
 import { probesPlugin, sendProblem } from '@precinct/runtime/http';
 import type { ConsentStore } from './consent.js';
 import { TokenExchangeError, type ExchangeFailureReason } from './errors.js';
-import { createTokenExchange, type GrantScope, type TokenExchange } from './exchange.js';
+import {
+  createTokenExchange,
+  tokenHash,
+  type ExchangeDecision,
+  type GrantScope,
+  type TokenExchange,
+} from './exchange.js';
 import { parseTokenForm } from './form.js';
 import { SigningKeyRing } from './keys.js';
 import type { PersonAuthenticator } from './person.js';
@@ -53,6 +58,14 @@ export interface TokenServiceOptions {
   registry?: Registry;
   /** Current time in ms. Default Date.now. */
   clock?: () => number;
+  /**
+   * Every exchange's outcome, allow or deny, with hashes of the tokens: wire it to the audit
+   * store (see `exchangeAuditEvents`). Not awaited; failures are logged and counted in
+   * `precinct_token_exchange_decision_sink_failures_total`.
+   */
+  onDecision?: (decision: ExchangeDecision) => void | Promise<void>;
+  /** Policy refusals tell the caller the policy's reason and details (see `createTokenExchange`). */
+  explainRefusals?: boolean;
 }
 
 export interface TokenService {
@@ -70,12 +83,8 @@ export interface TokenService {
   close(): Promise<void>;
 }
 
-/** SHA-256 of a token, hex: what logs carry instead of the token (draft section 10.2). */
-export function tokenHash(token: string): string {
-  return createHash('sha256').update(token).digest('hex');
-}
-
 interface Metrics {
+  sinkFailures: Counter;
   issued: Counter<'kind'>;
   refused: Counter<'error' | 'reason'>;
   duration: Histogram<'outcome'>;
@@ -83,6 +92,11 @@ interface Metrics {
 
 function metrics(registry: Registry): Metrics {
   return {
+    sinkFailures: new Counter({
+      name: 'precinct_token_exchange_decision_sink_failures_total',
+      help: 'Exchange decisions the onDecision sink (the audit trail) failed to take',
+      registers: [registry],
+    }),
     issued: new Counter({
       name: 'precinct_txn_tokens_issued_total',
       help: 'Transaction Tokens issued, by kind (initial, replacement)',
@@ -278,6 +292,9 @@ export async function startTokenService(o: TokenServiceOptions): Promise<TokenSe
     clock,
     ...(o.keyRotationSeconds !== undefined ? { rotationSeconds: o.keyRotationSeconds } : {}),
   });
+  const registry = o.registry ?? new Registry();
+  if (!o.registry) collectDefaultMetrics({ register: registry });
+  const m = metrics(registry);
   const exchange = createTokenExchange({
     trustDomain,
     issuer,
@@ -289,10 +306,13 @@ export async function startTokenService(o: TokenServiceOptions): Promise<TokenSe
     ...(o.mayRequest ? { mayRequest: o.mayRequest } : {}),
     ttlSeconds: ttl,
     clock,
+    ...(o.onDecision ? { onDecision: o.onDecision } : {}),
+    onDecisionError: (err) => {
+      m.sinkFailures.inc();
+      logger.error({ err: (err as Error)?.message ?? String(err) }, 'decision sink failed');
+    },
+    explainRefusals: o.explainRefusals === true,
   });
-  const registry = o.registry ?? new Registry();
-  if (!o.registry) collectDefaultMetrics({ register: registry });
-  const m = metrics(registry);
   const tlsOptions = tlsServerOptions(o.svidSource, o.bundleSource, authorizeMemberOf(trustDomain));
   const app = await buildApp(exchange, keys, tlsOptions, logger, m);
   const probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });

@@ -19,6 +19,7 @@ import {
   createOidcPersonAuthenticator,
   startTokenService,
   tokenHash,
+  type ExchangeDecision,
   type GrantScope,
   type TokenService,
 } from '../src/index.js';
@@ -61,6 +62,7 @@ describe('token service over mTLS', () => {
   let service: TokenService;
   const consent = new MemoryConsentStore();
   const logs = captureLogger();
+  const decisions: ExchangeDecision[] = [];
   const svids: Record<string, IssuedSvid> = {};
   const clients: Array<{ close: () => Promise<void> }> = [];
 
@@ -89,6 +91,7 @@ describe('token service over mTLS', () => {
       isAgent: (id) => id.startsWith(`spiffe://${TD}/agents/`),
       host: '127.0.0.1',
       logger: logs.logger,
+      onDecision: (d) => void decisions.push(d),
     });
   });
   after(async () => {
@@ -267,6 +270,23 @@ describe('token service over mTLS', () => {
       consent.grant(ALICE, [AGENT_ID]);
     }
     assert.equal((await post(AGENT_ID, await exchangeForm())).status, 200);
+  });
+
+  test('every exchange reaches onDecision, allow and deny; a refusal on the wire stays generic', async () => {
+    decisions.length = 0;
+    const denied = await post(AGENT_ID, await exchangeForm({ scope: 'docs.write' }));
+    assert.equal(denied.status, 400);
+    assert.deepEqual(Object.keys(denied.json).sort(), ['error', 'error_description']);
+    const ok = await post(AGENT_ID, await exchangeForm());
+    assert.equal(ok.status, 200);
+    assert.deepEqual(
+      decisions.map((d) => [d.decision, d.reason, d.caller, d.person, d.agent]),
+      [
+        ['deny', 'scope_not_granted', AGENT_ID, ALICE, AGENT_ID],
+        ['allow', 'granted', AGENT_ID, ALICE, AGENT_ID],
+      ],
+    );
+    assert.equal(decisions[1]!.issuedTokenSha256, tokenHash(ok.json.access_token));
   });
 
   test('attack: a caller SVID from a foreign trust domain cannot connect; control from ours can', async () => {
