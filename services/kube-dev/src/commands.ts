@@ -2,6 +2,7 @@ import {
   createLogger,
   listenOptionsFromEnv,
   parseFlags,
+  parseListen as parseListenValue,
   UsageError,
   waitForShutdown,
   type Command,
@@ -12,13 +13,16 @@ import { startKubeDev } from './server.js';
 const SUMMARY =
   'A local Kubernetes auth API: ServiceAccounts (+watch), TokenRequest, TokenReview, SubjectAccessReview, RBAC, OIDC discovery.';
 
-/** Parses `host:port`, `[v6]:port` or `:port`. */
+/**
+ * `--listen`: `host:port`, `[v6]:port` or `:port` (host `::`), in the runtime's grammar. The
+ * message keeps the wording kube-dev has always printed (its CLI test matches it).
+ */
 export function parseListen(s: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(s.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535)
+  try {
+    return parseListenValue(s, '--listen');
+  } catch {
     throw new UsageError(`--listen must be host:port (IPv6 in brackets), got "${s}"`);
-  return { host: m[1] ?? (m[2] || '::'), port };
+  }
 }
 
 /** `precinct kube-dev`. */

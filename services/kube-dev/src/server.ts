@@ -10,7 +10,9 @@ import {
   type ListenOptions,
   type Logger,
 } from '@precinct/runtime';
+import { KubeApi } from './api.js';
 import { ADMIN_USER, Authenticator } from './auth.js';
+import { bootstrap } from './bootstrap.js';
 import { KubeDevError } from './errors.js';
 import { renderKubeconfig, writeSecretFile } from './kubeconfig.js';
 import {
@@ -18,8 +20,6 @@ import {
   issueServingCertificate,
   type CertificateAuthority,
 } from './pki.js';
-import { KubeApi } from './api.js';
-import { bootstrap } from './bootstrap.js';
 import { ObjectStore } from './store.js';
 import { generateSigningKey, signingKeyFromPem, type SigningKey } from './tokens.js';
 
