@@ -53,6 +53,11 @@ const commands: Array<{ name: string; summary: string; load: () => Promise<Comma
     load: async () => (await import('@precinct/token-service')).tokenServiceCommand,
   },
   {
+    name: 'demo',
+    summary: 'run one demo service (user, agent, document, policy) or the dashboard on its own',
+    load: async () => (await import('./demo-command.js')).demoCommand,
+  },
+  {
     name: 'secrets',
     summary:
       'configure OpenBao/Vault: JWT auth with SPIFFE JWT-SVIDs, a role + policy per workload',

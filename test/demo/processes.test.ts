@@ -1,0 +1,343 @@
+// The demo's services and the dashboard as separate processes (`precinct demo <service>`, the
+// way the Helm chart runs them), each attested at the identity server for its own Workload API
+// address, against the real token service and the audit store (SPIFFE mTLS): a handful of the
+// 17 scenarios through the dashboard API (all 17 run in-process in scenarios.test.ts), the
+// decisions in the audit store, and the command's refusals of bad flags and wrong identities.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { tempDir } from '@precinct/testing';
+import { authorizeOneOf } from '@precinct/spiffe';
+import { X509Source } from '@precinct/spiffe/workloadapi';
+import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
+import {
+  MemoryConsentStore,
+  createOidcPersonAuthenticator,
+  startTokenService,
+  type TokenService,
+} from '@precinct/token-service';
+import { startAuditStore, type AuditStore } from '@precinct/audit-store';
+import { DEMO_CONSENT, MtlsClient, demoGrantScope, demoPolicyData, pickSvid } from '@precinct/demo';
+import { wasmPolicy, type PolicyEngine } from '@precinct/policy';
+import { SCENARIOS } from '../../packages/policy/test/scenarios.js';
+import {
+  AGENT_NAMES,
+  Browser,
+  TD,
+  agentId,
+  attestAddress,
+  clientAs,
+  quiet,
+  sid,
+  userId,
+} from './support.js';
+import {
+  jwksFileServer,
+  runPrecinct,
+  spawnDemo,
+  startDemoProcesses,
+  type DemoProcesses,
+  type DemoService,
+} from './processes.js';
+
+const SERVICES: DemoService[] = [
+  'policy-service',
+  'document-service',
+  'user-service',
+  'agent-service',
+  'dashboard',
+];
+/** A handful of the 17: direct allow and deny, delegated allow and deny, agent without a person. */
+const PICKED = [1, 5, 9, 11, 13, 14];
+const nameOf = (id: string | undefined) => id?.split('/').pop();
+
+/** Attestation stand-in: a ServiceAccount's token is its name (attestation is not under test). */
+const verifier = {
+  async verify(token: string) {
+    if (!/^[a-z-]+$/.test(token))
+      throw Object.assign(new Error('bad token'), { code: 'ERR_TOKEN_SIGNATURE' });
+    return {
+      namespace: 'demo',
+      serviceAccountName: token,
+      expiresAt: new Date(Date.now() + 3600_000),
+    };
+  },
+};
+
+describe('the demo as separate processes (precinct demo <service>)', () => {
+  const dir = tempDir('precinct-demo-proc-');
+  let identity: IdentityServer;
+  let tokenService: TokenService;
+  let store: AuditStore;
+  let auditor: X509Source;
+  let jwks: Awaited<ReturnType<typeof jwksFileServer>>;
+  let demo: DemoProcesses;
+  let policy: PolicyEngine;
+  const addresses = new Map<string, string>();
+  const closers: Array<() => Promise<unknown>> = [];
+
+  before(async () => {
+    identity = await startIdentityServer({
+      trustDomain: TD,
+      admin: { host: '127.0.0.1', port: 0 },
+      oidc: { host: '127.0.0.1', port: 0 },
+      health: { host: '127.0.0.1', port: 0 },
+      verifier,
+      logger: quiet(),
+    });
+    closers.push(() => identity.close());
+    const accounts = [...SERVICES, 'token-service', 'audit-store', 'auditor'];
+    for (const sa of accounts)
+      await identity.entries.create({
+        spiffeId: sid(sa),
+        selectors: ['k8s:ns:demo', `k8s:sa:${sa}`],
+      });
+    for (const a of AGENT_NAMES)
+      await identity.entries.create({
+        spiffeId: agentId(a),
+        selectors: ['k8s:ns:demo', 'k8s:sa:agent-service'],
+      });
+    for (const sa of accounts) addresses.set(sa, await attestAddress(identity, sa));
+    const own = async (sa: string) => {
+      const s = await X509Source.create({ address: addresses.get(sa)!, timeoutMs: 20_000 });
+      closers.push(() => s.close());
+      return s;
+    };
+    const tokenSource = await own('token-service');
+    const storeSource = await own('audit-store');
+    auditor = await own('auditor');
+
+    const jwksFile = join(dir.path, 'idp-jwks.json');
+    jwks = await jwksFileServer(jwksFile);
+    closers.push(() => jwks.close());
+    const consent = new MemoryConsentStore();
+    for (const [person, agents] of Object.entries(DEMO_CONSENT))
+      consent.grant(userId(person), agents.map(agentId));
+    tokenService = await startTokenService({
+      svidSource: tokenSource,
+      bundleSource: tokenSource,
+      persons: [
+        createOidcPersonAuthenticator({
+          issuer: 'https://dashboard.precinct.local',
+          clientId: 'precinct-token-service',
+          jwks: new URL(jwks.url),
+          algorithms: ['ES256'],
+        }),
+      ],
+      consent,
+      grantScope: demoGrantScope(demoPolicyData(TD)),
+      isAgent: (id) => id.startsWith(`spiffe://${TD}/agent/`),
+      mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${TD}/agent/`),
+      host: '127.0.0.1',
+      logger: quiet(),
+    });
+    closers.push(() => tokenService.close());
+    store = await startAuditStore({
+      host: '127.0.0.1',
+      port: 0,
+      auth: false,
+      spiffe: {
+        svidSource: storeSource,
+        bundleSource: storeSource,
+        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+        healthHost: '127.0.0.1',
+      },
+      retentionIntervalMs: 0,
+      logger: quiet(),
+    });
+    closers.push(() => store.close());
+
+    demo = await startDemoProcesses({
+      identities: Object.fromEntries(
+        SERVICES.map((s) => [s, { address: addresses.get(s)! }]),
+      ) as Record<DemoService, { address: string }>,
+      ids: Object.fromEntries(SERVICES.map((s) => [s, sid(s)])) as Record<DemoService, string>,
+      tokenService: { url: tokenService.url, spiffeId: tokenService.issuer },
+      audit: { url: store.url, spiffeId: sid('audit-store') },
+      idpJwksFile: jwksFile,
+      demoUsersFile: join(dir.path, 'demo-users.json'),
+      trustDomain: TD,
+    });
+    closers.push(() => demo.close());
+    policy = await wasmPolicy();
+  });
+
+  after(async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+    dir.cleanup();
+  });
+
+  test('each process serves as its own SPIFFE ID and is ready on its plain health port', async () => {
+    for (const s of SERVICES) {
+      const p = demo.processes[s];
+      assert.equal(p.spiffeId, sid(s));
+      assert.equal(p.child.exitCode, null, `${s} runs`);
+      const ready = await fetch(`${p.healthUrl}/ready`);
+      assert.equal(ready.status, 200, `${s} ready`);
+      if (s !== 'dashboard') assert.match(p.url, /^https:\/\//);
+    }
+    // The health URLs the dashboard was given: /api/status sees every service up.
+    const b = new Browser(demo.dashboardUrl);
+    const status = await b.request('GET', '/api/status');
+    assert.equal(status.status, 200, JSON.stringify(status.body));
+    const text = JSON.stringify(status.body);
+    for (const s of SERVICES.filter((x) => x !== 'dashboard')) assert.match(text, new RegExp(s));
+  });
+
+  test('an mTLS port refuses a client without a certificate and a workload not on its allow-list', async () => {
+    const docs = demo.processes['document-service'];
+    await assert.rejects(fetch(`${docs.url}/documents`), 'no client certificate, no connection');
+    const asAuditor = clientAs(auditor, sid('document-service'));
+    try {
+      assert.equal((await asAuditor.json(`${docs.url}/documents`)).status, 403);
+    } finally {
+      await asAuditor.close();
+    }
+  });
+
+  for (const n of PICKED) {
+    const s = SCENARIOS.find((x) => x.n === n)!;
+    test(`scenario ${s.name}`, async () => {
+      const person = nameOf(s.input.person);
+      const agent = nameOf(s.input.agent);
+      const passwords = JSON.parse(
+        await (
+          await import('node:fs/promises')
+        ).readFile(join(dir.path, 'demo-users.json'), 'utf8'),
+      ) as Record<string, string>;
+      const who = person ?? 'alice';
+      const browser = new Browser(demo.dashboardUrl);
+      await browser.login(who, passwords[who]!);
+      const r = agent
+        ? await browser.request('POST', '/api/access-delegated', {
+            agent_id: agent,
+            document_id: s.input.document,
+            ...(person ? {} : { autonomous: true }),
+          })
+        : await browser.request('POST', '/api/access-direct', { document_id: s.input.document });
+      const expected = await policy.decide(s.input);
+      assert.equal(expected.allow, s.allow);
+      assert.equal(r.status, s.allow ? 200 : 403, JSON.stringify(r.body));
+      assert.equal(r.body.granted, s.allow);
+      assert.equal(r.body.reason, expected.reason);
+      assert.deepEqual(r.body.details, expected.details);
+      assert.equal(r.body.user, s.input.person);
+      assert.equal(r.body.agent, s.input.agent);
+    });
+  }
+
+  test('the document service process wrote every decision to the audit store', async () => {
+    const reader = clientAs(auditor, sid('audit-store'));
+    try {
+      // The document service batches writes (200 ms); a liveness bound only.
+      let events: Array<Record<string, unknown>> = [];
+      for (let i = 0; i < 60; i++) {
+        const r = await reader.json(
+          `${store.url}/api/v1/audit/events?event_type=demo.document.access&limit=100`,
+        );
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+        events = (r.body as { data: Array<Record<string, unknown>> }).data;
+        if (events.length >= PICKED.length) break;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      assert.ok(events.length >= PICKED.length, `${events.length} decisions recorded`);
+      assert.ok(events.every((e) => e.written_by === sid('document-service')));
+    } finally {
+      await reader.close();
+    }
+  });
+
+  test('a peer pinned to another SPIFFE ID gets no answer: the document service fails closed (503)', async () => {
+    // A second document service that expects the user service's identity at the policy port.
+    const docs = demo.processes['document-service'];
+    const policyUrl = demo.processes['policy-service'].url;
+    const wrong = await spawnDemo(
+      'document-service',
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--health-listen',
+        '127.0.0.1:0',
+        '--token-service',
+        tokenService.url,
+        '--token-service-id',
+        tokenService.issuer,
+        '--policy-service',
+        policyUrl,
+        '--policy-service-id',
+        sid('user-service'),
+        '--user-service-id',
+        sid('user-service'),
+      ],
+      { SPIFFE_ENDPOINT_SOCKET: addresses.get('document-service')! },
+    );
+    const agentWorkload = await X509Source.create({
+      address: addresses.get('agent-service')!,
+      timeoutMs: 20_000,
+    });
+    // The agent without a person: the one call that reaches the policy without a token.
+    const gpt4 = pickSvid(agentWorkload, agentId('gpt4'));
+    const c = new MtlsClient(gpt4, agentWorkload, sid('document-service'));
+    try {
+      const control = await c.json(`${docs.url}/access`, { body: { document_id: 'DOC-001' } });
+      assert.equal(control.status, 403, JSON.stringify(control.body));
+      assert.equal((control.body as { reason: string }).reason, 'agent_without_person');
+      const r = await c.json(`${wrong.url}/access`, { body: { document_id: 'DOC-001' } });
+      assert.equal(r.status, 503, JSON.stringify(r.body));
+      assert.equal((r.body as { reason: string }).reason, 'policy_unavailable');
+    } finally {
+      await c.close();
+      await agentWorkload.close();
+      await wrong.stop();
+    }
+  });
+
+  test('flags: every problem at once (exit 2); a trust domain other than the SVID one (exit 1)', async () => {
+    const bad = await runPrecinct(
+      [
+        'demo',
+        'document-service',
+        '--listen',
+        'nope',
+        '--token-service',
+        'http://x',
+        '--agent-id',
+        'x',
+      ],
+      { SPIFFE_ENDPOINT_SOCKET: '' },
+    );
+    assert.equal(bad.code, 2, bad.stderr);
+    for (const m of [
+      /--workload-api \(or SPIFFE_ENDPOINT_SOCKET\)/,
+      /--listen must be HOST:PORT/,
+      /--token-service needs --token-service-id/,
+      /--token-service must be an https:\/\/ URL/,
+      /--policy-service and --policy-service-id are required/,
+      /--user-service-id is required/,
+      /--agent-id must be a SPIFFE ID/,
+    ])
+      assert.match(bad.stderr, m);
+    const help = await runPrecinct(['demo', 'policy', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /Usage: precinct demo policy-service/);
+    assert.match(help.stdout, /--opa-url URL/);
+    const td = await runPrecinct(
+      [
+        'demo',
+        'policy-service',
+        '--trust-domain',
+        'other.example',
+        '--caller',
+        sid('document-service'),
+      ],
+      { SPIFFE_ENDPOINT_SOCKET: addresses.get('policy-service')! },
+    );
+    assert.equal(td.code, 1, td.stderr);
+    assert.match(
+      td.stderr,
+      new RegExp(
+        `is of trust domain ${TD.replace(/\./g, '\\.')}, not --trust-domain other\\.example`,
+      ),
+    );
+  });
+});
