@@ -169,6 +169,37 @@ describe('dashboard UI in Chromium', { skip }, () => {
     await page.getByTestId('outcome-direct').waitFor();
   });
 
+  test('the Audit view is the auditors’: alice sees no tab and the API refuses her; bob (admin) has both', async () => {
+    const nav = page.getByRole('navigation', { name: 'Views' });
+    await nav.getByRole('link', { name: 'Access' }).waitFor();
+    assert.equal(await nav.getByRole('link', { name: 'Audit' }).count(), 0, 'no Audit tab');
+    const alice = await cookieHeader();
+    const refused = await fetch(new URL('/api/platform/audit/events', base), {
+      headers: { cookie: alice },
+    });
+    assert.equal(refused.status, 403);
+    assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/);
+    const me = await (
+      await fetch(new URL('/api/auth/me', base), { headers: { cookie: alice } })
+    ).json();
+    assert.equal(me.auditor, false);
+    // Typing the view's address does not show it either.
+    await page.goto(`${base}/#/audit`);
+    await page.getByRole('heading', { name: 'Not found', level: 1 }).waitFor();
+
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByLabel('User name').fill('bob');
+    await page.getByLabel('Password').fill(w.world.passwords.bob!);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    assert.equal(await page.getByTestId('whoami').textContent(), 'bob');
+    await nav.getByRole('link', { name: 'Audit' }).waitFor();
+    const bob = await cookieHeader();
+    const ok = await fetch(new URL('/api/platform/audit/events', base), {
+      headers: { cookie: bob },
+    });
+    assert.equal(ok.status, 200, 'control: the auditor gets events');
+  });
+
   test('the audit row arrives; verify chain passes, then fails after tampering', async () => {
     await page.getByRole('link', { name: 'Audit' }).click();
     await page.getByRole('heading', { name: 'Audit', level: 1 }).waitFor();
@@ -212,7 +243,12 @@ describe('dashboard UI in Chromium', { skip }, () => {
     assert.match(await exp.text(), /DOC-001/);
   });
 
-  test('workloads, Kubernetes and NATS views', async () => {
+  test('workloads, connections, Kubernetes and NATS views', async () => {
+    await page.getByRole('link', { name: 'Connections' }).click();
+    await page.getByRole('heading', { name: 'Connections', level: 1 }).waitFor();
+    await page.getByText('No secrets manager is connected').waitFor();
+    await axe('connections');
+
     await page.getByRole('link', { name: 'Workloads' }).click();
     await page.getByTestId('workload-row').first().waitFor();
     assert.ok((await page.getByTestId('workload-row').count()) >= 9);

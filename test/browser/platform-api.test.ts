@@ -22,6 +22,8 @@ const ROUTES: Array<['GET' | 'POST', string, unknown?]> = [
 type Rotation = Parameters<NonNullable<PlatformBackends['workloads']>['onRotation']>[0];
 const rotations = new Set<Rotation>();
 
+const AUDITORS = new Set(['bob']);
+
 async function app(user: string | undefined, consent = new MemoryConsentStore()) {
   const backends: PlatformBackends = {
     workloads: {
@@ -57,21 +59,47 @@ async function app(user: string | undefined, consent = new MemoryConsentStore())
   a.addHook('onRequest', async (req) => {
     if (user) (req as { user?: string }).user = user;
   });
-  await a.register(platformApi, { backends, personId: (u) => `spiffe://td.example/user/${u}` });
+  await a.register(platformApi, {
+    backends,
+    personId: (u) => `spiffe://td.example/user/${u}`,
+    isAuditor: (req) => AUDITORS.has((req as { user?: string }).user ?? ''),
+  });
   return a;
 }
 
 describe('platform API', () => {
   test('without a session user every route refuses; with one every route answers', async () => {
     const anon = await app(undefined);
-    const alice = await app('alice');
+    const bob = await app('bob');
     for (const [method, url, payload] of ROUTES) {
       const opts = { method, url, ...(payload ? { payload: payload as object } : {}) };
       assert.equal((await anon.inject(opts)).statusCode, 401, `${method} ${url} anonymous`);
-      assert.equal((await alice.inject(opts)).statusCode, 200, `${method} ${url} as alice`);
+      assert.equal((await bob.inject(opts)).statusCode, 200, `${method} ${url} as bob (auditor)`);
     }
     await anon.close();
+    await bob.close();
+  });
+
+  test('the audit routes need the auditor role (control: the auditor is answered)', async () => {
+    const alice = await app('alice');
+    const bob = await app('bob');
+    for (const [method, url, payload] of ROUTES.filter(([, u]) => u.includes('/audit/'))) {
+      const opts = { method, url, ...(payload ? { payload: payload as object } : {}) };
+      const refused = await alice.inject(opts);
+      assert.equal(refused.statusCode, 403, `${method} ${url} as alice`);
+      assert.match(refused.headers['content-type'] as string, /^application\/problem\+json/);
+      assert.equal((await bob.inject(opts)).statusCode, 200, `${method} ${url} as bob`);
+    }
+    // The rest stays open to every person.
+    const caps = await alice.inject({ method: 'GET', url: '/api/platform/capabilities' });
+    assert.equal(caps.statusCode, 200);
+    assert.equal(caps.json().audit, false);
+    assert.equal(
+      (await bob.inject({ method: 'GET', url: '/api/platform/capabilities' })).json().audit,
+      true,
+    );
     await alice.close();
+    await bob.close();
   });
 
   test('consent is the session person’s; bad bodies and unknown agents are refused', async () => {
@@ -98,7 +126,7 @@ describe('platform API', () => {
   });
 
   test('audit filters are checked before reaching the backend', async () => {
-    const a = await app('alice');
+    const a = await app('bob');
     const get = (q: string) => a.inject({ method: 'GET', url: `/api/platform/audit/events?${q}` });
     assert.equal(
       (await get('outcome=success&actor=spiffe://td.example/agent/gpt4')).statusCode,

@@ -12,6 +12,7 @@ import {
   x509SourcesBackend,
   startDashboard,
   type Dashboard,
+  type DashboardOptions,
   type PlatformBackends,
   type ServiceAccountView,
 } from '@precinct/dashboard';
@@ -77,7 +78,10 @@ function platformOf(
   return { backends, close: () => reader.dispatcher.close() };
 }
 
-export async function startBrowserWorld(): Promise<BrowserWorld> {
+/** `extra`: further dashboard options (an OpenID Provider, people's tokens, auditors). */
+export async function startBrowserWorld(
+  extra: Partial<DashboardOptions> = {},
+): Promise<BrowserWorld> {
   const closers: Array<() => Promise<unknown>> = [];
   try {
     const world = await startWorld();
@@ -147,6 +151,7 @@ export async function startBrowserWorld(): Promise<BrowserWorld> {
       healthPort: 0,
       logger: quiet(),
       platform: platform.backends,
+      ...extra,
     });
     closers.unshift(() => dashboard.close());
     return {

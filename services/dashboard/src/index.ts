@@ -1,5 +1,12 @@
 export { DashboardIdp, type DashboardIdpOptions, type PublicJwk } from './idp.js';
 export { PasswordBook, loadOrCreateDemoPasswords } from './people.js';
+export { type DashboardOidcOptions } from './oidc.js';
+export {
+  brokerPeopleTokens,
+  type BrokerPeopleTokensOptions,
+  type PeopleTokensBackend,
+  type SecretsMetadataClient,
+} from './people-tokens.js';
 export {
   SESSION_COOKIE,
   startDashboard,

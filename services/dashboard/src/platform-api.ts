@@ -122,6 +122,8 @@ export interface PlatformApiOptions {
   backends: PlatformBackends;
   /** The person's SPIFFE ID from the session's user name. */
   personId(user: string): string;
+  /** Whether the session's person holds the auditor role: only they reach /api/platform/audit/*. */
+  isAuditor(req: FastifyRequest): boolean;
 }
 
 const CORRELATION = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,254}$/;
@@ -298,6 +300,10 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
 
   app.addHook('preHandler', async (req, reply) => {
     if (!userOf(req)) return sendProblem(reply, 'authentication_failed');
+    if ((req.routeOptions.url ?? '').startsWith('/api/platform/audit/') && !o.isAuditor(req)) {
+      req.log.info({ reason: 'not_auditor' }, 'request refused');
+      return sendProblem(reply, 'authorization_failed');
+    }
   });
   app.addHook('onSend', async (_req, reply, payload) => {
     reply.header('cache-control', 'no-store');
@@ -324,9 +330,9 @@ export async function platformApi(app: FastifyInstance, o: PlatformApiOptions): 
       }
     };
 
-  app.get('/api/platform/capabilities', async () => ({
+  app.get('/api/platform/capabilities', async (req) => ({
     workloads: b.workloads !== undefined,
-    audit: b.audit !== undefined,
+    audit: b.audit !== undefined && o.isAuditor(req),
     kube: b.kube !== undefined,
     nats: b.nats !== undefined,
     consent: b.consent !== undefined,

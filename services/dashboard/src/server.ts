@@ -24,6 +24,12 @@ import {
   type X509SvidSource,
 } from '@precinct/spiffe';
 import type { DashboardIdp } from './idp.js';
+import { OidcLogin, OidcRefused, type DashboardOidcOptions } from './oidc.js';
+import {
+  PeopleTokenInvalid,
+  PeopleTokensRefused,
+  type PeopleTokensBackend,
+} from './people-tokens.js';
 import { platformApi, type PlatformBackends } from './platform-api.js';
 import { UI_PUBLIC_ROUTES, uiPlugin } from './static.js';
 import { PasswordBook, loadOrCreateDemoPasswords } from './people.js';
@@ -52,8 +58,23 @@ export interface DashboardOptions {
   idp: DashboardIdp;
   /** Where the demo people's generated passwords are (created 0600 when missing). */
   demoUsersFile: string;
-  /** People who can log in. Default alice, bob, carol. */
+  /** People who can log in with a demo password. Default alice, bob, carol. */
   people?: readonly string[];
+  /**
+   * People from this OpenID Provider instead of demo passwords (one identity source at a time).
+   * The redirect URI is `<publicUrl>/api/auth/oidc/callback`; register it at the provider.
+   */
+  oidc?: DashboardOidcOptions;
+  /** The dashboard's URL as browsers reach it (behind a proxy). Default: its own listen URL. */
+  publicUrl?: string;
+  /**
+   * Names of the people who may read the audit trail. Default: the people whose departments in
+   * the user service's directory include `auditorDepartment` (with OIDC, also the provider's
+   * `auditorGroups`).
+   */
+  auditors?: readonly string[];
+  /** Default `admin` (bob in the demo's policy data). */
+  auditorDepartment?: string;
   /** Health URLs shown by /api/status, by service name. */
   statusTargets?: Record<string, string>;
   /** Serve HTTPS with this key pair (cookies then get `Secure`). Default plain HTTP. */
@@ -69,6 +90,8 @@ export interface DashboardOptions {
   logger?: Logger;
   /** Backends of the platform views (/api/platform/*); see platform-api.ts. Default: none. */
   platform?: PlatformBackends;
+  /** People's third-party tokens (/api/secrets/*), when a secrets manager is configured. */
+  peopleTokens?: PeopleTokensBackend;
 }
 
 export interface Dashboard {
@@ -77,10 +100,17 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
+type IdentitySource = 'demo' | 'oidc';
+
 interface Session {
   user: string;
+  source: IdentitySource;
+  auditor: boolean;
   expiresAt: number;
 }
+
+const OIDC_COOKIE = 'precinct_oidc';
+const OIDC_CALLBACK = '/api/auth/oidc/callback';
 
 interface DecisionEvent {
   mode: 'direct' | 'delegated' | 'autonomous';
@@ -182,7 +212,11 @@ const LOGIN_SCHEMA = {
 export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const logger = o.logger ?? createLogger('dashboard');
   const people = o.people ?? ['alice', 'bob', 'carol'];
-  const book = await PasswordBook.create(loadOrCreateDemoPasswords(o.demoUsersFile, people));
+  const source: IdentitySource = o.oidc ? 'oidc' : 'demo';
+  const oidcLogin = o.oidc ? new OidcLogin(o.oidc) : undefined;
+  const book = oidcLogin
+    ? undefined
+    : await PasswordBook.create(loadOrCreateDemoPasswords(o.demoUsersFile, people));
   const sessions = new Map<string, Session>();
   const ttlMs = (o.sessionTtlSeconds ?? 8 * 3600) * 1000;
   const secure = o.tls !== undefined;
@@ -206,6 +240,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     registers: [registry],
   });
   let ownOrigins: string[] = [];
+  // Set once listening; the OIDC redirect URI is derived from it.
+  let publicUrl = '';
   let ownHosts = new Set<string>();
 
   const app = Fastify({
@@ -269,14 +305,18 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const cookie = (value: string, maxAgeSeconds: number) =>
     `${SESSION_COOKIE}=${value}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
 
-  // Guards: a session for everything under /api except login; same origin for every POST.
+  // Guards: a session for everything under /api except login; same origin for every request
+  // that changes state (anything but GET and HEAD).
   app.addHook('preValidation', async (req, reply) => {
     const url = req.routeOptions.url ?? '';
-    if (req.method === 'POST' && !sameOrigin(req)) {
+    if (req.method !== 'GET' && req.method !== 'HEAD' && !sameOrigin(req)) {
       return refuse(reply, 'authorization_failed', 'cross_origin');
     }
     const open =
       url === '/api/auth/login' ||
+      url === '/api/auth/config' ||
+      url === '/api/auth/oidc/login' ||
+      url === OIDC_CALLBACK ||
       url === '/health' ||
       url === '/api/status' ||
       UI_PUBLIC_ROUTES.has(url) ||
@@ -285,13 +325,61 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       const s = session(req);
       if (!s) return refuse(reply, 'authentication_failed', 'no_session');
       (req as { user?: string }).user = s.user;
+      (req as { auditor?: boolean }).auditor = s.auditor;
     }
   });
+
+  /** Whether `user` may read the audit trail; decided once, at login. Fails closed. */
+  async function isAuditor(user: string, byProvider: boolean): Promise<boolean> {
+    if (o.auditors) return o.auditors.includes(user);
+    if (byProvider) return true;
+    const department = o.auditorDepartment ?? 'admin';
+    try {
+      const r = await userClient.call('/users');
+      const list = Array.isArray(r.body)
+        ? (r.body as Array<{ id?: unknown; departments?: unknown }>)
+        : [];
+      const me = r.status === 200 ? list.find((p) => p.id === user) : undefined;
+      return Array.isArray(me?.departments) && me.departments.includes(department);
+    } catch {
+      logger.warn('user service unavailable: auditor role not granted');
+      return false;
+    }
+  }
+
+  /** A new session for `user`: it, and the cookie header to send. */
+  async function newSession(
+    user: string,
+    auditorByProvider: boolean,
+  ): Promise<{ session: Session; setCookie: string }> {
+    const value = randomBytes(32).toString('base64url');
+    // Bounded: past the limit the oldest session ends (Maps iterate in insertion order).
+    if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
+    const auditor = await isAuditor(user, auditorByProvider);
+    const session: Session = { user, source, auditor, expiresAt: Date.now() + ttlMs };
+    sessions.set(sha256(value), session);
+    logger.info({ user, source, auditor }, 'logged in');
+    return { session, setCookie: cookie(value, Math.floor(ttlMs / 1000)) };
+  }
+
+  const me = (s: Pick<Session, 'user' | 'auditor'>) => ({
+    user: s.user,
+    spiffe_id: personId(s.user),
+    source,
+    auditor: s.auditor,
+  });
+
+  app.get('/api/auth/config', async () => ({
+    source,
+    ...(oidcLogin ? { login_url: '/api/auth/oidc/login', issuer: oidcLogin.issuer } : {}),
+  }));
 
   app.get('/health', async () => ({ status: 'ok' }));
   app.get('/.well-known/jwks.json', async () => o.idp.jwks());
 
   app.post('/api/auth/login', { schema: LOGIN_SCHEMA }, async (req, reply) => {
+    // One identity source at a time: with an OpenID Provider there are no passwords here.
+    if (!book) return sendProblem(reply, 'not_found');
     const { username, password } = req.body as { username: string; password: string };
     const user = await book.verify(username, password);
     if (!user) {
@@ -299,15 +387,53 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       return refuse(reply, 'authentication_failed', 'bad_credentials');
     }
     logins.inc({ result: 'ok' });
-    const value = randomBytes(32).toString('base64url');
-    // Bounded: past the limit the oldest session ends (Maps iterate in insertion order).
-    if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
-    sessions.set(sha256(value), { user, expiresAt: Date.now() + ttlMs });
-    logger.info({ user }, 'logged in');
+    const { session: s, setCookie } = await newSession(user, false);
+    return reply.header('set-cookie', setCookie).header('cache-control', 'no-store').send(me(s));
+  });
+
+  const oidcCookie = (value: string, maxAgeSeconds: number) =>
+    // Lax, not Strict: the provider's redirect back is a cross-site navigation that must carry it.
+    `${OIDC_COOKIE}=${value}; Path=/api/auth/oidc; HttpOnly; SameSite=Lax; Max-Age=${maxAgeSeconds}${secure ? '; Secure' : ''}`;
+
+  app.get('/api/auth/oidc/login', async (_req, reply) => {
+    if (!oidcLogin) return sendProblem(reply, 'not_found');
+    let started;
+    try {
+      started = await oidcLogin.begin(`${publicUrl}${OIDC_CALLBACK}`);
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'OpenID Provider unavailable');
+      return sendProblem(reply, 'unavailable');
+    }
     return reply
-      .header('set-cookie', cookie(value, Math.floor(ttlMs / 1000)))
+      .header('set-cookie', oidcCookie(started.cookie, 600))
       .header('cache-control', 'no-store')
-      .send({ user, spiffe_id: personId(user) });
+      .redirect(started.url, 302);
+  });
+
+  app.get(OIDC_CALLBACK, async (req, reply) => {
+    if (!oidcLogin) return sendProblem(reply, 'not_found');
+    // The URL the provider redirected to, rebuilt from our own redirect URI (never the Host).
+    const query = req.url.indexOf('?');
+    const callbackUrl = new URL(
+      `${publicUrl}${OIDC_CALLBACK}${query >= 0 ? req.url.slice(query) : ''}`,
+    );
+    reply.header('cache-control', 'no-store');
+    let person;
+    try {
+      person = await oidcLogin.finish(cookieValue(req.headers.cookie, OIDC_COOKIE), callbackUrl);
+    } catch (err) {
+      logins.inc({ result: 'refused' });
+      const reason = err instanceof OidcRefused ? err.reason : 'oidc_failed';
+      reply.header('set-cookie', oidcCookie('', 0));
+      if (reason === 'oidc_provider_unavailable') {
+        refusals.inc({ reason });
+        return sendProblem(reply, 'unavailable');
+      }
+      return refuse(reply, 'authentication_failed', reason);
+    }
+    logins.inc({ result: 'ok' });
+    const { setCookie } = await newSession(person.name, person.auditor);
+    return reply.header('set-cookie', [setCookie, oidcCookie('', 0)]).redirect('/', 302);
   });
 
   app.post('/api/auth/logout', async (req, reply) => {
@@ -317,8 +443,8 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   });
 
   app.get('/api/auth/me', async (req) => {
-    const user = (req as { user?: string }).user!;
-    return { user, spiffe_id: personId(user) };
+    const r = req as { user?: string; auditor?: boolean };
+    return me({ user: r.user!, auditor: r.auditor === true });
   });
 
   const personId = (user: string) => `spiffe://${o.trustDomain}/user/${user}`;
@@ -354,10 +480,10 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     return { services };
   });
 
-  /** The person's Transaction Token for reading `documentId`, or the refusal to send. */
+  /** The person's Transaction Token for `scope`, or the refusal to send. */
   async function personToken(
     user: string,
-    documentId: string,
+    scope: string,
   ): Promise<string | { status: number; reason: string }> {
     const idToken = o.idp.mint(personId(user));
     let res;
@@ -368,7 +494,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
           grant_type: TOKEN_EXCHANGE,
           requested_token_type: TXN_TOKEN_TYPE,
           audience: o.trustDomain,
-          scope: `documents:read:${documentId}`,
+          scope,
           subject_token: idToken,
           subject_token_type: ID_TOKEN_TYPE,
         }).toString(),
@@ -461,7 +587,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     if (!b) return reply;
     if (b.agentId !== undefined || b.autonomous)
       return refuse(reply, 'bad_request', 'unknown_field');
-    const token = await personToken(user, b.documentId);
+    const token = await personToken(user, `documents:read:${b.documentId}`);
     if (typeof token !== 'string') {
       publish(user, {
         mode: 'direct',
@@ -488,7 +614,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         agentClient.json(path, { document_id: b.documentId }),
       );
     }
-    const token = await personToken(user, b.documentId);
+    const token = await personToken(user, `documents:read:${b.documentId}`);
     if (typeof token !== 'string') {
       publish(user, {
         mode: 'delegated',
@@ -527,8 +653,133 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     });
   });
 
+  // People's third-party tokens: stored through the broker, never returned (see people-tokens.ts).
+  const CONNECTION = {
+    type: 'object',
+    properties: {
+      provider: { type: 'string' },
+      stored: { type: 'boolean' },
+      updated_at: { type: 'string' },
+    },
+  } as const;
+  const connectionSchema = { response: { 200: CONNECTION } };
+  const providerOf = (req: FastifyRequest): string | undefined => {
+    const p = (req.params as { provider?: unknown }).provider;
+    return typeof p === 'string' && o.peopleTokens?.providers.includes(p) ? p : undefined;
+  };
+  const connection = async (user: string, provider: string) => {
+    const st = await o.peopleTokens!.status(personId(user), provider);
+    return { provider, stored: st.stored, ...(st.updatedAt ? { updated_at: st.updatedAt } : {}) };
+  };
+  const tokensUnavailable = (reply: FastifyReply, err: unknown) => {
+    // The cause may name a path or status; never the token (no route logs the body).
+    logger.warn({ err: (err as Error).message }, 'people tokens backend unavailable');
+    return sendProblem(reply, 'unavailable');
+  };
+
+  app.get(
+    '/api/secrets',
+    {
+      schema: {
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              connected: { type: 'boolean' },
+              providers: { type: 'array', items: CONNECTION },
+            },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const user = (req as { user?: string }).user!;
+      reply.header('cache-control', 'no-store');
+      if (!o.peopleTokens) return { connected: false, providers: [] };
+      try {
+        return {
+          connected: true,
+          providers: await Promise.all(o.peopleTokens.providers.map((p) => connection(user, p))),
+        };
+      } catch (err) {
+        return tokensUnavailable(reply, err);
+      }
+    },
+  );
+
+  app.get('/api/secrets/:provider', { schema: connectionSchema }, async (req, reply) => {
+    const provider = providerOf(req);
+    if (!provider) return sendProblem(reply, 'not_found');
+    reply.header('cache-control', 'no-store');
+    try {
+      return await connection((req as { user?: string }).user!, provider);
+    } catch (err) {
+      return tokensUnavailable(reply, err);
+    }
+  });
+
+  app.put(
+    '/api/secrets/:provider',
+    {
+      schema: {
+        body: {
+          type: 'object',
+          required: ['token'],
+          additionalProperties: false,
+          properties: {
+            token: { type: 'string', minLength: 1, maxLength: 8192, pattern: '^\\S+$' },
+          },
+        },
+        ...connectionSchema,
+      },
+    },
+    async (req, reply) => {
+      const user = (req as { user?: string }).user!;
+      const provider = providerOf(req);
+      if (!provider) return sendProblem(reply, 'not_found');
+      const txn = await personToken(user, o.peopleTokens!.storeScope(provider));
+      if (typeof txn !== 'string')
+        return txn.status === 403
+          ? refuse(reply, 'authorization_failed', txn.reason)
+          : sendProblem(reply, 'unavailable');
+      try {
+        await o.peopleTokens!.store(provider, (req.body as { token: string }).token, txn);
+      } catch (err) {
+        if (err instanceof PeopleTokenInvalid)
+          return refuse(reply, 'bad_request', 'token_invalid', 'the token was not accepted');
+        if (err instanceof PeopleTokensRefused)
+          return refuse(reply, 'authorization_failed', 'broker_refused');
+        return tokensUnavailable(reply, err);
+      }
+      logger.info({ user, provider }, 'third-party token stored');
+      reply.header('cache-control', 'no-store');
+      try {
+        return await connection(user, provider);
+      } catch {
+        return { provider, stored: true };
+      }
+    },
+  );
+
+  app.delete('/api/secrets/:provider', { schema: connectionSchema }, async (req, reply) => {
+    const user = (req as { user?: string }).user!;
+    const provider = providerOf(req);
+    if (!provider) return sendProblem(reply, 'not_found');
+    try {
+      await o.peopleTokens!.remove(personId(user), provider);
+    } catch (err) {
+      return tokensUnavailable(reply, err);
+    }
+    logger.info({ user, provider }, 'third-party token removed');
+    return reply.header('cache-control', 'no-store').send({ provider, stored: false });
+  });
+
   await app.register(uiPlugin);
-  await app.register(platformApi, { backends: o.platform ?? {}, personId });
+  await app.register(platformApi, {
+    backends: o.platform ?? {},
+    personId,
+    isAuditor: (req) => (req as { auditor?: boolean }).auditor === true,
+  });
 
   const probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });
   await probes.register(probesPlugin, {
@@ -552,7 +803,19 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   const shown = (h: string) =>
     h === '::' || h === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : h;
   const url = `${scheme}://${formatHostPort(shown(host), port)}`;
-  ownOrigins = [url];
+  publicUrl = (o.publicUrl ?? url).replace(/\/+$/, '');
+  ownOrigins = [url, new URL(publicUrl).origin];
+  if (oidcLogin) {
+    oidcLogin
+      .warmUp()
+      .then(() => logger.info({ issuer: oidcLogin.issuer }, 'OpenID Provider discovered'))
+      .catch((err: Error) =>
+        logger.warn(
+          { issuer: oidcLogin.issuer, err: err.message },
+          'OpenID Provider discovery failed; retried at the next login',
+        ),
+      );
+  }
   ownHosts = new Set(
     [shown(host), 'localhost', '127.0.0.1', '[::1]', o.advertiseHost]
       .filter((h): h is string => typeof h === 'string')

@@ -39,9 +39,36 @@ export async function post<T>(path: string, body?: unknown): Promise<T> {
   );
 }
 
+/** PUT or DELETE, for the routes that store or remove something. */
+export async function send<T>(method: 'PUT' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  return parse<T>(
+    await fetch(path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    }),
+  );
+}
+
+/** A person's third-party token as the browser may know it: whether one is stored, and when. */
+export interface Connection {
+  provider: string;
+  stored: boolean;
+  updated_at?: string;
+}
+
 export interface Me {
   user: string;
   spiffe_id: string;
+  /** Where the person came from: demo passwords or an OpenID Provider. */
+  source: 'demo' | 'oidc';
+  /** Holds the auditor role: the Audit view and /api/platform/audit/* are theirs alone. */
+  auditor: boolean;
+}
+export interface AuthConfig {
+  source: 'demo' | 'oidc';
+  login_url?: string;
+  issuer?: string;
 }
 export interface Person {
   id: string;

@@ -3,18 +3,23 @@
 import './app.css';
 import { StrictMode, useEffect, useState, type FormEvent } from 'react';
 import { createRoot } from 'react-dom/client';
-import { ApiError, get, post, type Me } from './api.js';
+import { ApiError, get, post, type AuthConfig, type Me } from './api.js';
 import { AccessPage } from './access.js';
 import { AuditPage } from './audit.js';
+import { ConnectionsPage } from './connections.js';
 import { KubePage, NatsPage, WorkloadsPage } from './platform.js';
 
 const VIEWS = [
   { path: 'access', label: 'Access', Page: AccessPage },
+  { path: 'connections', label: 'Connections', Page: ConnectionsPage },
   { path: 'workloads', label: 'Workloads', Page: WorkloadsPage },
-  { path: 'audit', label: 'Audit', Page: AuditPage },
+  { path: 'audit', label: 'Audit', Page: AuditPage, auditorsOnly: true },
   { path: 'kubernetes', label: 'Kubernetes', Page: KubePage },
   { path: 'nats', label: 'NATS', Page: NatsPage },
 ] as const;
+
+// The Audit view is the auditors' alone (the API refuses everyone else too).
+const viewsFor = (me: Me) => VIEWS.filter((v) => !('auditorsOnly' in v) || me.auditor);
 
 function useRoute(): string {
   const read = () => location.hash.replace(/^#\/?/, '') || 'access';
@@ -27,7 +32,37 @@ function useRoute(): string {
   return route;
 }
 
+function OidcLogin({ config }: { config: AuthConfig }) {
+  return (
+    <main id="main" className="login">
+      <section className="card" aria-labelledby="login-h">
+        <h1 id="login-h">Sign in to Precinct</h1>
+        <p>People sign in with the organisation's identity provider.</p>
+        <p className="muted">
+          <code>{config.issuer}</code>
+        </p>
+        {/* A full-page navigation: the provider's page, then back to /api/auth/oidc/callback. */}
+        <a className="button" href={config.login_url}>
+          Sign in with your identity provider
+        </a>
+      </section>
+    </main>
+  );
+}
+
 function Login({ onLogin }: { onLogin: (m: Me) => void }) {
+  const [config, setConfig] = useState<AuthConfig | null>();
+  useEffect(() => {
+    get<AuthConfig>('/api/auth/config')
+      .then(setConfig)
+      .catch(() => setConfig(null));
+  }, []);
+  if (config === undefined) return <p className="muted loading">Loading…</p>;
+  if (config?.source === 'oidc') return <OidcLogin config={config} />;
+  return <PasswordLogin onLogin={onLogin} />;
+}
+
+function PasswordLogin({ onLogin }: { onLogin: (m: Me) => void }) {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   async function submit(e: FormEvent<HTMLFormElement>) {
@@ -86,12 +121,13 @@ function App() {
       .catch(() => setMe(null));
   }, []);
   useEffect(() => {
-    const v = VIEWS.find((x) => x.path === route);
-    document.title = `${v?.label ?? 'Not found'} · Precinct`;
-  }, [route]);
+    const v = me ? viewsFor(me).find((x) => x.path === route) : undefined;
+    document.title = `${v?.label ?? (me ? 'Not found' : 'Sign in')} · Precinct`;
+  }, [route, me]);
   if (me === undefined) return <p className="muted loading">Loading…</p>;
   if (me === null) return <Login onLogin={setMe} />;
-  const view = VIEWS.find((v) => v.path === route);
+  const views = viewsFor(me);
+  const view = views.find((v) => v.path === route);
   async function logout() {
     await post('/api/auth/logout').catch(() => undefined);
     setMe(null);
@@ -105,7 +141,7 @@ function App() {
         <span className="brand">Precinct</span>
         <nav aria-label="Views">
           <ul>
-            {VIEWS.map((v) => (
+            {views.map((v) => (
               <li key={v.path}>
                 <a href={`#/${v.path}`} aria-current={v.path === route ? 'page' : undefined}>
                   {v.label}
