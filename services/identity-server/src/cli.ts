@@ -93,8 +93,8 @@ const serverFlags: Record<string, FlagSpec> = {
   },
   'advertise-host': {
     type: 'string',
-    description: 'host other processes dial (OIDC issuer, admin URL)',
-    default: 'localhost',
+    description:
+      'host other processes dial (OIDC issuer, admin URL); default localhost for a wildcard --host, else --host',
     placeholder: 'HOST',
   },
   attestor: {
@@ -301,7 +301,9 @@ export const identityServerCommand: Command = {
       admin: main,
       oidc: { host: main.host, port: parsePort(f['oidc-port'] as string, 'oidc-port') },
       health: { host: main.host, port: parsePort(f['health-port'] as string, 'health-port') },
-      advertiseHost: f['advertise-host'] as string,
+      ...(f['advertise-host'] !== undefined
+        ? { advertiseHost: f['advertise-host'] as string }
+        : {}),
       caTtlMs: ttl,
       jwtKeyTtlMs: ttl,
       caKeyType: keyType(f['ca-key-type'] as string, 'ca-key-type'),

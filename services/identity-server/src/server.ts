@@ -6,8 +6,8 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import {
+  advertisedUrl,
   createLogger,
-  formatHostPort,
   listen,
   type ListenOptions,
   type Logger,
@@ -48,7 +48,10 @@ export interface IdentityServerOptions {
   oidcTls?: { certPem: string; keyPem: string };
   /** /health, /ready, /metrics. Default `::` port 0. */
   health?: ListenOptions;
-  /** Host other processes dial (OIDC issuer, admin URL). Default `localhost`. */
+  /**
+   * Host other processes dial (OIDC issuer, admin URL). Default: `localhost` for a listener on
+   * a wildcard address, else the address it is bound to.
+   */
   advertiseHost?: string;
   /** Admin bearer token; default: read or create `<dataDir>/admin.token` (0600). */
   adminToken?: string;
@@ -145,7 +148,6 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
   const trustDomain = parseTrustDomain(opts.trustDomain);
   const logger = opts.logger ?? createLogger('identity-server');
   const clock = opts.clock ?? systemClock;
-  const advertise = opts.advertiseHost ?? 'localhost';
   const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c();
@@ -255,13 +257,16 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
     cleanups.push(() => sockets.close());
 
     const apps: FastifyInstance[] = [];
-    const serve = async (app: FastifyInstance, l: ListenOptions) => {
+    // Resolves with the URL others dial: advertise host, else loopback for a wildcard bind,
+    // else the bind address (@precinct/runtime's one rule).
+    const serve = async (app: FastifyInstance, l: ListenOptions, scheme: 'http' | 'https') => {
       apps.push(app);
       cleanups.push(() => app.close());
       await app.ready();
-      return listen(app.server, l);
+      const port = await listen(app.server, l);
+      return advertisedUrl({ scheme, bindHost: l.host, port, advertiseHost: opts.advertiseHost });
     };
-    const adminPort = await serve(
+    const adminUrl = await serve(
       createAdminApp({
         entries,
         sockets,
@@ -270,8 +275,9 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
         ...(opts.attestAudience ? { attestAudience: opts.attestAudience } : {}),
       }),
       opts.admin ?? ANY,
+      'http',
     );
-    const oidcPort = await serve(
+    issuer = await serve(
       createOidcApp({
         keys,
         issuer: () => issuer,
@@ -279,18 +285,18 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
         ...(opts.oidcTls ? { tls: opts.oidcTls } : {}),
       }),
       opts.oidc ?? ANY,
+      opts.oidcTls ? 'https' : 'http',
     );
-    issuer = `${opts.oidcTls ? 'https' : 'http'}://${formatHostPort(advertise, oidcPort)}`;
     let ready = false;
-    const healthPort = await serve(
+    const healthUrl = await serve(
       createHealthApp({ metrics, ready: () => ready, logger }),
       opts.health ?? ANY,
+      'http',
     );
-    const adminUrl = `http://${formatHostPort(advertise, adminPort)}`;
     let bundleEndpointUrl: string | undefined;
     if (opts.bundleEndpoint) {
       const be = opts.bundleEndpoint;
-      const port = await serve(
+      bundleEndpointUrl = await serve(
         createBundleEndpointApp({
           keys,
           certPem: be.certPem,
@@ -299,8 +305,8 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
           logger,
         }),
         be.listen ?? ANY,
+        'https',
       );
-      bundleEndpointUrl = `https://${formatHostPort(advertise, port)}`;
     }
     // Peers are fetched once before we report ready; a peer that is down is retried later.
     await federation.start();
@@ -348,7 +354,7 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
       adminUrl,
       adminToken,
       issuer,
-      healthUrl: `http://${formatHostPort(advertise, healthPort)}`,
+      healthUrl,
       bundleEndpointUrl,
       federation,
       keys,
