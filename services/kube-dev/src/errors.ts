@@ -96,13 +96,15 @@ export const conflict = (resource: string, group: string, name: string, why: str
 
 export const badRequest = (message: string) => new ApiError(400, 'BadRequest', message);
 
+/** One broken field of a 422 (`reason` defaults to FieldValueInvalid). */
+export interface FieldCause {
+  field: string;
+  message: string;
+  reason?: string;
+}
+
 /** 422 with one cause per broken field, as Kubernetes validation reports it. */
-export function invalid(
-  kind: string,
-  group: string,
-  name: string,
-  causes: Array<{ field: string; message: string; reason?: string }>,
-): ApiError {
+export function invalid(kind: string, group: string, name: string, causes: FieldCause[]): ApiError {
   const summary = causes.map((c) => `${c.field}: ${c.message}`).join(', ');
   return new ApiError(422, 'Invalid', `${kind} "${name}" is invalid: ${summary}`, {
     name,

@@ -18,7 +18,7 @@ import {
   type ResourceDef,
 } from './resources.js';
 import type { KubeObject } from './store.js';
-import { isObj } from './validation.js';
+import { isObj } from './schema.js';
 
 /**
  * Kubernetes' RBAC escalation prevention: writing a role needs verb `escalate` on it or

@@ -21,13 +21,8 @@ import {
 import type { Route } from './routing.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
 import type { KubeObject, ObjectStore } from './store.js';
-import {
-  decodeBody,
-  fieldValidation,
-  isObj,
-  prepareObject,
-  type FieldValidation,
-} from './validation.js';
+import { isObj } from './schema.js';
+import { decodeBody, fieldValidation, prepareObject, type FieldValidation } from './validation.js';
 import type { Watches } from './watch.js';
 
 /** Namespaces that always exist and cannot be deleted. */

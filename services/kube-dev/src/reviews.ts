@@ -1,7 +1,7 @@
 import type { Authenticator } from './auth.js';
 import { badRequest, invalid } from './errors.js';
 import { authorize, rulesFor, type Attributes, type RbacPolicy, type UserInfo } from './rbac.js';
-import { isObj, stringArray } from './validation.js';
+import { isObj, stringArray } from './schema.js';
 
 /** The create-only review kinds kube-dev answers (authentication.k8s.io, authorization.k8s.io). */
 export type ReviewKind =

@@ -435,3 +435,12 @@ export function duplicateFields(text: string): string[] {
   }
   return out;
 }
+
+/** A JSON object (not null, not an array). */
+export const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A JSON array of strings. */
+export function stringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === 'string');
+}

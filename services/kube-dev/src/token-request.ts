@@ -2,7 +2,7 @@ import { ApiError, badRequest, invalid, notFound } from './errors.js';
 import { PODS, SECRETS, SERVICE_ACCOUNTS, type ResourceDef } from './resources.js';
 import type { ObjectStore } from './store.js';
 import { issueToken, type BoundObject, type SigningKey } from './tokens.js';
-import { isObj, stringArray } from './validation.js';
+import { isObj, stringArray } from './schema.js';
 
 const MAX_TOKEN_SECONDS = 2 ** 32;
 const MIN_TOKEN_SECONDS = 600;
