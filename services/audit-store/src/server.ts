@@ -34,6 +34,14 @@ import {
 } from '@precinct/spiffe';
 import { spiffeFastify } from '@precinct/spiffe/fastify';
 import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import {
+  PROBLEMS,
+  PROBLEM_CONTENT_TYPE,
+  problem,
+  probesPlugin,
+  sendProblem,
+  type ProblemCode,
+} from '@precinct/runtime/http';
 import { createPgDb, createPgliteDb, type Db } from './db.js';
 import { AuditStoreError } from './errors.js';
 import {
@@ -182,6 +190,7 @@ const problemSchema = {
     title: { type: 'string' },
     status: { type: 'integer' },
     detail: { type: 'string' },
+    code: { type: 'string' },
     errors: {
       type: 'array',
       items: {
@@ -301,18 +310,17 @@ declare module 'fastify' {
  */
 function problemClientError(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const status =
-    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-  const title =
-    status === 431
-      ? 'request headers too large'
-      : status === 408
-        ? 'request timeout'
-        : 'bad request';
-  const body = JSON.stringify({ type: 'about:blank', title, status });
+  const p = problem(
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? 'request_timeout'
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? 'request_headers_too_large'
+        : 'bad_request',
+  );
+  const body = JSON.stringify(p);
   if (socket.writable)
     socket.write(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: ${body.length}\r\nContent-Type: application/problem+json\r\n\r\n${body}`,
+      `HTTP/1.1 ${p.status} ${STATUS_CODES[p.status]}\r\nConnection: close\r\nContent-Length: ${body.length}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n\r\n${body}`,
     );
   socket.destroy();
 }
@@ -361,28 +369,41 @@ function callerOf(req: FastifyRequest): { written_by: string; written_by_kind: s
   return { written_by: 'anonymous', written_by_kind: 'unauthenticated' };
 }
 
-/** `/healthz`, `/readyz` (database reachable) and `/metrics`: public, never authenticated. */
-function addProbeRoutes(
-  app: FastifyInstance,
-  db: Db,
-  registry: Registry,
-  config: { kubeAuth: false },
-): void {
-  app.get('/healthz', { config }, async () => ({ status: 'ok' }));
-  app.get('/readyz', { config }, async (_req, reply) => {
-    try {
-      await db.query('SELECT 1');
-      return { status: 'ok' };
-    } catch {
-      return reply
-        .code(503)
-        .type('application/problem+json')
-        .send({ type: 'about:blank', title: 'database unreachable', status: 503 });
-    }
+/**
+ * The probes, public (never authenticated): `@precinct/runtime/http`'s `/health`, `/ready` and
+ * `/metrics`, and `/healthz`, `/readyz`, the names the chart, the CLI and existing deployments
+ * probe (same checks; `/readyz` answers 503 "database unreachable" as it always has).
+ */
+async function addProbeRoutes(app: FastifyInstance, db: Db, registry: Registry): Promise<void> {
+  const database = () => db.ping();
+  await app.register(async (scope) => {
+    // Public in every auth mode: the auth hooks skip routes whose kubeAuth is false.
+    scope.addHook('onRoute', (route) => {
+      route.config = { ...route.config, kubeAuth: false };
+    });
+    await scope.register(probesPlugin, { registry, ready: { database } });
+    scope.get('/healthz', async () => ({ status: 'ok' }));
+    scope.get('/readyz', async (_req, reply) => {
+      try {
+        await database();
+        return { status: 'ok' };
+      } catch {
+        return sendProblem(reply, 'database_unreachable');
+      }
+    });
   });
-  app.get('/metrics', { config }, async (_req, reply) =>
-    reply.type(registry.contentType).send(await registry.metrics()),
+}
+
+/**
+ * The code for a Fastify client error's status: the table's code of that status, else
+ * `bad_request` (the store has always answered those with the generic "bad request").
+ */
+function clientErrorCode(status: number): ProblemCode {
+  if (status === 400) return 'bad_request';
+  const same = (Object.keys(PROBLEMS) as ProblemCode[]).filter(
+    (c) => PROBLEMS[c].status === status,
   );
+  return same.length === 1 ? same[0]! : 'bad_request';
 }
 
 /** Builds the Fastify app (not listening). */
@@ -418,12 +439,7 @@ export async function buildAuditApp(
     clientErrorHandler: problemClientError,
     // A path whose percent-encoding is not UTF-8 is refused by the router before any hook.
     frameworkErrors: (_err, _req, reply) =>
-      (reply as FastifyReply).code(400).type('application/problem+json').send({
-        type: 'about:blank',
-        title: 'invalid request',
-        status: 400,
-        detail: 'the URL is not percent-encoded UTF-8',
-      }),
+      sendProblem(reply as FastifyReply, 'invalid_request', 'the URL is not percent-encoded UTF-8'),
     ajv: { customOptions: { allErrors: true, removeAdditional: false, coerceTypes: false } },
   });
   app.addSchema(eventInputSchema);
@@ -495,56 +511,49 @@ export async function buildAuditApp(
   });
 
   app.setErrorHandler((err: FastifyError | AuditStoreError | ValidationProblem, req, reply) => {
-    const send = (status: number, title: string, extra: Record<string, unknown> = {}) =>
+    const invalid = (errors: InputProblem[]) =>
       reply
-        .code(status)
-        .type('application/problem+json')
-        .send({ type: 'about:blank', title, status, ...extra });
-    if (err instanceof ValidationProblem)
-      return send(400, 'invalid request', { errors: err.errors });
-    if ('validation' in err && err.validation) {
-      const errors = err.validation.map((v) => ({
-        field: fieldOf(v as { instancePath: string; params: Record<string, unknown> }),
-        message: v.message ?? 'is invalid',
-      }));
-      return send(400, 'invalid request', { errors });
-    }
+        .code(400)
+        .type(PROBLEM_CONTENT_TYPE)
+        .send({ ...problem('invalid_request'), errors });
+    if (err instanceof ValidationProblem) return invalid(err.errors);
+    if ('validation' in err && err.validation)
+      return invalid(
+        err.validation.map((v) => ({
+          field: fieldOf(v as { instancePath: string; params: Record<string, unknown> }),
+          message: v.message ?? 'is invalid',
+        })),
+      );
     if (err instanceof AuditStoreError) {
       if (err.code === 'ERR_IDEMPOTENCY_CONFLICT') {
         failures.inc({ reason: 'idempotency_conflict' });
-        return send(422, 'idempotency key reused', {
-          detail: 'this Idempotency-Key was already used for a different request',
-        });
+        return sendProblem(
+          reply,
+          'idempotency_key_reused',
+          'this Idempotency-Key was already used for a different request',
+        );
       }
       if (err.code === 'ERR_DB_UNAVAILABLE') {
         req.log.warn({ code: err.code, err: err.message }, 'database unavailable');
         failures.inc({ reason: 'db_unavailable' });
         reply.header('retry-after', '1');
-        return send(503, 'storage unavailable', { detail: 'retry later' });
+        return sendProblem(reply, 'storage_unavailable', 'retry later');
       }
       req.log.error({ code: err.code, err: err.message }, 'storage error');
-      return send(500, 'internal error');
+      return sendProblem(reply, 'internal');
     }
     const fe = err as FastifyError;
-    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return send(413, 'request body too large');
-    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(415, 'unsupported media type');
+    if (fe.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return sendProblem(reply, 'payload_too_large');
+    if (fe.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
+      return sendProblem(reply, 'unsupported_media_type');
+    // Fastify's other client errors (unparsable JSON, a bad Content-Length, ...).
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500)
-      return send(fe.statusCode, 'bad request');
+      return sendProblem(reply, clientErrorCode(fe.statusCode));
     req.log.error({ err }, 'unhandled error');
-    return send(500, 'internal error');
+    return sendProblem(reply, 'internal');
   });
-  app.setNotFoundHandler((_req, reply) =>
-    reply
-      .code(404)
-      .type('application/problem+json')
-      .send({ type: 'about:blank', title: 'not found', status: 404 }),
-  );
+  app.setNotFoundHandler((_req, reply) => sendProblem(reply, 'not_found'));
 
-  const denied = (reply: FastifyReply, status: number, title: string) =>
-    reply
-      .code(status)
-      .type('application/problem+json')
-      .send({ type: 'about:blank', title, status });
   if (opts.spiffeTls) {
     // spiffeServer (installed by the plugin) hands only authenticated connections to Fastify,
     // so every request here has a verified peer SPIFFE ID.
@@ -562,13 +571,14 @@ export async function buildAuditApp(
       const route = req.routeOptions.config.kubeAuth;
       if (route === false) return;
       const id = req.spiffeId;
-      if (!id) return denied(reply, 401, 'authentication failed');
+      if (!id) return sendProblem(reply, 'authentication_failed');
       if (rbac) {
         const no = await rbac.authorize(
           { username: id.toString(), groups: [id.trustDomain.idString()] },
           resolveAttrs(route, req),
         );
-        if (no) return denied(reply, no.problem.status, no.problem.title);
+        // The kube package's own generic problem (401, 403 or 503), as its plugin sends it.
+        if (no) return reply.code(no.problem.status).type(PROBLEM_CONTENT_TYPE).send(no.problem);
       }
       req.caller = { written_by: id.toString(), written_by_kind: 'spiffe' };
     });
@@ -599,10 +609,9 @@ export async function buildAuditApp(
     const refuse = (status: 401 | 503, reason: string) => {
       delegations.inc({ result: 'refused', reason });
       req.log.warn({ reason, status }, 'delegation token refused');
-      return denied(
+      return sendProblem(
         reply,
-        status,
-        status === 401 ? 'authentication failed' : 'authentication unavailable',
+        status === 401 ? 'authentication_failed' : 'authentication_unavailable',
       );
     };
     if (!opts.delegation) return refuse(401, 'not_configured');
@@ -667,7 +676,7 @@ export async function buildAuditApp(
     return r.events;
   };
 
-  addProbeRoutes(app, db, opts.registry, PUBLIC);
+  await addProbeRoutes(app, db, opts.registry);
   app.get('/openapi.json', { config: PUBLIC }, async (_req, reply) =>
     reply.type('application/json').send(openapi),
   );
@@ -893,12 +902,7 @@ export async function buildAuditApp(
     },
     async (req, reply) => {
       const id = (req.params as { correlation_id: string }).correlation_id;
-      if (!(await repo.releaseHold(id))) {
-        return reply
-          .code(404)
-          .type('application/problem+json')
-          .send({ type: 'about:blank', title: 'no legal hold for this correlation', status: 404 });
-      }
+      if (!(await repo.releaseHold(id))) return sendProblem(reply, 'legal_hold_not_found');
       return reply.code(204).send();
     },
   );
@@ -927,15 +931,11 @@ export async function buildAuditApp(
       let n = 0;
       for await (const e of repo.scan(q)) {
         if (++n > opts.maxExportEvents) {
-          return reply
-            .code(413)
-            .type('application/problem+json')
-            .send({
-              type: 'about:blank',
-              title: 'export too large',
-              status: 413,
-              detail: `narrow the time range: at most ${opts.maxExportEvents} events per export`,
-            });
+          return sendProblem(
+            reply,
+            'export_too_large',
+            `narrow the time range: at most ${opts.maxExportEvents} events per export`,
+          );
         }
         chunks.push(Buffer.from(`${JSON.stringify(e)}\n`));
       }
@@ -1014,7 +1014,7 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
     let healthUrl: string | undefined;
     if (o.spiffe) {
       probes = Fastify({ logController: new LogController({ disableRequestLogging: true }) });
-      addProbeRoutes(probes, db, registry, { kubeAuth: false });
+      await addProbeRoutes(probes, db, registry);
       try {
         await probes.ready();
         const hp = await listen(probes.server, {
