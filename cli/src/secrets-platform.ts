@@ -136,6 +136,86 @@ function connectionTemplate(databaseUrl: string): string {
   return `postgresql://{{username}}:{{password}}@${u.host}${u.pathname}${u.search}`;
 }
 
+/** Runs one set-up step; its error names the step and the server, never a credential. */
+async function step<T>(
+  config: SecretsManagerConfig,
+  what: string,
+  fn: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    // SecretsError and pg messages name the operation, path or SQLSTATE, never a credential.
+    throw new Error(
+      `secrets manager ${config.address}: ${what} failed: ${(err as Error).message.replace(/^secrets: /, '')}`,
+      { cause: err },
+    );
+  }
+}
+
+/**
+ * The set-up `up` makes with the admin token (JWT auth trusting `issuer`, the records table,
+ * the database secrets engine and role, the records service's policy and JWT role). Safe to
+ * run again against the same server: existing mounts are kept, the rest is rewritten.
+ */
+export async function configureSecretsManager(o: {
+  config: SecretsManagerConfig;
+  /** The identity server's OIDC issuer. */
+  issuer: string;
+  trustDomain: string;
+  db: { query(sql: string, params?: unknown[]): Promise<unknown> };
+  leaseTtlSeconds: number;
+  leaseMaxTtlSeconds: number;
+}): Promise<{ admin: VaultAdmin; spiffeId: string }> {
+  const { config } = o;
+  const spiffeId = `spiffe://${o.trustDomain}/ns/${NAMESPACE}/sa/${SERVICE_ACCOUNT}`;
+  const admin = new VaultAdmin({
+    address: config.address,
+    token: config.adminToken,
+    ...(config.namespace ? { namespace: config.namespace } : {}),
+  });
+  const db = new URL(config.databaseUrl);
+  await step(config, 'JWT auth trusting the identity server', () =>
+    admin.configureJwtAuth({ issuer: o.issuer, mount: SECRETS_JWT_MOUNT }),
+  );
+  await step(config, 'the records table', async () => {
+    for (const sql of RECORDS_SCHEMA) await o.db.query(sql);
+  });
+  await step(config, 'the database secrets engine', async () => {
+    await admin.enableDatabaseEngine(SECRETS_DATABASE_MOUNT);
+    await admin.configurePostgres({
+      name: DB_CONNECTION,
+      mount: SECRETS_DATABASE_MOUNT,
+      connectionUrl: connectionTemplate(config.databaseUrl),
+      username: decodeURIComponent(db.username),
+      password: decodeURIComponent(db.password),
+      allowedRoles: [RECORDS_ROLE],
+    });
+    await admin.writeDatabaseRole({
+      name: RECORDS_ROLE,
+      db: DB_CONNECTION,
+      mount: SECRETS_DATABASE_MOUNT,
+      grants: [...RECORDS_GRANTS],
+      ttlSeconds: o.leaseTtlSeconds,
+      maxTtlSeconds: o.leaseMaxTtlSeconds,
+    });
+  });
+  await step(config, 'the records service role and policy', async () => {
+    await admin.writePolicy(
+      RECORDS_ROLE,
+      workloadPolicy({ databaseRoles: [RECORDS_ROLE], dbMount: SECRETS_DATABASE_MOUNT }),
+    );
+    await admin.writeWorkloadRole({
+      role: RECORDS_ROLE,
+      spiffeId,
+      audience: SECRETS_AUDIENCE,
+      policies: [RECORDS_ROLE],
+      mount: SECRETS_JWT_MOUNT,
+    });
+  });
+  return { admin, spiffeId };
+}
+
 export interface SecretsPlatform {
   parts: PartState[];
   banner: Array<[string, string]>;
@@ -170,62 +250,15 @@ export async function startSecretsPlatform(o: {
   const close = async () => {
     for (const c of closers.reverse()) await c().catch(() => undefined);
   };
-  const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (err) {
-      // SecretsError and pg messages name the operation, path or SQLSTATE, never a credential.
-      throw new Error(
-        `secrets manager ${config.address}: ${what} failed: ${(err as Error).message.replace(/^secrets: /, '')}`,
-        { cause: err },
-      );
-    }
-  };
   try {
     const log = o.logger('records-service');
-    const spiffeId = `spiffe://${o.trustDomain}/ns/${NAMESPACE}/sa/${SERVICE_ACCOUNT}`;
-    const admin = new VaultAdmin({
-      address: config.address,
-      token: config.adminToken,
-      ...(config.namespace ? { namespace: config.namespace } : {}),
-    });
-    await step('JWT auth trusting the identity server', () =>
-      admin.configureJwtAuth({ issuer: o.identity.issuer, mount: SECRETS_JWT_MOUNT }),
-    );
-    await step('the records table', async () => {
-      for (const sql of RECORDS_SCHEMA) await o.db.query(sql);
-    });
-    await step('the database secrets engine', async () => {
-      await admin.enableDatabaseEngine(SECRETS_DATABASE_MOUNT);
-      await admin.configurePostgres({
-        name: DB_CONNECTION,
-        mount: SECRETS_DATABASE_MOUNT,
-        connectionUrl: connectionTemplate(config.databaseUrl),
-        username: decodeURIComponent(new URL(config.databaseUrl).username),
-        password: decodeURIComponent(new URL(config.databaseUrl).password),
-        allowedRoles: [RECORDS_ROLE],
-      });
-      await admin.writeDatabaseRole({
-        name: RECORDS_ROLE,
-        db: DB_CONNECTION,
-        mount: SECRETS_DATABASE_MOUNT,
-        grants: [...RECORDS_GRANTS],
-        ttlSeconds: o.leaseTtlSeconds,
-        maxTtlSeconds: o.leaseMaxTtlSeconds,
-      });
-    });
-    await step('the records service role and policy', async () => {
-      await admin.writePolicy(
-        RECORDS_ROLE,
-        workloadPolicy({ databaseRoles: [RECORDS_ROLE], dbMount: SECRETS_DATABASE_MOUNT }),
-      );
-      await admin.writeWorkloadRole({
-        role: RECORDS_ROLE,
-        spiffeId,
-        audience: SECRETS_AUDIENCE,
-        policies: [RECORDS_ROLE],
-        mount: SECRETS_JWT_MOUNT,
-      });
+    const { admin, spiffeId } = await configureSecretsManager({
+      config,
+      issuer: o.identity.issuer,
+      trustDomain: o.trustDomain,
+      db: o.db,
+      leaseTtlSeconds: o.leaseTtlSeconds,
+      leaseMaxTtlSeconds: o.leaseMaxTtlSeconds,
     });
 
     const workload = await startLocalWorkload({
@@ -239,7 +272,7 @@ export async function startSecretsPlatform(o: {
     closers.push(() => workload.close());
     const jwtSource = await JwtSource.create({ address: workload.address, timeoutMs: 20_000 });
     closers.push(() => jwtSource.close());
-    const session = await step('login with the JWT-SVID', () =>
+    const session = await step(config, 'login with the JWT-SVID', () =>
       VaultSession.login({
         address: config.address,
         ...(config.namespace ? { namespace: config.namespace } : {}),
@@ -251,7 +284,7 @@ export async function startSecretsPlatform(o: {
       }),
     );
     closers.push(() => session.close());
-    const pool = await step('leasing database credentials', () =>
+    const pool = await step(config, 'leasing database credentials', () =>
       RotatingPool.create({
         session,
         role: RECORDS_ROLE,

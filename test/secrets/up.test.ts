@@ -20,7 +20,8 @@ import {
 import { X509Source } from '@precinct/spiffe/workloadapi';
 import { MtlsClient } from '@precinct/demo';
 import { SecretsError, VaultAdmin } from '@precinct/secrets';
-import { SECRETS_ADMIN_POLICY } from '../../cli/src/secrets-platform.js';
+import pg from 'pg';
+import { SECRETS_ADMIN_POLICY, configureSecretsManager } from '../../cli/src/secrets-platform.js';
 import { startPostgresWithPasswords, until } from './support.js';
 
 const bin = fileURLToPath(new URL('../../cli/bin/precinct.js', import.meta.url));
@@ -200,6 +201,28 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
       const r = await client.json(`${recordsUrl}/records`, { body });
       assert.equal(r.status, 400, JSON.stringify(body));
     }
+  });
+
+  test('the set-up runs again against the same server (as a restart does)', async () => {
+    const databaseUrl = `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`;
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const { spiffeId } = await configureSecretsManager({
+        config: { address: vault.url, adminToken, databaseUrl },
+        issuer: status().find((p) => p.name === 'oidc-issuer')!.url,
+        trustDomain: 'precinct.local',
+        db,
+        leaseTtlSeconds: LEASE_TTL,
+        leaseMaxTtlSeconds: LEASE_TTL,
+      });
+      assert.equal(spiffeId, RECORDS_ID);
+      const n = await db.query<{ n: string }>('SELECT count(*) AS n FROM precinct_records');
+      assert.equal(n.rows[0]!.n, '4', 'the seed rows were not added twice');
+    } finally {
+      await db.end();
+    }
+    assert.equal((await client.json(`${recordsUrl}/records`)).status, 200);
   });
 
   test('continuous requests through two credential rotations: zero failures', async () => {
