@@ -5,6 +5,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { peerSkip } from '@precinct/testing';
 import {
+  checkDemoCalls,
   checkHardening,
   checkImages,
   checkNetworkPolicySelectors,
@@ -198,10 +199,11 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
     ]) {
       assert.equal(templates.get(`precinct-precinct-${c}`), nsSa, c);
     }
-    assert.equal(
-      templates.get('precinct-precinct-agent-service-assistant'),
-      'spiffe://{{ .TrustDomain }}/agent/assistant',
-    );
+    for (const agent of ['gpt4', 'claude', 'summarizer'])
+      assert.equal(
+        templates.get(`precinct-precinct-agent-service-${agent}`),
+        `spiffe://{{ .TrustDomain }}/agent/${agent}`,
+      );
     for (const t of templates.values()) assert.doesNotMatch(t, /UID|\.PodMeta\.Name\b|NodeMeta/);
     for (const i of ids) {
       const spec = i.spec as {
@@ -232,6 +234,103 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
         `${owner.metadata.name} has a ClusterSPIFFEID`,
       );
     }
+  });
+
+  test("demo: each pod runs `precinct demo <service>` and names every peer by a Service URL and its ServiceAccount's SPIFFE ID; NetworkPolicies allow exactly those calls", async () => {
+    const docs = await render({ values: ['required', 'everything'] });
+    const demo = podTemplates(docs).filter(
+      (t) => t.template.spec.containers[0]!.args?.[0] === 'demo',
+    );
+    assert.deepEqual(demo.map((t) => t.template.spec.containers[0]!.args![1]).sort(), [
+      'agent-service',
+      'dashboard',
+      'document-service',
+      'policy-service',
+      'user-service',
+    ]);
+    assert.deepEqual(checkDemoCalls(docs), []);
+    // Who calls whom, read from the args: the demo's call graph, nothing more.
+    const calls = new Set<string>();
+    for (const t of demo) {
+      const args = t.template.spec.containers[0]!.args!;
+      for (const a of args) {
+        const m = /^https:\/\/precinct-([a-z-]+)\.precinct\.svc:\d+$/.exec(a);
+        if (m) calls.add(`${args[1]} -> ${m[1]}`);
+      }
+    }
+    assert.deepEqual([...calls].sort(), [
+      'agent-service -> document-service',
+      'agent-service -> token-service',
+      'dashboard -> agent-service',
+      'dashboard -> token-service',
+      'dashboard -> user-service',
+      'document-service -> audit-store',
+      'document-service -> policy-service',
+      'document-service -> token-service',
+      'user-service -> document-service',
+      'user-service -> token-service',
+    ]);
+    // Ingress on each demo service's main port comes from its callers only.
+    for (const t of demo) {
+      const self = t.template.spec.containers[0]!.args![1]!;
+      const np = named(docs, 'NetworkPolicy', `-${self}`).spec as {
+        ingress: Array<{
+          from?: Array<{ podSelector?: { matchLabels: Record<string, string> } }>;
+          ports: Array<{ port: number }>;
+        }>;
+      };
+      const port = Number(/:(\d+)$/.exec(t.template.spec.containers[0]!.args![3]!)![1]);
+      const from = np.ingress
+        .filter((r) => r.ports.some((p) => p.port === port) && r.from)
+        .flatMap((r) =>
+          r.from!.map((f) => f.podSelector?.matchLabels['app.kubernetes.io/component']),
+        )
+        .sort();
+      const callers = [...calls]
+        .filter((c) => c.endsWith(`-> ${self}`))
+        .map((c) => c.split(' ')[0])
+        .sort();
+      assert.deepEqual(from, callers, `${self} ingress on ${port}`);
+    }
+  });
+
+  test('demo call check controls: a missing egress, a missing ingress and a wrong peer ID are caught', async () => {
+    const docs = await render({ values: ['required', 'everything'] });
+    type Rule = {
+      to?: Array<{ podSelector?: { matchLabels: Record<string, string> } }>;
+      from?: Rule['to'];
+    };
+    const component = (r: Rule, k: 'to' | 'from') =>
+      r[k]?.[0]?.podSelector?.matchLabels['app.kubernetes.io/component'];
+    const noEgress = clone(docs);
+    const docsNp = named(noEgress, 'NetworkPolicy', '-document-service').spec as { egress: Rule[] };
+    docsNp.egress = docsNp.egress.filter((r) => component(r, 'to') !== 'policy-service');
+    assert.deepEqual(checkDemoCalls(noEgress), [
+      'Deployment/precinct-document-service --policy-service https://precinct-policy-service.precinct.svc:8085: no egress to Deployment/precinct-policy-service on port 8085',
+    ]);
+    const noIngress = clone(docs);
+    const policyNp = named(noIngress, 'NetworkPolicy', '-policy-service').spec as {
+      ingress: Rule[];
+    };
+    policyNp.ingress = policyNp.ingress.filter((r) => component(r, 'from') !== 'document-service');
+    assert.deepEqual(checkDemoCalls(noIngress), [
+      'Deployment/precinct-document-service --policy-service https://precinct-policy-service.precinct.svc:8085: Deployment/precinct-policy-service takes no ingress from it on port 8085',
+    ]);
+    const wrongId = clone(docs);
+    const args = (
+      named(wrongId, 'Deployment', '-user-service').spec as {
+        template: { spec: { containers: Array<{ args: string[] }> } };
+      }
+    ).template.spec.containers[0]!.args;
+    const i = args.indexOf('--document-service-id');
+    args[i + 1] = args[i + 1]!.replace('document-service', 'policy-service');
+    assert.deepEqual(checkDemoCalls(wrongId), [
+      'Deployment/precinct-user-service --document-service https://precinct-document-service.precinct.svc:8084: --document-service-id spiffe://example.org/ns/precinct/sa/precinct-policy-service is not the ServiceAccount precinct-document-service',
+    ]);
+    await assert.rejects(
+      render({ values: ['required', 'everything'], set: ['tokenService.enabled=false'] }),
+      /demo\.enabled needs tokenService\.enabled/,
+    );
   });
 
   test('RBAC as rendered: auth-delegator for the audit store, serviceaccounts get/list/watch for the callout', async () => {

@@ -240,3 +240,97 @@ export function checkHardening(docs: K8sObject[]): string[] {
   }
   return problems;
 }
+
+interface NetworkPolicyRule {
+  from?: Array<{ podSelector?: LabelSelector; namespaceSelector?: LabelSelector }>;
+  to?: Array<{ podSelector?: LabelSelector; namespaceSelector?: LabelSelector }>;
+  ports?: Array<{ port?: number | string; protocol?: string }>;
+}
+interface NetworkPolicySpec {
+  podSelector: LabelSelector;
+  ingress?: NetworkPolicyRule[];
+  egress?: NetworkPolicyRule[];
+}
+
+/** Whether `rules` let pods with `peer` labels through on `port` (pod selectors of this namespace). */
+function admits(rules: NetworkPolicyRule[], peer: Record<string, string>, port: number): boolean {
+  return rules.some(
+    (r) =>
+      (r.ports === undefined || r.ports.some((p) => p.port === undefined || p.port === port)) &&
+      (r.from ?? r.to ?? []).some(
+        (x) =>
+          x.namespaceSelector === undefined &&
+          x.podSelector !== undefined &&
+          selectorMatches(x.podSelector, peer),
+      ),
+  );
+}
+
+/**
+ * What a `precinct demo` pod calls, from its args (`--<peer> https://<service>.<ns>.svc:<port>
+ * --<peer>-id spiffe://<td>/ns/<ns>/sa/<account>`): the Service exists and has that port, it
+ * selects pods running as that ServiceAccount, and the NetworkPolicies let the caller out to
+ * those pods and them take it in, on the port the Service targets.
+ */
+export function checkDemoCalls(docs: K8sObject[]): string[] {
+  const problems: string[] = [];
+  const policies = docs.filter((d) => d.kind === 'NetworkPolicy');
+  const policiesFor = (labels: Record<string, string>) =>
+    policies
+      .map((p) => p.spec as unknown as NetworkPolicySpec)
+      .filter((p) => selectorMatches(p.podSelector, labels));
+  const templates = podTemplates(docs);
+  for (const { owner, template } of templates) {
+    const c = template.spec.containers[0]!;
+    const args = [...(c.command ?? []), ...(c.args ?? [])];
+    if (args[0] !== 'demo') continue;
+    const me = template.metadata?.labels ?? {};
+    for (let i = 0; i < args.length - 1; i++) {
+      const m = /^--([a-z-]+)$/.exec(args[i]!);
+      const url = /^https:\/\/([^.]+)\.([^.]+)\.svc:(\d+)$/.exec(args[i + 1]!);
+      if (!m || !url) continue;
+      const [, svcName, , portText] = url;
+      const what = `${where(owner)} --${m[1]} ${args[i + 1]}`;
+      const id = flag(args, `--${m[1]}-id`);
+      const service = docs.find((d) => d.kind === 'Service' && d.metadata.name === svcName);
+      const servicePort = (
+        service?.spec as { ports?: Array<{ port: number; targetPort?: number | string }> }
+      )?.ports?.find((p) => p.port === Number(portText));
+      if (!service || !servicePort) {
+        problems.push(`${what}: no Service ${svcName} with port ${portText}`);
+        continue;
+      }
+      const selector = (service.spec as { selector: Record<string, string> }).selector;
+      const targets = templates.filter((t) =>
+        selectorMatches({ matchLabels: selector }, t.template.metadata?.labels ?? {}),
+      );
+      if (targets.length === 0) {
+        problems.push(`${what}: Service ${svcName} selects no pod template`);
+        continue;
+      }
+      for (const t of targets) {
+        const account = (t.template.spec as { serviceAccountName?: string }).serviceAccountName;
+        if (!id?.endsWith(`/sa/${account}`))
+          problems.push(`${what}: --${m[1]}-id ${id} is not the ServiceAccount ${account}`);
+        const tc = t.template.spec.containers[0]!;
+        const target = servicePort.targetPort ?? servicePort.port;
+        const port =
+          typeof target === 'number'
+            ? target
+            : (tc.ports ?? []).find((p) => p.name === target)?.containerPort;
+        if (port === undefined) {
+          problems.push(`${what}: target port ${String(target)} not declared`);
+          continue;
+        }
+        const theirs = t.template.metadata?.labels ?? {};
+        const out = policiesFor(me);
+        if (out.length > 0 && !out.some((p) => admits(p.egress ?? [], theirs, port)))
+          problems.push(`${what}: no egress to ${where(t.owner)} on port ${port}`);
+        const inn = policiesFor(theirs);
+        if (inn.length > 0 && !inn.some((p) => admits(p.ingress ?? [], me, port)))
+          problems.push(`${what}: ${where(t.owner)} takes no ingress from it on port ${port}`);
+      }
+    }
+  }
+  return problems;
+}
