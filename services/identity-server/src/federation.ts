@@ -1,7 +1,8 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPublicKey, type JsonWebKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { request } from 'node:https';
 import type { Logger } from '@precinct/runtime';
+import { SpiffeBundle, SpiffeError, TrustDomain } from '@precinct/spiffe';
 import type { KeyManager } from './authority.js';
 import type { Clock } from './clock.js';
 import { IdentityServerError } from './errors.js';
@@ -28,30 +29,44 @@ export interface SpiffeBundleDocument {
   spiffe_refresh_hint?: number;
 }
 
-/** The trust domain's own bundle as a SPIFFE bundle document. */
-export function bundleDocument(keys: KeyManager, refreshHintSeconds: number): SpiffeBundleDocument {
-  const x509 = keys.x509BundleCerts().map((der): BundleJwk => {
-    const jwk = new X509Certificate(der).publicKey.export({ format: 'jwk' }) as Record<
-      string,
-      string
-    >;
-    return { ...jwk, kty: jwk.kty!, use: 'x509-svid', x5c: [der.toString('base64')] };
+// The own bundle document, rebuilt only when the published keys (or the hint) changed.
+const ownDocuments = new WeakMap<KeyManager, { version: number; hint: number; text: string }>();
+
+/**
+ * The trust domain's own bundle in the SPIFFE bundle format (JSON text), written by the SDK's
+ * `SpiffeBundle`, so what this server publishes is what the SDK (and its peers) parse.
+ */
+export function bundleDocument(keys: KeyManager, refreshHintSeconds: number): string {
+  const cached = ownDocuments.get(keys);
+  if (cached && cached.version === keys.version && cached.hint === refreshHintSeconds)
+    return cached.text;
+  const bundle = new SpiffeBundle(TrustDomain.parse(keys.trustDomain), {
+    x509Authorities: keys.x509BundleCerts().map((der) => new X509Certificate(der)),
+    jwtAuthorities: new Map(
+      keys.jwks().keys.map((k) => [k.kid, createPublicKey({ key: jwkMaterial(k), format: 'jwk' })]),
+    ),
+    refreshHint: refreshHintSeconds,
+    sequenceNumber: keys.version,
   });
-  const jwt = keys.jwks().keys.map((k): BundleJwk => ({ ...k, kty: k.kty!, use: 'jwt-svid' }));
-  return {
-    keys: [...x509, ...jwt],
-    spiffe_sequence: keys.version,
-    spiffe_refresh_hint: refreshHintSeconds,
-  };
+  const text = bundle.marshal();
+  ownDocuments.set(keys, { version: keys.version, hint: refreshHintSeconds, text });
+  return text;
+}
+
+function jwkMaterial(k: object): JsonWebKey {
+  const { kid: _kid, alg: _alg, use: _use, ...material } = k as Record<string, unknown>;
+  return material as JsonWebKey;
 }
 
 /** A peer trust domain's bundle, parsed and checked. */
 export interface FederatedBundle {
   trustDomain: string;
-  /** Concatenated DER of its X.509 authorities. */
+  /** As the SDK parsed it: what JWT-SVIDs of that trust domain are validated against. */
+  bundle: SpiffeBundle;
+  /** Concatenated DER of its X.509 authorities (the Workload API's federated bundle). */
   x509Der: Buffer;
-  /** Its JWT authorities as a JWK Set (without `use`). */
-  jwks: { keys: Record<string, unknown>[] };
+  /** Its JWT authorities as a JWK Set document (the Workload API's JWT bundle). */
+  jwtBundleJson: string;
   sequence: number | undefined;
   refreshHintSeconds: number | undefined;
   fetchedAt: number;
@@ -60,7 +75,13 @@ export interface FederatedBundle {
 const MAX_BUNDLE_BYTES = 1 << 20;
 const MAX_KEYS = 256;
 
-/** Parses and validates a SPIFFE bundle document; throws ERR_BUNDLE_INVALID. */
+/**
+ * Parses a peer's SPIFFE bundle document with the SDK's `SpiffeBundle.parse`, after checks
+ * stricter than the spec's "ignore what you do not understand": an authority entry the SDK
+ * would skip (an x509-svid key without exactly one certificate, a jwt-svid key without a kid)
+ * means the peer's bundle is not what it meant to publish, so the whole document is refused
+ * and the last good bundle stays in use. Throws ERR_BUNDLE_INVALID.
+ */
 export function parseBundleDocument(
   trustDomain: string,
   text: string,
@@ -77,8 +98,6 @@ export function parseBundleDocument(
   if (typeof doc !== 'object' || doc === null || !Array.isArray(doc.keys))
     throw bad('no keys array');
   if (doc.keys.length > MAX_KEYS) throw bad(`more than ${MAX_KEYS} keys`);
-  const certs: Buffer[] = [];
-  const jwks: Record<string, unknown>[] = [];
   for (const k of doc.keys) {
     if (typeof k !== 'object' || k === null || typeof k.kty !== 'string')
       throw bad('a key without kty');
@@ -86,33 +105,27 @@ export function parseBundleDocument(
       if (!Array.isArray(k.x5c) || k.x5c.length !== 1 || typeof k.x5c[0] !== 'string') {
         throw bad('an x509-svid key must have exactly one x5c certificate');
       }
-      const der = Buffer.from(k.x5c[0], 'base64');
-      try {
-        const cert = new X509Certificate(der);
-        if (!cert.ca) throw new Error('not a CA');
-      } catch {
-        throw bad('an x509-svid key has an invalid or non-CA certificate');
-      }
-      certs.push(der);
     } else if (k.use === 'jwt-svid') {
       if (typeof k.kid !== 'string' || k.kid.length === 0)
         throw bad('a jwt-svid key must have a kid');
-      const { use: _use, ...rest } = k;
-      void _use;
-      jwks.push(rest);
     }
-    // Keys with another `use` are ignored, as the spec requires.
   }
+  let bundle: SpiffeBundle;
+  try {
+    bundle = SpiffeBundle.parse(trustDomain, text);
+  } catch (err) {
+    throw bad(err instanceof SpiffeError ? err.message : 'not a SPIFFE bundle');
+  }
+  const certs = bundle.x509.x509Authorities();
+  if (certs.some((c) => !c.ca)) throw bad('an x509-svid key has a non-CA certificate');
   const hint =
-    typeof doc.spiffe_refresh_hint === 'number' && doc.spiffe_refresh_hint > 0
-      ? doc.spiffe_refresh_hint
-      : undefined;
-  const seq = typeof doc.spiffe_sequence === 'number' ? doc.spiffe_sequence : undefined;
+    bundle.refreshHint !== undefined && bundle.refreshHint > 0 ? bundle.refreshHint : undefined;
   return {
     trustDomain,
-    x509Der: Buffer.concat(certs),
-    jwks: { keys: jwks },
-    sequence: seq,
+    bundle,
+    x509Der: Buffer.concat(certs.map((c) => c.raw)),
+    jwtBundleJson: bundle.jwt.marshal(),
+    sequence: bundle.sequenceNumber,
     refreshHintSeconds: hint,
     fetchedAt: now,
   };
@@ -227,11 +240,7 @@ export class FederatedBundles extends EventEmitter<{ change: [] }> {
       const b = parseBundleDocument(peer.trustDomain, text, this.#clock.now());
       const old = this.#bundles.get(peer.trustDomain);
       this.#bundles.set(peer.trustDomain, b);
-      if (
-        !old ||
-        !old.x509Der.equals(b.x509Der) ||
-        JSON.stringify(old.jwks) !== JSON.stringify(b.jwks)
-      ) {
+      if (!old || !old.x509Der.equals(b.x509Der) || old.jwtBundleJson !== b.jwtBundleJson) {
         this.#version++;
         this.#logger.info(
           { trustDomain: peer.trustDomain, sequence: b.sequence },

@@ -1,14 +1,12 @@
+import { SignJWT } from 'jose';
 import {
-  SignJWT,
-  createLocalJWKSet,
-  decodeJwt,
-  errors as joseErrors,
-  jwtVerify,
-  type JSONWebKeySet,
-  type JWTPayload,
-} from 'jose';
+  JwtBundle,
+  SpiffeError,
+  parseAndValidateJwtSvid,
+  type JwtBundleSource,
+  type SpiffeErrorCode,
+} from '@precinct/spiffe';
 import type { KeyManager } from './authority.js';
-import { parseSpiffeId } from './spiffe-id.js';
 
 /** A signed JWT-SVID. */
 export interface SignedJwtSvid {
@@ -43,52 +41,63 @@ export type JwtSvidRejection =
   'malformed' | 'signature' | 'expired' | 'audience' | 'subject' | 'key' | 'alg';
 
 /**
- * Validates a JWT-SVID against the published JWT keys of its subject's trust domain: this
- * server's own, or a federated one's (`federated(td)`). ES256 and RS256 only; the audience must
- * contain `audience`; `sub` must be a SPIFFE ID (not a trust domain ID).
+ * What this server accepts: it signs ES256 itself; RS256 is what SPIRE and other issuers of
+ * federated trust domains sign with by default. The SDK's allow-list narrows the spec's nine.
  */
-export async function validateJwtSvid(
+const ALGORITHMS = ['ES256', 'RS256'];
+
+const REJECTION: Partial<Record<SpiffeErrorCode, JwtSvidRejection>> = {
+  ERR_JWTSVID_SIGNATURE: 'signature',
+  ERR_JWTSVID_EXPIRED: 'expired',
+  ERR_JWTSVID_AUDIENCE: 'audience',
+  ERR_JWTSVID_SUB: 'subject',
+  ERR_JWTSVID_NO_BUNDLE: 'key',
+  ERR_JWTSVID_KID: 'key',
+  ERR_JWTSVID_ALG: 'alg',
+  ERR_JWTSVID_ALG_KEY_MISMATCH: 'alg',
+};
+
+// The own trust domain's JWT bundle, rebuilt only when the published keys changed.
+const ownBundles = new WeakMap<KeyManager, { version: number; bundle: JwtBundle }>();
+function ownJwtBundle(keys: KeyManager): JwtBundle {
+  const cached = ownBundles.get(keys);
+  if (cached && cached.version === keys.version) return cached.bundle;
+  const bundle = JwtBundle.parse(keys.trustDomain, JSON.stringify(keys.jwks()));
+  ownBundles.set(keys, { version: keys.version, bundle });
+  return bundle;
+}
+
+/**
+ * Validates a JWT-SVID with the SDK's rules (`parseAndValidateJwtSvid`) against the published
+ * JWT keys of its subject's trust domain: this server's own, or a federated one's
+ * (`federated(td)`). ES256 and RS256 only; the audience must contain `audience`; `sub` must be
+ * a workload's SPIFFE ID (not a trust domain ID).
+ */
+export function validateJwtSvid(
   keys: KeyManager,
   token: string,
   audience: string,
   now: number,
-  federated: (trustDomain: string) => JSONWebKeySet | undefined = () => undefined,
-): Promise<
-  { ok: true; spiffeId: string; claims: JWTPayload } | { ok: false; reason: JwtSvidRejection }
-> {
-  if (token.length > 16_384) return { ok: false, reason: 'malformed' };
-  // The unverified subject only picks which trust domain's keys to verify with; the
-  // verified subject must name that same trust domain.
-  let td: string;
+  federated: (trustDomain: string) => JwtBundle | undefined = () => undefined,
+):
+  | { ok: true; spiffeId: string; claims: Record<string, unknown> }
+  | { ok: false; reason: JwtSvidRejection } {
+  const bundles: JwtBundleSource = {
+    getJwtBundleForTrustDomain(td) {
+      const b = td.name === keys.trustDomain ? ownJwtBundle(keys) : federated(td.name);
+      if (!b) throw new SpiffeError('ERR_BUNDLE_NOT_FOUND', `no JWT bundle for ${td.name}`);
+      return b;
+    },
+  };
   try {
-    const sub = parseSpiffeId(decodeJwt(token).sub ?? '');
-    if (!sub.path) return { ok: false, reason: 'subject' };
-    td = sub.trustDomain;
-  } catch {
-    return { ok: false, reason: 'subject' };
-  }
-  const jwks = td === keys.trustDomain ? (keys.jwks() as JSONWebKeySet) : federated(td);
-  if (!jwks) return { ok: false, reason: 'key' };
-  try {
-    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), {
-      audience,
-      algorithms: ['ES256', 'RS256'],
-      currentDate: new Date(now),
-      requiredClaims: ['sub', 'exp', 'aud'],
+    const svid = parseAndValidateJwtSvid(token, bundles, [audience], {
+      now: new Date(now),
+      algorithms: ALGORITHMS,
     });
-    const id = parseSpiffeId(payload.sub!);
-    if (id.trustDomain !== td) return { ok: false, reason: 'subject' };
-    return { ok: true, spiffeId: id.id, claims: payload };
+    if (svid.id.isTrustDomainId()) return { ok: false, reason: 'subject' };
+    return { ok: true, spiffeId: svid.id.toString(), claims: svid.claims };
   } catch (err) {
-    if (err instanceof joseErrors.JWTExpired) return { ok: false, reason: 'expired' };
-    if (err instanceof joseErrors.JWTClaimValidationFailed) {
-      return { ok: false, reason: err.claim === 'aud' ? 'audience' : 'malformed' };
-    }
-    if (err instanceof joseErrors.JWKSNoMatchingKey) return { ok: false, reason: 'key' };
-    if (err instanceof joseErrors.JOSEAlgNotAllowed) return { ok: false, reason: 'alg' };
-    if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
-      return { ok: false, reason: 'signature' };
-    }
-    return { ok: false, reason: 'malformed' };
+    const reason = err instanceof SpiffeError ? REJECTION[err.code] : undefined;
+    return { ok: false, reason: reason ?? 'malformed' };
   }
 }

@@ -12,7 +12,6 @@ import {
 import type { Clock } from './clock.js';
 import { entryMatches, type Entry, type EntryRegistry } from './entries.js';
 import type { FederatedBundle as FederatedBundleOf, FederatedBundles } from './federation.js';
-import type { JSONWebKeySet } from 'jose';
 import { signJwtSvid, validateJwtSvid } from './jwt-svid.js';
 import type { IdentityMetrics } from './metrics.js';
 
@@ -269,7 +268,7 @@ export function workloadApiImplementation(
       stream(call, async (b) => ({
         message: {
           bundles: {
-            ...federated(entitled(b), (fb) => Buffer.from(JSON.stringify(fb.jwks))),
+            ...federated(entitled(b), (fb) => Buffer.from(fb.jwtBundleJson)),
             [own()]: Buffer.from(JSON.stringify(deps.keys.jwks())),
           },
         },
@@ -326,12 +325,12 @@ export function workloadApiImplementation(
         if (!svid) return cb(bad('svid is required'));
         const b = live();
         if ('code' in b) return cb(b);
-        const r = await validateJwtSvid(
+        const r = validateJwtSvid(
           deps.keys,
           svid,
           audience,
           deps.clock.now(),
-          (td) => deps.federation?.get(td)?.jwks as JSONWebKeySet | undefined,
+          (td) => deps.federation?.get(td)?.bundle.jwt,
         );
         if (!r.ok) {
           deps.logger.info({ reason: r.reason }, 'workload API: JWT-SVID refused');
