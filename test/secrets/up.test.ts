@@ -334,7 +334,7 @@ describe('precinct up: a secrets manager needs its token and a server PostgreSQL
   test('VAULT_ADDR without VAULT_TOKEN and DATABASE_URL: both named, nothing started', () => {
     const d = tempDir();
     try {
-      const env = { ...process.env, VAULT_ADDR: 'http://127.0.0.1:1' };
+      const env: NodeJS.ProcessEnv = { ...process.env, VAULT_ADDR: 'http://127.0.0.1:1' };
       delete env.VAULT_TOKEN;
       delete env.DATABASE_URL;
       const r = spawnSync(process.execPath, [bin, 'up', '--data-dir', d.path], {
