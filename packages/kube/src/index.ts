@@ -40,15 +40,17 @@ export {
   stripIdentityHeaders,
   resolveAttrs,
   bearerToken,
-  problem,
-  sendProblem,
-  type Problem,
   type RouteAuthorization,
   type KubeAuthOptions,
   type NodeHttpAuthOptions,
   type AuthOutcome,
 } from './middleware.js';
-export { kubeAuthFastifyPlugin, type KubeAuthFastifyOptions } from './fastify.js';
+export {
+  kubeAuthFastifyPlugin,
+  spiffeUser,
+  type KubeAuthFastifyOptions,
+  type SpiffePeerId,
+} from './fastify.js';
 export {
   watchServiceAccounts,
   watchPods,

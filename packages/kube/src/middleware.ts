@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, register as defaultRegistry, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { KubeError } from './errors.js';
+import { PROBLEM_CONTENT_TYPE, problem, type ProblemDetails } from '@precinct/runtime/http';
+import { KubeError, type KubeErrorCode } from './errors.js';
 import type { ServiceAccountIdentity } from './identity.js';
 import type { TokenVerifier } from './verifier.js';
 import type { Authorizer, NonResourceAttributes, ResourceAttributes, UserInfo } from './sar.js';
@@ -37,18 +38,6 @@ export function stripIdentityHeaders(headers: IncomingHttpHeaders): string[] {
   return removed;
 }
 
-/** An RFC 7807 problem document. */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  detail?: string;
-}
-
-export function problem(status: number, title: string, detail?: string): Problem {
-  return { type: 'about:blank', title, status, ...(detail ? { detail } : {}) };
-}
-
 /** What to ask RBAC for a request: one attribute set, several (all must be allowed), or none. */
 export type RouteAuthorization<Req = IncomingMessage> =
   | ResourceAttributes
@@ -70,10 +59,23 @@ export interface KubeAuthOptions {
   registry?: Registry;
 }
 
-type Denied = { ok: false; problem: Problem };
+/**
+ * Why a request was refused: a KubeError code or one of the middleware's own. Logs and the
+ * metric's `reason` label carry it (a bounded set); clients only ever see the generic problem.
+ */
+type RefusalReason =
+  KubeErrorCode | 'ERR_INTERNAL' | 'ERR_NO_AUTHORIZER' | 'ERR_RBAC_DENIED' | 'ERR_NO_SPIFFE_ID';
 
-export type AuthOutcome =
-  { ok: true; identity: ServiceAccountIdentity } | { ok: false; problem: Problem };
+/** A refusal: the problem details to answer with (from the runtime's one table). */
+type Denied = { ok: false; problem: ProblemDetails };
+
+export type AuthOutcome = { ok: true; identity: ServiceAccountIdentity } | Denied;
+
+const REFUSAL = {
+  401: 'authentication_failed',
+  403: 'authorization_failed',
+  503: 'authorization_unavailable',
+} as const;
 
 const METRIC = 'precinct_kube_auth_requests_total';
 
@@ -108,28 +110,39 @@ export function bearerToken(
  * metric label (a bounded set: the ERR_ codes).
  */
 export function createKubeAuth(opts: KubeAuthOptions) {
+  const { refuse: _refuse, ...auth } = kubeAuthCore(opts);
+  return auth;
+}
+
+/**
+ * createKubeAuth without a required verifier, for the Fastify plugin's SPIFFE mode (which
+ * never reads a token), plus `refuse` for refusals it decides itself.
+ */
+export function kubeAuthCore(
+  opts: Omit<KubeAuthOptions, 'verifier'> & { verifier?: TokenVerifier },
+) {
   const counter = counterFor(opts.registry ?? defaultRegistry);
   const log = opts.logger;
 
-  function fail(status: 401 | 403 | 503, reason: string, extra?: Record<string, unknown>): Denied {
+  function fail(
+    status: 401 | 403 | 503,
+    reason: RefusalReason,
+    extra?: Record<string, unknown>,
+  ): Denied {
     const result = status === 401 ? 'unauthenticated' : status === 403 ? 'denied' : 'unavailable';
     counter.inc({ result, reason });
     log?.warn({ reason, status, ...extra }, 'kube auth refused a request');
-    const title =
-      status === 401
-        ? 'authentication failed'
-        : status === 403
-          ? 'authorization failed'
-          : 'authorization unavailable';
-    return { ok: false, problem: problem(status, title) };
+    return { ok: false, problem: problem(REFUSAL[status]) };
   }
 
   return {
+    refuse: (status: 401 | 403 | 503, reason: RefusalReason): Denied => fail(status, reason),
     async check(
       headers: IncomingHttpHeaders,
       attrs: Array<ResourceAttributes | NonResourceAttributes>,
     ): Promise<AuthOutcome> {
       stripIdentityHeaders(headers);
+      if (!opts.verifier) throw new TypeError('kube auth: check() needs a verifier');
       const bearer = bearerToken(headers.authorization);
       if ('reason' in bearer) return fail(401, bearer.reason);
       let identity: ServiceAccountIdentity;
@@ -198,10 +211,12 @@ export function resolveAttrs<Req>(
   return Array.isArray(v) ? v : [v];
 }
 
-export function sendProblem(res: ServerResponse, p: Problem): void {
-  const body = JSON.stringify(p);
+// The node:http adapter answers the RFC 9457 members only (type, title, status): its body is
+// pinned by users' tests from before the runtime's `code` extension member existed.
+function sendNodeProblem(res: ServerResponse, p: ProblemDetails): void {
+  const body = JSON.stringify({ type: p.type, title: p.title, status: p.status });
   res.writeHead(p.status, {
-    'content-type': 'application/problem+json',
+    'content-type': PROBLEM_CONTENT_TYPE,
     'content-length': Buffer.byteLength(body),
     ...(p.status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
   });
@@ -224,7 +239,7 @@ export function createNodeHttpAuth(opts: NodeHttpAuthOptions) {
   ): Promise<ServiceAccountIdentity | undefined> => {
     const outcome = await auth.check(req.headers, resolveAttrs(opts.authorization, req));
     if (outcome.ok) return outcome.identity;
-    sendProblem(res, outcome.problem);
+    sendNodeProblem(res, outcome.problem);
     return undefined;
   };
 }

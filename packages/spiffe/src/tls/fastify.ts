@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as tls from 'node:tls';
 import type { FastifyPluginCallback } from 'fastify';
+import { PROBLEM_CONTENT_TYPE, problem } from '@precinct/runtime/http';
 import type { SpiffeId } from './core.js';
 import { peerSpiffeId, spiffeServer, type SpiffeTlsServerOptions } from './options.js';
 
@@ -57,9 +58,10 @@ export function spiffeMiddleware(): (
   return (req, res, next) => {
     const id = peerSpiffeId(req.socket);
     if (!id) {
-      res.statusCode = 401;
-      res.setHeader('content-type', 'application/problem+json');
-      res.end(JSON.stringify({ title: 'authentication failed', status: 401 }));
+      const body = problem('authentication_failed');
+      res.statusCode = body.status;
+      res.setHeader('content-type', PROBLEM_CONTENT_TYPE);
+      res.end(JSON.stringify(body));
       return;
     }
     req.spiffeId = id;
