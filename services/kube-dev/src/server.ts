@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,13 +14,9 @@ import { ADMIN_USER, Authenticator } from './auth.js';
 import { bootstrap } from './bootstrap.js';
 import { KubeDevError } from './errors.js';
 import { renderKubeconfig, writeSecretFile } from './kubeconfig.js';
-import {
-  createCertificateAuthority,
-  issueServingCertificate,
-  type CertificateAuthority,
-} from './pki.js';
+import { issueServingCertificate } from './pki.js';
 import { ObjectStore } from './store.js';
-import { generateSigningKey, signingKeyFromPem, type SigningKey } from './tokens.js';
+import { acceptIssuer, loadTrust } from './trust.js';
 
 /** Options of {@link startKubeDev}. */
 export interface KubeDevOptions {
@@ -60,27 +55,6 @@ export interface KubeDev {
   close(): Promise<void>;
 }
 
-function readOrCreate(path: string | undefined, create: () => string): string {
-  if (path && existsSync(path)) return readFileSync(path, 'utf8');
-  const v = create();
-  if (path) writeSecretFile(path, v);
-  return v;
-}
-
-async function loadCa(dataDir: string | undefined): Promise<CertificateAuthority> {
-  const crt = dataDir && join(dataDir, 'ca.crt');
-  const key = dataDir && join(dataDir, 'ca.key');
-  if (crt && key && existsSync(crt) && existsSync(key)) {
-    return { certPem: readFileSync(crt, 'utf8'), keyPem: readFileSync(key, 'utf8') };
-  }
-  const ca = await createCertificateAuthority();
-  if (crt && key) {
-    writeSecretFile(key, ca.keyPem);
-    writeSecretFile(crt, ca.certPem);
-  }
-  return ca;
-}
-
 /**
  * Starts kube-dev: a Kubernetes API server for ServiceAccounts, TokenRequest, TokenReview,
  * SubjectAccessReview, RBAC and OIDC discovery, over HTTPS with its own CA. Resolves once it
@@ -101,13 +75,7 @@ export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> 
     kubeconfigPath = join(tempDir, 'kubeconfig');
   }
 
-  const ca = await loadCa(dataDir);
-  const key: SigningKey = signingKeyFromPem(
-    readOrCreate(dataDir && join(dataDir, 'sa-signing.key'), () => generateSigningKey().privatePem),
-  );
-  const adminToken = readOrCreate(dataDir && join(dataDir, 'admin.token'), () =>
-    randomBytes(32).toString('base64url'),
-  ).trim();
+  const { ca, key, adminToken } = await loadTrust(dataDir);
   let store: ObjectStore;
   try {
     store = new ObjectStore(dataDir && join(dataDir, 'state.json'));
@@ -141,15 +109,7 @@ export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> 
   const url = `https://${formatHostPort(advertiseHost, port)}`;
   const issuer = url;
 
-  // Earlier issuers stay accepted so tokens issued before a restart on another port or host
-  // keep verifying (kube-apiserver allows several --service-account-issuer values the same way).
-  const issuersFile = dataDir && join(dataDir, 'issuers.json');
-  let accepted = [issuer];
-  if (issuersFile && existsSync(issuersFile)) {
-    const prev = JSON.parse(readFileSync(issuersFile, 'utf8')) as string[];
-    accepted = [issuer, ...prev.filter((i) => i !== issuer)].slice(0, 20);
-  }
-  if (issuersFile) writeSecretFile(issuersFile, JSON.stringify(accepted));
+  const accepted = acceptIssuer(dataDir, issuer);
 
   const authenticator = new Authenticator({
     store,
