@@ -27,7 +27,14 @@ export interface PolicyGrantScopeOptions {
 
 const DOCUMENT_SCOPE = /^documents:([a-z][a-z0-9_.-]*):([A-Za-z0-9][A-Za-z0-9._:-]*)$/;
 
-function documentScope(scope: string): { document: string; action: string } | undefined {
+/**
+ * Reads the demo's scope form `documents:<action>:<document>` (e.g. `documents:read:DOC-001`),
+ * or undefined for any other scope: the default of {@link PolicyGrantScopeOptions.parseScope},
+ * and what an audit trail names as the scope's resource.
+ */
+export function parseDocumentScope(
+  scope: string,
+): { document: string; action: string } | undefined {
   const m = DOCUMENT_SCOPE.exec(scope);
   return m ? { action: m[1]!, document: m[2]! } : undefined;
 }
@@ -52,7 +59,7 @@ export function policyGrantScope(
   agent: string | undefined;
   requested: string[];
 }) => Promise<ScopeGrant> {
-  const parse = options.parseScope ?? documentScope;
+  const parse = options.parseScope ?? parseDocumentScope;
   return async ({ person, agent, requested }) => {
     const out: ScopeGrant = { granted: [], refused: [] };
     // One decision per scope, in parallel: an OPA server answers them concurrently.

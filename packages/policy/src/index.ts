@@ -19,6 +19,7 @@ export {
   type DecisionLogOptions,
 } from './decision-log.js';
 export {
+  parseDocumentScope,
   policyGrantScope,
   type PolicyGrantScopeOptions,
   type ScopeGrant,

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import {
   PolicyError,
   opaServerPolicy,
+  parseDocumentScope,
   policyGrantScope,
   wasmPolicy,
   type PolicyEngine,
@@ -146,4 +147,20 @@ test('a policy that cannot decide rejects; it never grants', async () => {
     }),
     /malformed decision/,
   );
+});
+
+test('parseDocumentScope reads documents:<action>:<document> and nothing else', () => {
+  assert.deepEqual(parseDocumentScope('documents:read:DOC-001'), {
+    action: 'read',
+    document: 'DOC-001',
+  });
+  for (const s of [
+    'documents:read',
+    'documents::DOC-1',
+    'docs:read:DOC-1',
+    'documents:Read:D',
+    'documents:read:DOC 1',
+  ]) {
+    assert.equal(parseDocumentScope(s), undefined, s);
+  }
 });
