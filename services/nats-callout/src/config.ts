@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fromSeed } from '@nats-io/nkeys';
-import { listenOptionsFromEnv } from '@precinct/runtime';
+import { listenOptionsFromEnv, parseDuration } from '@precinct/runtime';
 import { ConfigError } from './errors.js';
 
 /** How the callout itself authenticates to NATS (it must be one of the server's `auth_users`). */
@@ -62,16 +62,18 @@ const IN_CLUSTER_JWKS = 'https://kubernetes.default.svc/openid/v1/jwks';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const MAX_TTL_LIMIT_SECONDS = 7 * 24 * 3600;
 
-/** Parses `90`, `90s`, `15m`, `1h`, `1h30m` into seconds; undefined when malformed. */
+/**
+ * Parses `90`, `90s`, `15m`, `1h`, `1h30m` into seconds with the runtime's one duration
+ * grammar, less its day unit (the reference's Go durations have none, so `1d` stays an error
+ * as it always was here); undefined when malformed.
+ */
 export function parseDurationSeconds(raw: string): number | undefined {
-  const s = raw.trim();
-  if (/^\d+$/.test(s)) return Number(s);
-  if (!/^(\d+(h|m|s))+$/.test(s)) return undefined;
-  let total = 0;
-  for (const m of s.matchAll(/(\d+)(h|m|s)/g)) {
-    total += Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1);
+  if (raw.toLowerCase().includes('d')) return undefined;
+  try {
+    return parseDuration(raw, 'duration');
+  } catch {
+    return undefined;
   }
-  return total;
 }
 
 const SEED_BEGIN = ['BEGIN USER NKEY SEED', 'BEGIN NKEY SEED'];

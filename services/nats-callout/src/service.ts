@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { rootCertificates } from 'node:tls';
 import {
   connect,
@@ -8,18 +8,18 @@ import {
   type NatsConnection,
   type Subscription,
 } from '@nats-io/transport-node';
-import { createLogger, listen, type Logger } from '@precinct/runtime';
+import { createLogger, listen, serviceAccountPaths, type Logger } from '@precinct/runtime';
 import { Authorizer, type ServiceAccountTokenVerifier } from './authorizer.js';
 import type { NatsCalloutConfig } from './config.js';
 import { ConfigError } from './errors.js';
 
 import { createMetrics, type CalloutMetrics } from './metrics.js';
+import { createProbeServer } from './probes.js';
 import { serviceAccountInformer, type ServiceAccountSource } from './serviceaccounts.js';
 
 const AUTH_SUBJECT = '$SYS.REQ.USER.AUTH';
 const XKEY_HEADER = 'Nats-Server-Xkey';
-const SA_TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/token';
-const SA_CA_PATH = '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt';
+const { tokenPath: SA_TOKEN_PATH, caPath: SA_CA_PATH } = serviceAccountPaths();
 /** Requests decided at once; beyond this the server's auth timeout answers for us. */
 const MAX_IN_FLIGHT = 1024;
 
@@ -232,33 +232,7 @@ export async function startNatsCallout(
     };
   };
 
-  const http: Server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
-    const json = (code: number, body: unknown) => {
-      res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' });
-      res.end(JSON.stringify(body));
-    };
-    if (req.method !== 'GET' && req.method !== 'HEAD')
-      return json(405, { error: 'method not allowed' });
-    if (path === '/health' || path === '/healthz') return json(200, { status: 'ok' });
-    if (path === '/ready' || path === '/readyz') {
-      const s = status();
-      return json(s.ready ? 200 : 503, s);
-    }
-    if (path === '/metrics') {
-      status();
-      metrics.registry.metrics().then(
-        (text) => {
-          res.writeHead(200, { 'content-type': metrics.registry.contentType });
-          res.end(text);
-        },
-        () => json(500, { error: 'metrics unavailable' }),
-      );
-      return;
-    }
-    json(404, { error: 'not found' });
-  });
-  http.requestTimeout = 10_000;
+  const http: Server = createProbeServer({ status, registry: metrics.registry });
   const port = await listen(http, config.http);
 
   const auth =
