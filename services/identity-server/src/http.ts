@@ -1,6 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '@precinct/runtime';
+import {
+  PROBLEM_CONTENT_TYPE,
+  probesPlugin,
+  problem,
+  sendProblem,
+  type ProblemCode,
+  type ReadyCheck,
+} from '@precinct/runtime/http';
 import type { WorkloadSockets } from './attestation.js';
 import type { KeyManager } from './authority.js';
 import { bundleDocument } from './federation.js';
@@ -15,34 +23,42 @@ function childLogger(logger: Logger, component: string, quiet = false): FastifyB
   return child as unknown as FastifyBaseLogger;
 }
 
-// The one place error codes become HTTP statuses.
-const STATUS: Partial<Record<IdentityServerErrorCode, number>> = {
-  ERR_ENTRY_INVALID: 400,
-  ERR_TRUST_DOMAIN_MISMATCH: 400,
-  ERR_ADMIN_REQUEST: 400,
-  ERR_ADMIN_UNAUTHORIZED: 401,
-  ERR_ATTESTATION_FAILED: 401,
-  ERR_ENTRY_NOT_FOUND: 404,
-  ERR_ENTRY_EXISTS: 409,
+// Each identity-server error code's answer, as a code of the shared problem table (which owns
+// the statuses). Codes not here are internal errors (500).
+const PROBLEM_OF: Partial<Record<IdentityServerErrorCode, ProblemCode>> = {
+  ERR_ENTRY_INVALID: 'bad_request',
+  ERR_TRUST_DOMAIN_MISMATCH: 'bad_request',
+  ERR_ADMIN_REQUEST: 'bad_request',
+  ERR_ADMIN_UNAUTHORIZED: 'authentication_failed',
+  ERR_ATTESTATION_FAILED: 'authentication_failed',
+  ERR_ENTRY_NOT_FOUND: 'not_found',
+  ERR_ENTRY_EXISTS: 'conflict',
 };
 
-function problem(
+// Fastify's own client errors (schema validation, body size, media type) keep their status.
+const CLIENT_ERROR: Record<number, ProblemCode> = {
+  400: 'bad_request',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  408: 'request_timeout',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+  429: 'too_many_requests',
+  431: 'request_headers_too_large',
+};
+
+/**
+ * Sends the problem for `code`; for the identity server's own errors the `code` member is the
+ * stable `ERR_*` string clients branch on (and `detail` says what was wrong with their input).
+ */
+function sendDomainProblem(
   reply: FastifyReply,
-  status: number,
-  title: string,
-  detail?: string,
-  code?: string,
-) {
-  return reply
-    .code(status)
-    .type('application/problem+json')
-    .send({
-      type: 'about:blank',
-      title,
-      status,
-      ...(detail ? { detail } : {}),
-      ...(code ? { code } : {}),
-    });
+  code: ProblemCode,
+  detail: string,
+  errCode: IdentityServerErrorCode,
+): FastifyReply {
+  const body = { ...problem(code, detail), code: errCode };
+  return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }
 
 /** Constant-time comparison of a presented bearer token with the expected one. */
@@ -101,25 +117,30 @@ export function createAdminApp(deps: {
   });
   app.setErrorHandler((err: unknown, req, reply) => {
     if (err instanceof IdentityServerError) {
-      const status = STATUS[err.code] ?? 500;
+      const code = PROBLEM_OF[err.code];
       if (err.code === 'ERR_ATTESTATION_FAILED') {
         // Which token to bring is no secret, and without it a newcomer cannot tell a wrong
         // audience from a wrong cluster; why this one failed stays in the log.
         const detail = deps.attestAudience
           ? `present a Kubernetes ServiceAccount token for the audience "${deps.attestAudience}" (kubectl create token SA --audience ${deps.attestAudience})`
           : undefined;
-        return problem(reply, 401, 'attestation failed', detail);
+        return sendProblem(reply, 'authentication_failed', detail);
       }
-      if (status < 500) return problem(reply, status, 'request refused', err.message, err.code);
+      if (code) return sendDomainProblem(reply, code, err.message, err.code);
     }
     const e = err as { code?: string; statusCode?: number; validation?: unknown };
-    if (e.code === 'ERR_KUBE_UNAVAILABLE') return problem(reply, 503, 'service unavailable');
-    if (e.validation || (e.statusCode && e.statusCode >= 400 && e.statusCode < 500)) {
-      return problem(reply, e.statusCode ?? 400, 'bad request');
+    if (e.code === 'ERR_KUBE_UNAVAILABLE' || e.code === 'ERR_DB_UNAVAILABLE') {
+      req.log.warn({ code: e.code }, 'admin API: a dependency is unavailable');
+      return sendProblem(reply, 'unavailable');
+    }
+    if (e.validation) return sendProblem(reply, 'bad_request');
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return sendProblem(reply, CLIENT_ERROR[e.statusCode] ?? 'bad_request');
     }
     req.log.error({ err }, 'admin API error');
-    return problem(reply, 500, 'internal error');
+    return sendProblem(reply, 'internal');
   });
+  app.setNotFoundHandler((_req, reply) => sendProblem(reply, 'not_found'));
 
   app.post(
     '/v1/attest',
@@ -156,7 +177,7 @@ export function createAdminApp(deps: {
       const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(h);
       if (!m || !tokenMatches(m[1]!, deps.adminToken)) {
         req.log.info({ reason: m ? 'token_mismatch' : 'token_missing' }, 'admin API refused');
-        return problem(reply, 401, 'authentication required');
+        return sendProblem(reply, 'authentication_failed');
       }
     });
     const idParam = {
@@ -241,24 +262,19 @@ export function createOidcApp(deps: {
   return app;
 }
 
-/** `/health` (alive), `/ready` (keys and store loaded), `/metrics` (Prometheus). */
+/**
+ * `/health` (alive), `/ready` (every check passes, else 503 naming the failing ones),
+ * `/metrics` (Prometheus): the service kit's probes.
+ */
 export function createHealthApp(deps: {
   metrics: IdentityMetrics;
-  ready: () => boolean;
+  ready: Record<string, ReadyCheck>;
   logger: Logger;
 }): FastifyInstance {
   const app = Fastify({
     loggerInstance: childLogger(deps.logger, 'health', true),
   });
-  app.get('/health', async () => ({ status: 'ok' }));
-  app.get('/ready', async (_req, reply) => {
-    if (!deps.ready()) return reply.code(503).send({ status: 'not ready' });
-    return { status: 'ready' };
-  });
-  app.get('/metrics', async (_req, reply) => {
-    reply.type(deps.metrics.registry.contentType);
-    return deps.metrics.registry.metrics();
-  });
+  void app.register(probesPlugin, { registry: deps.metrics.registry, ready: deps.ready });
   return app;
 }
 

@@ -289,7 +289,12 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
     );
     let ready = false;
     const healthUrl = await serve(
-      createHealthApp({ metrics, ready: () => ready, logger }),
+      createHealthApp({
+        metrics,
+        // Keys and entries loaded, rotation armed; and the store answers.
+        ready: { server: () => ready, store: () => db.ping() },
+        logger,
+      }),
       opts.health ?? ANY,
       'http',
     );
