@@ -1,6 +1,7 @@
 // Public API of @precinct/identity-server (an explicit allow-list).
 export { startIdentityServer, type IdentityServer, type IdentityServerOptions } from './server.js';
-export { identityServerCommand, entryCommand } from './cli.js';
+export { identityServerCommand } from './commands/identity-server.js';
+export { entryCommand } from './commands/entry.js';
 export { IdentityServerError, type IdentityServerErrorCode } from './errors.js';
 export type { Entry, EntryInput, Selector } from './entries.js';
 export type { TokenVerifier, ServiceAccountIdentity, Attestation } from './attestation.js';

@@ -4,10 +4,10 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { tempDir } from '@precinct/testing';
-import { runEntryCli } from '../src/cli.js';
+import { runEntryCli } from '../src/commands/entry.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
-const cli = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
+const cli = fileURLToPath(new URL('../src/commands/identity-server.ts', import.meta.url));
 
 test(
   '`precinct identity-server` starts, prints where it is, serves, and stops on SIGTERM',
@@ -86,7 +86,7 @@ test(
 );
 
 test('bad flags are usage errors', async () => {
-  const { identityServerCommand } = await import('../src/cli.js');
+  const { identityServerCommand } = await import('../src/commands/identity-server.js');
   for (const [argv, re] of [
     [['--attestor', 'magic'], /--attestor must be kube or none/],
     [['--port', '70000'], /--port must be a port/],
