@@ -52,7 +52,7 @@ test('probe server: aliases, the readiness report, metrics; errors are problem+j
   const post = await fetch(`${base}/health`, { method: 'POST' });
   assert.equal(post.status, 405);
   assert.equal(post.headers.get('allow'), 'GET, HEAD');
-  assert.equal((await post.json()).code, 'method_not_allowed');
+  assert.equal(((await post.json()) as { code: string }).code, 'method_not_allowed');
 });
 
 test('parseDurationSeconds is the runtime grammar without days', () => {
