@@ -179,9 +179,9 @@ describe('dashboard UI in Chromium', { skip }, () => {
     });
     assert.equal(refused.status, 403);
     assert.match(refused.headers.get('content-type') ?? '', /^application\/problem\+json/);
-    const me = await (
+    const me = (await (
       await fetch(new URL('/api/auth/me', base), { headers: { cookie: alice } })
-    ).json();
+    ).json()) as { auditor: boolean };
     assert.equal(me.auditor, false);
     // Typing the view's address does not show it either.
     await page.goto(`${base}/#/audit`);

@@ -129,7 +129,7 @@ export async function startOidcPeer(accounts: Record<string, Account>): Promise<
         const action = /<form[^>]*action="([^"]+)"/.exec(html)?.[1];
         if (res.status !== 200 || !action)
           throw new Error(`provider answered ${res.status}: ${html.slice(0, 300)}`);
-        const form = html.includes('name="login"')
+        const form: Record<string, string> = html.includes('name="login"')
           ? { prompt: 'login', login, password: 'any' }
           : { prompt: 'consent' };
         url = new URL(unescapeHtml(action), url);

@@ -135,14 +135,18 @@ describe('dashboard login through an OpenID Provider', () => {
       });
     const direct = await post('/api/access-direct', { document_id: 'DOC-001' });
     assert.equal(direct.status, 200);
-    assert.equal((await direct.json()).granted, true);
+    assert.equal(((await direct.json()) as { granted: boolean }).granted, true);
     const delegated = await post('/api/access-delegated', {
       document_id: 'DOC-001',
       agent_id: 'summarizer',
     });
-    assert.equal((await delegated.json()).granted, false, 'summarizer lacks engineering');
+    assert.equal(
+      ((await delegated.json()) as { granted: boolean }).granted,
+      false,
+      'summarizer lacks engineering',
+    );
     const gpt4 = await post('/api/access-delegated', { document_id: 'DOC-002', agent_id: 'gpt4' });
-    assert.equal((await gpt4.json()).granted, true);
+    assert.equal(((await gpt4.json()) as { granted: boolean }).granted, true);
     // alice is no auditor: the audit API refuses her.
     const audit = await fetch(`${base}/api/platform/audit/events`, { headers: { cookie } });
     assert.equal(audit.status, 403);
@@ -153,11 +157,13 @@ describe('dashboard login through an OpenID Provider', () => {
 
   test("the provider's groups claim makes bob an auditor (control: alice above is not)", async () => {
     const cookie = await login('bob');
-    const me = await (await fetch(`${base}/api/auth/me`, { headers: { cookie } })).json();
+    const me = (await (await fetch(`${base}/api/auth/me`, { headers: { cookie } })).json()) as {
+      auditor: boolean;
+    };
     assert.equal(me.auditor, true);
     const audit = await fetch(`${base}/api/platform/audit/events`, { headers: { cookie } });
     assert.equal(audit.status, 200);
-    assert.equal((await audit.json()).connected, true);
+    assert.equal(((await audit.json()) as { connected: boolean }).connected, true);
   });
 
   test('missing or altered state, or no login in progress: refused (control: intact, logged in)', async () => {

@@ -78,9 +78,12 @@ function platformOf(
   return { backends, close: () => reader.dispatcher.close() };
 }
 
-/** `extra`: further dashboard options (an OpenID Provider, people's tokens, auditors). */
+/**
+ * `extra`: further dashboard options (an OpenID Provider, people's tokens, auditors), or a
+ * function of the started world that returns them.
+ */
 export async function startBrowserWorld(
-  extra: Partial<DashboardOptions> = {},
+  extra: Partial<DashboardOptions> | ((world: World) => Promise<Partial<DashboardOptions>>) = {},
 ): Promise<BrowserWorld> {
   const closers: Array<() => Promise<unknown>> = [];
   try {
@@ -136,6 +139,7 @@ export async function startBrowserWorld(
     closers.unshift(() => demo.close());
     const platform = platformOf(world, audit);
     closers.unshift(platform.close);
+    const more = typeof extra === 'function' ? await extra(world) : extra;
     const dashboard = await startDashboard({
       svidSource: world.sources.dashboard,
       bundleSource: world.sources.dashboard,
@@ -151,7 +155,7 @@ export async function startBrowserWorld(
       healthPort: 0,
       logger: quiet(),
       platform: platform.backends,
-      ...extra,
+      ...more,
     });
     closers.unshift(() => dashboard.close());
     return {

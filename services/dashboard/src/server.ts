@@ -721,6 +721,12 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   app.put(
     '/api/secrets/:provider',
     {
+      // The schema's additionalProperties would silently drop a field; refuse it instead.
+      preValidation: async (req, reply) => {
+        const b = req.body;
+        if (typeof b === 'object' && b !== null && Object.keys(b).some((k) => k !== 'token'))
+          return refuse(reply, 'bad_request', 'unknown_field', 'send {token}');
+      },
       schema: {
         body: {
           type: 'object',
