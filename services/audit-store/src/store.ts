@@ -1,710 +1,85 @@
-import type { Db, Queryable } from './db.js';
-import { AuditStoreError } from './errors.js';
-import {
-  COLUMNS,
-  GENESIS_HASH,
-  fromDbRow,
-  linkHash,
-  linkTemplate,
-  templateHash,
-  toRow,
-  type AuditEventInput,
-  type LinkTemplate,
-  type StoredEvent,
-  type Writer,
-} from './events.js';
+// The store's storage operations, one object per store over three modules: the write path
+// (store/write.ts), reads and chain verification (store/reads.ts), legal holds and retention
+// (store/retention.ts).
+import type { Db } from './db.js';
+import type { AuditEventInput, StoredEvent, Writer } from './events.js';
+import { EventReader, type EventFilter, type VerifyResult } from './store/reads.js';
+import { Retention, type LegalHold } from './store/retention.js';
+import { ChainWriter, type WriteReceipt } from './store/write.js';
 
-type DataColumn = Exclude<
-  (typeof COLUMNS)[number],
-  'chain_seq' | 'prev_hash' | 'event_hash' | 'event_data'
->;
-/**
- * The columns known before the chain heads are read, but event_data, with their SQL types
- * (migration 1), in COLUMNS order.
- */
-const DATA_COLUMNS: ReadonlyArray<readonly [DataColumn, string]> = [
-  ['event_id', 'uuid'],
-  ['version', 'text'],
-  ['event_type', 'text'],
-  ['event_timestamp', 'timestamptz'],
-  ['event_category', 'text'],
-  ['event_action', 'text'],
-  ['event_outcome', 'text'],
-  ['actor_type', 'text'],
-  ['actor_id', 'text'],
-  ['actor_ip', 'text'],
-  ['resource_type', 'text'],
-  ['resource_id', 'text'],
-  ['correlation_id', 'text'],
-  ['parent_event_id', 'uuid'],
-  ['namespace', 'text'],
-  ['cluster_id', 'text'],
-  ['severity', 'text'],
-  ['duration_ms', 'integer'],
-  ['error_code', 'text'],
-  ['error_message', 'text'],
-  ['retention_days', 'integer'],
-  ['is_sensitive', 'boolean'],
-  ['written_by', 'text'],
-  ['written_by_kind', 'text'],
-  ['on_behalf_of', 'text'],
-];
-
-/**
- * The statement that writes a batch's events and its new chain heads: one statement, one round
- * trip while the heads are locked. A column whose value differs between the batch's events is
- * one array parameter; a column with one value for the whole batch (the writer's columns, and
- * often defaults, nulls, the arrival time) is one scalar parameter, so PostgreSQL has less
- * to parse. Parameters, in order: the varying columns' arrays, the chain_seq, prev_hash and
- * event_hash arrays, every event_data as one JSON array (all zipped into rows by ROWS FROM),
- * the constant columns' values, then the new heads as three arrays.
- */
-function insertEventsSql(varying: readonly boolean[], idempotency: boolean): string {
-  const key = `${idempotency ? 'i' : '-'}${varying.map((v) => (v ? '1' : '0')).join('')}`;
-  let sql = insertSqlCache.get(key);
-  if (sql) return sql;
-  const arrays = DATA_COLUMNS.filter((_, i) => varying[i]);
-  const scalars = DATA_COLUMNS.filter((_, i) => !varying[i]);
-  let n = 0;
-  const unnests = [...arrays.map(([, t]) => t), 'integer', 'text', 'text'].map(
-    (t) => `unnest($${++n}::${t}[])`,
-  );
-  const data = `jsonb_array_elements($${++n}::jsonb)`;
-  const values = scalars.map(([, t]) => `$${++n}::${t}`);
-  const cols = [
-    ...arrays.map(([c]) => c),
-    'chain_seq',
-    'prev_hash',
-    'event_hash',
-    'event_data',
-    ...scalars.map(([c]) => c),
-  ];
-  // With an idempotency key, the response a retry gets back (its key row was claimed earlier
-  // in the transaction): (written_by, key, response) after the heads.
-  const idem = idempotency
-    ? `, idem AS (
-  UPDATE audit_idempotency_keys SET response = $${n + 6}::jsonb
-  WHERE written_by = $${n + 4} AND idempotency_key = $${n + 5}
-)`
-    : '';
-  sql = `WITH ins AS (
-  INSERT INTO audit_events (${cols.join(', ')})
-  SELECT ${['u.*', ...values].join(', ')}
-  FROM ROWS FROM (${[...unnests, data].join(', ')}) AS u
-)${idem}
-UPDATE audit_chain_heads h SET seq = v.seq, last_hash = v.hash
-FROM unnest($${n + 1}::text[], $${n + 2}::integer[], $${n + 3}::text[]) AS v(c, seq, hash)
-WHERE h.correlation_id = v.c`;
-  if (insertSqlCache.size >= 256) insertSqlCache.clear();
-  insertSqlCache.set(key, sql);
-  return sql;
-}
-const insertSqlCache = new Map<string, string>();
-
-/** How many correlations' heads a repository remembers as existing. */
-const KNOWN_HEADS_MAX = 100_000;
-
-/** A batch made ready for its transaction (see `insert`). */
-interface PreparedBatch {
-  rows: ReadonlyArray<ReturnType<typeof toRow>>;
-  templates: readonly LinkTemplate[];
-  /** Its correlations, sorted: the order their heads are locked in. */
-  corrs: readonly string[];
-  /** Per DATA_COLUMNS entry, whether its value differs between the events. */
-  varying: readonly boolean[];
-  /** The varying columns' array literals. */
-  arrays: readonly string[];
-  /** The other columns' values, as text (or null). */
-  scalars: ReadonlyArray<string | null>;
-  /** Every event_data, as one JSON array. */
-  eventData: string;
-}
-
-/** A batch's place in its correlations' queue (see `AuditRepository.queue`). */
-interface Turn {
-  leave?: () => void;
-}
-
-/** Thrown (and the transaction rolled back) when a head believed to exist is not there. */
-class HeadMissing extends Error {}
-
-/** Lets other requests' callbacks run (a transaction holding chain heads is waiting for one). */
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
-/** Events prepared between two yields. */
-const PREPARE_CHUNK = 100;
-
-/** Filters of GET /api/v1/audit/events (and the export). */
-export interface EventFilter {
-  event_type?: string;
-  event_category?: string;
-  event_outcome?: string;
-  severity?: string;
-  correlation_id?: string;
-  actor_id?: string;
-  resource_type?: string;
-  resource_id?: string;
-  namespace?: string;
-  written_by?: string;
-  since?: string;
-  until?: string;
-}
-
-export const FILTER_FIELDS = [
-  'event_type',
-  'event_category',
-  'event_outcome',
-  'severity',
-  'correlation_id',
-  'actor_id',
-  'resource_type',
-  'resource_id',
-  'namespace',
-  'written_by',
-] as const;
-
-export interface VerifyResult {
-  correlation_id: string;
-  is_valid: boolean;
-  events_checked: number;
-  broken_links: Array<{
-    event_id: string | null;
-    chain_seq: number | null;
-    reason: string;
-  }>;
-  tampered_events: string[];
-}
-
-/** What a write returns per event, and what an idempotent replay returns again. */
-export interface WriteReceipt {
-  event_id: string;
-  event_timestamp: string;
-  correlation_id: string;
-  chain_seq: number;
-  event_hash: string;
-  written_by: string;
-}
-
-export interface LegalHold {
-  correlation_id: string;
-  reason: string;
-  placed_by: string;
-  placed_at: string;
-}
-
-const NEEDS_ESCAPE = /["\\]/;
-const ESCAPE = /["\\]/g;
-
-/**
- * A PostgreSQL array literal (`{"a","b",NULL}`) of strings, numbers and booleans, for an
- * `$n::type[]` parameter. Both drivers pass a string parameter through as its text, so the
- * per-element quoting is done here, once, up front (not by the driver while the transaction
- * holds chain heads). Every element is quoted; inside quotes only `"` and `\` take a backslash.
- */
-export function arrayLiteral(values: ReadonlyArray<string | number | boolean | null>): string {
-  const parts = new Array<string>(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    if (v === null || v === undefined) parts[i] = 'NULL';
-    else {
-      const t = String(v);
-      parts[i] = NEEDS_ESCAPE.test(t) ? `"${t.replace(ESCAPE, '\\$&')}"` : `"${t}"`;
-    }
-  }
-  return `{${parts.join(',')}}`;
-}
-
-function monthStart(d: Date): Date {
-  return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1));
-}
+export { FILTER_FIELDS, type EventFilter, type VerifyResult } from './store/reads.js';
+export type { LegalHold } from './store/retention.js';
+export type { WriteReceipt } from './store/write.js';
 
 /** The storage operations; one instance per store. */
 export class AuditRepository {
-  private readonly partitions = new Set<string>();
-  /** Correlations whose chain head row exists (committed); heads are never deleted. */
-  private readonly knownHeads = new Set<string>();
-  /** Per correlation, the completion of the last batch of this store queued for it. */
-  private readonly tails = new Map<string, Promise<void>>();
-  constructor(
-    private readonly db: Db,
-    private readonly hashKey?: Buffer,
-    private readonly log?: { warn(o: object, m: string): void },
-  ) {}
+  private readonly writer: ChainWriter;
+  private readonly reader: EventReader;
+  private readonly retention: Retention;
 
-  /**
-   * Creates the month's partition unless it exists. Outside the writing transaction: DDL takes
-   * strong locks, and once per month is enough. Rows that arrive for a month whose partition
-   * cannot be created (the default partition already holds rows of that month) stay in the
-   * default partition, which is correct, only less tidy.
-   */
-  async ensurePartition(ts: Date): Promise<void> {
-    const from = monthStart(ts);
-    const name = `audit_events_p${from.getUTCFullYear()}${String(from.getUTCMonth() + 1).padStart(2, '0')}`;
-    if (this.partitions.has(name)) return;
-    const to = new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth() + 1, 1));
-    try {
-      await this.db.query(
-        `CREATE TABLE IF NOT EXISTS ${name} PARTITION OF audit_events FOR VALUES FROM ('${from.toISOString()}') TO ('${to.toISOString()}')`,
-      );
-    } catch (err) {
-      const code = err instanceof AuditStoreError ? err.code : '';
-      if (code === 'ERR_DB_UNAVAILABLE') throw err;
-      // Lost a race with another store (already exists) or the default partition has rows of
-      // that month: either way the rows have a home.
-      this.log?.warn({ partition: name, err: (err as Error).message }, 'partition not created');
-    }
-    this.partitions.add(name);
+  constructor(db: Db, hashKey?: Buffer, log?: { warn(o: object, m: string): void }) {
+    this.writer = new ChainWriter(db, hashKey, log);
+    this.reader = new EventReader(db, hashKey);
+    this.retention = new Retention(db);
   }
 
-  /**
-   * Creates the partitions of the month of `now` and of the `ahead` months after it (the
-   * partition job: at start and periodically, never from a write, so no client can make the
-   * store create partitions). Resolves once every one exists or could not be created (logged).
-   */
-  async ensurePartitionsAhead(now: Date, ahead: number): Promise<void> {
-    for (let i = 0; i <= ahead; i++)
-      await this.ensurePartition(
-        new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + i, 1)),
-      );
-  }
-
-  /**
-   * Appends events (all or nothing) and chains each under its correlation's chain-head row,
-   * locked FOR UPDATE (via the upsert) in sorted order so concurrent batches cannot deadlock
-   * or fork a chain. Resolves only after COMMIT.
-   *
-   * With an idempotency key, the key row is claimed first in the same transaction: a retry of a
-   * request that committed gets the first response back (`replayed`) and writes nothing; a
-   * concurrent duplicate waits on the first one's row lock and then replays; the same key with
-   * a different request is refused (ERR_IDEMPOTENCY_CONFLICT).
-   */
-  async insert(
+  /** See `ChainWriter.insert`: appends events, all or nothing; resolves after COMMIT. */
+  insert(
     events: AuditEventInput[],
     writer: Writer,
-    now = new Date(),
+    now?: Date,
     idempotency?: { key: string; requestHash: string },
   ): Promise<{ events: WriteReceipt[]; replayed: boolean }> {
-    if (events.length === 0) return { events: [], replayed: false };
-    // Everything that does not depend on the chain heads is prepared before the transaction
-    // locks them: each event's row and canonical form (all but its chain fields), and the
-    // column arrays. In chunks, so that a concurrent write holding chain heads is not kept
-    // waiting for the event loop while this one is being prepared.
-    const rows: Array<ReturnType<typeof toRow>> = [];
-    const templates: LinkTemplate[] = [];
-    for (let i = 0; i < events.length; i++) {
-      if (i > 0 && i % PREPARE_CHUNK === 0) await yieldToEventLoop();
-      const row = toRow(events[i]!, writer, now);
-      rows.push(row);
-      templates.push(linkTemplate(row));
-    }
-    const corrs = [...new Set(rows.map((r) => r.correlation_id))].sort();
-    const varying: boolean[] = [];
-    const arrays: string[] = [];
-    const scalars: Array<string | null> = [];
-    for (const [c] of DATA_COLUMNS) {
-      const first = rows[0]![c];
-      if (rows.every((r) => r[c] === first)) {
-        varying.push(false);
-        scalars.push(first === null ? null : String(first));
-      } else {
-        if (arrays.length % 8 === 7) await yieldToEventLoop();
-        varying.push(true);
-        arrays.push(arrayLiteral(rows.map((r) => r[c])));
-      }
-    }
-    const batch: PreparedBatch = {
-      rows,
-      templates,
-      corrs,
-      varying,
-      arrays,
-      scalars,
-      eventData: JSON.stringify(rows.map((r) => r.event_data)),
-    };
-    const turn: Turn = {};
-    const attempt = (headsExist: boolean) =>
-      this.write(writer, idempotency, batch, headsExist, turn).finally(() => {
-        // After COMMIT (or ROLLBACK): the next batch of these correlations may go.
-        turn.leave?.();
-        turn.leave = undefined;
-      });
-    const cached = corrs.every((c) => this.knownHeads.has(c));
-    let out: { events: WriteReceipt[]; replayed: boolean };
-    try {
-      out = await attempt(cached);
-    } catch (err) {
-      // A head this store saw is gone (deleted by hand: the store never deletes one). Nothing
-      // was written; once more, creating heads as needed.
-      if (!(cached && (err as { cause?: unknown }).cause instanceof HeadMissing)) throw err;
-      for (const c of corrs) this.knownHeads.delete(c);
-      out = await attempt(false);
-    }
-    if (!out.replayed) this.rememberHeads(corrs);
-    return out;
+    return this.writer.insert(events, writer, now, idempotency);
   }
 
-  /**
-   * Waits until every earlier batch of this store that shares a correlation with `corrs` has
-   * finished; returns the function that lets later ones go. A batch only ever waits for
-   * batches that queued before it, so the waits cannot form a cycle.
-   */
-  private async queue(corrs: readonly string[]): Promise<() => void> {
-    let leave!: () => void;
-    const done = new Promise<void>((resolve) => (leave = resolve));
-    const before = new Set<Promise<void>>();
-    for (const c of corrs) {
-      const t = this.tails.get(c);
-      if (t) before.add(t);
-      this.tails.set(c, done);
-    }
-    if (before.size > 0) await Promise.all(before);
-    return () => {
-      for (const c of corrs) if (this.tails.get(c) === done) this.tails.delete(c);
-      leave();
-    };
+  /** Creates the month's partition of `ts` unless it exists. */
+  ensurePartition(ts: Date): Promise<void> {
+    return this.writer.ensurePartition(ts);
   }
 
-  private rememberHeads(corrs: readonly string[]): void {
-    for (const c of corrs) this.knownHeads.add(c);
-    // Oldest first (a Set iterates in insertion order): a bounded cache.
-    for (const c of this.knownHeads) {
-      if (this.knownHeads.size <= KNOWN_HEADS_MAX) break;
-      this.knownHeads.delete(c);
-    }
-  }
-
-  /** The writing transaction of `insert`; `headsExist`: every head of the batch exists. */
-  private write(
-    writer: Writer,
-    idempotency: { key: string; requestHash: string } | undefined,
-    { rows, templates, corrs, varying, arrays, scalars, eventData }: PreparedBatch,
-    headsExist: boolean,
-    turn: Turn,
-  ): Promise<{ events: WriteReceipt[]; replayed: boolean }> {
-    return this.db.transaction(async (tx) => {
-      if (idempotency) {
-        const claimed = await tx.query(
-          `INSERT INTO audit_idempotency_keys (written_by, idempotency_key, request_hash)
-           VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1`,
-          [writer.written_by, idempotency.key, idempotency.requestHash],
-        );
-        if (claimed.rows.length === 0) {
-          const prior = await tx.query<{ request_hash: string; response: WriteReceipt[] }>(
-            `SELECT request_hash, response FROM audit_idempotency_keys
-             WHERE written_by = $1 AND idempotency_key = $2`,
-            [writer.written_by, idempotency.key],
-          );
-          const p = prior.rows[0];
-          if (!p || !p.response || p.request_hash !== idempotency.requestHash)
-            throw new AuditStoreError(
-              'ERR_IDEMPOTENCY_CONFLICT',
-              'idempotency key already used for a different request',
-            );
-          return { events: p.response, replayed: true };
-        }
-      }
-      // Batches of this store that share a correlation take turns here, in the order they got
-      // here, so that the next one locks the heads after the previous one committed rather
-      // than while its COMMIT is on the way: the lock is then cheap (no row changed under it).
-      // The row locks below stay the guarantee (several stores may share one database). A
-      // batch waits here holding no lock another batch can wait for: its idempotency key is
-      // its own (a second request with the same key waits at the claim above, before its turn),
-      // and it has locked no head yet; and every batch it waits for has its connection.
-      turn.leave = await this.queue(corrs);
-      // Locks every head of the batch, one row after another in the order of `corrs` (sorted;
-      // WITH ORDINALITY ... ORDER BY keeps that order), so that two batches lock their common
-      // correlations in the same order and cannot deadlock. When every head is known to exist
-      // (heads are never deleted), a row lock (SELECT ... FOR UPDATE) is enough; otherwise an
-      // upsert creates the missing ones and locks all, in the same order.
-      const r = headsExist
-        ? await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
-            `SELECT h.correlation_id, h.seq, h.last_hash
-             FROM unnest($1::text[]) WITH ORDINALITY AS v(c, n)
-             JOIN audit_chain_heads h ON h.correlation_id = v.c
-             ORDER BY v.n FOR UPDATE OF h`,
-            [arrayLiteral(corrs)],
-          )
-        : await tx.query<{ correlation_id: string; seq: number; last_hash: string }>(
-            `INSERT INTO audit_chain_heads (correlation_id, seq, last_hash)
-             SELECT c, 0, $1 FROM unnest($2::text[]) WITH ORDINALITY AS v(c, n) ORDER BY n
-             ON CONFLICT (correlation_id) DO UPDATE SET seq = audit_chain_heads.seq
-             RETURNING correlation_id, seq, last_hash`,
-            [GENESIS_HASH, arrayLiteral(corrs)],
-          );
-      if (r.rows.length !== corrs.length) throw new HeadMissing();
-      const heads = new Map<string, { seq: number; hash: string }>();
-      for (const h of r.rows)
-        heads.set(h.correlation_id, { seq: Number(h.seq), hash: h.last_hash });
-      const chainSeq: number[] = new Array(rows.length);
-      const prevHash: string[] = new Array(rows.length);
-      const eventHash: string[] = new Array(rows.length);
-      for (let i = 0; i < rows.length; i++) {
-        const head = heads.get(rows[i]!.correlation_id)!;
-        head.seq += 1;
-        chainSeq[i] = head.seq;
-        prevHash[i] = head.hash;
-        head.hash = eventHash[i] = templateHash(templates[i]!, head.seq, head.hash, this.hashKey);
-      }
-      const hc: string[] = [];
-      const hs: number[] = [];
-      const hh: string[] = [];
-      for (const [c, h] of heads) {
-        hc.push(c);
-        hs.push(h.seq);
-        hh.push(h.hash);
-      }
-      const receipts: WriteReceipt[] = rows.map((e, i) => ({
-        event_id: e.event_id,
-        event_timestamp: e.event_timestamp,
-        correlation_id: e.correlation_id,
-        chain_seq: chainSeq[i]!,
-        event_hash: eventHash[i]!,
-        written_by: e.written_by,
-      }));
-      // The last statement; COMMIT follows it at once (the heads stay locked until then).
-      await tx.queryAndCommit(insertEventsSql(varying, idempotency !== undefined), [
-        ...arrays,
-        arrayLiteral(chainSeq),
-        arrayLiteral(prevHash),
-        arrayLiteral(eventHash),
-        eventData,
-        ...scalars,
-        arrayLiteral(hc),
-        arrayLiteral(hs),
-        arrayLiteral(hh),
-        ...(idempotency ? [writer.written_by, idempotency.key, JSON.stringify(receipts)] : []),
-      ]);
-      return { events: receipts, replayed: false };
-    });
-  }
-
-  /** Forgets idempotency keys older than `ttlMs`; a retry after that writes again. */
-  async expireIdempotencyKeys(now: Date, ttlMs: number): Promise<number> {
-    const r = await this.db.query(
-      'DELETE FROM audit_idempotency_keys WHERE created_at < $1::timestamptz',
-      [new Date(now.getTime() - ttlMs).toISOString()],
-    );
-    return r.rowCount;
-  }
-
-  private where(f: EventFilter, params: unknown[]): string[] {
-    const conds: string[] = [];
-    for (const k of FILTER_FIELDS) {
-      const v = f[k];
-      if (v !== undefined) {
-        params.push(v);
-        conds.push(`${k} = $${params.length}`);
-      }
-    }
-    if (f.since !== undefined) {
-      params.push(new Date(f.since).toISOString());
-      conds.push(`event_timestamp >= $${params.length}::timestamptz`);
-    }
-    if (f.until !== undefined) {
-      params.push(new Date(f.until).toISOString());
-      conds.push(`event_timestamp < $${params.length}::timestamptz`);
-    }
-    return conds;
+  /** The partition job: this month's partition and the `ahead` months after it. */
+  ensurePartitionsAhead(now: Date, ahead: number): Promise<void> {
+    return this.writer.ensurePartitionsAhead(now, ahead);
   }
 
   /** Newest first, keyset-paginated on (event_timestamp, event_id). */
-  async query(
+  query(
     f: EventFilter,
     page: { limit: number; offset?: number; after?: { ts: string; id: string } },
   ): Promise<{ events: StoredEvent[]; hasMore: boolean }> {
-    const params: unknown[] = [];
-    const conds = this.where(f, params);
-    if (page.after) {
-      params.push(page.after.ts, page.after.id);
-      conds.push(
-        `(event_timestamp, event_id) < ($${params.length - 1}::timestamptz, $${params.length}::uuid)`,
-      );
-    }
-    params.push(page.limit + 1, page.offset ?? 0);
-    const r = await this.db.query(
-      `SELECT ${COLUMNS.join(',')} FROM audit_events ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}
-       ORDER BY event_timestamp DESC, event_id DESC LIMIT $${params.length - 1} OFFSET $${params.length}`,
-      params,
-    );
-    const events = r.rows.map(fromDbRow);
-    const hasMore = events.length > page.limit;
-    return { events: hasMore ? events.slice(0, page.limit) : events, hasMore };
+    return this.reader.query(f, page);
   }
 
   /** Oldest first, in pages, for the export. */
-  async *scan(f: EventFilter, pageSize = 1000): AsyncGenerator<StoredEvent> {
-    let after: { ts: string; id: string } | undefined;
-    for (;;) {
-      const params: unknown[] = [];
-      const conds = this.where(f, params);
-      if (after) {
-        params.push(after.ts, after.id);
-        conds.push(
-          `(event_timestamp, event_id) > ($${params.length - 1}::timestamptz, $${params.length}::uuid)`,
-        );
-      }
-      params.push(pageSize);
-      const r = await this.db.query(
-        `SELECT ${COLUMNS.join(',')} FROM audit_events ${conds.length ? `WHERE ${conds.join(' AND ')}` : ''}
-         ORDER BY event_timestamp ASC, event_id ASC LIMIT $${params.length}`,
-        params,
-      );
-      const events = r.rows.map(fromDbRow);
-      for (const e of events) yield e;
-      if (events.length < pageSize) return;
-      const last = events[events.length - 1]!;
-      after = { ts: last.event_timestamp, id: last.event_id };
-    }
+  scan(f: EventFilter, pageSize?: number): AsyncGenerator<StoredEvent> {
+    return this.reader.scan(f, pageSize);
   }
 
-  /**
-   * Recomputes every link of a correlation's chain from the stored columns: a hash that does
-   * not match its row is a tampered event; a `prev_hash` or sequence number that does not
-   * follow its predecessor (or the chain head) is a broken link (deleted, inserted or
-   * reordered rows).
-   */
-  async verify(correlationId: string): Promise<VerifyResult> {
-    const head = await this.db.query<{
-      seq: number;
-      last_hash: string;
-      pruned_seq: number;
-      pruned_hash: string | null;
-    }>(
-      'SELECT seq, last_hash, pruned_seq, pruned_hash FROM audit_chain_heads WHERE correlation_id = $1',
-      [correlationId],
-    );
-    const r = await this.db.query(
-      `SELECT ${COLUMNS.join(',')} FROM audit_events WHERE correlation_id = $1 ORDER BY chain_seq ASC, event_timestamp ASC`,
-      [correlationId],
-    );
-    const res: VerifyResult = {
-      correlation_id: correlationId,
-      is_valid: true,
-      events_checked: 0,
-      broken_links: [],
-      tampered_events: [],
-    };
-    const h = head.rows[0];
-    let prevHash = h && Number(h.pruned_seq) > 0 && h.pruned_hash ? h.pruned_hash : GENESIS_HASH;
-    let nextSeq = h ? Number(h.pruned_seq) + 1 : 1;
-    for (const raw of r.rows) {
-      const e = fromDbRow(raw);
-      res.events_checked += 1;
-      if (linkHash(e, this.hashKey) !== e.event_hash) res.tampered_events.push(e.event_id);
-      if (e.chain_seq !== nextSeq || e.prev_hash !== prevHash) {
-        res.broken_links.push({
-          event_id: e.event_id,
-          chain_seq: e.chain_seq,
-          reason:
-            e.chain_seq !== nextSeq
-              ? `expected chain_seq ${nextSeq}, found ${e.chain_seq}`
-              : 'prev_hash does not match the previous event',
-        });
-      }
-      prevHash = e.event_hash;
-      nextSeq = e.chain_seq + 1;
-    }
-    if (!h && r.rows.length > 0) {
-      res.broken_links.push({ event_id: null, chain_seq: null, reason: 'chain head missing' });
-    } else if (h && (Number(h.seq) !== nextSeq - 1 || h.last_hash !== prevHash)) {
-      res.broken_links.push({
-        event_id: null,
-        chain_seq: Number(h.seq),
-        reason: 'chain head does not match the last stored event (events missing at the end)',
-      });
-    }
-    res.is_valid = res.broken_links.length === 0 && res.tampered_events.length === 0;
-    return res;
+  /** Recomputes every link of a correlation's chain (tampered events, broken links). */
+  verify(correlationId: string): Promise<VerifyResult> {
+    return this.reader.verify(correlationId);
   }
 
-  async placeHold(correlationId: string, reason: string, placedBy: string): Promise<LegalHold> {
-    const r = await this.db.query<{ placed_at: Date; reason: string; placed_by: string }>(
-      `INSERT INTO audit_legal_holds (correlation_id, reason, placed_by) VALUES ($1, $2, $3)
-       ON CONFLICT (correlation_id) DO UPDATE SET reason = EXCLUDED.reason
-       RETURNING placed_at, reason, placed_by`,
-      [correlationId, reason, placedBy],
-    );
-    const row = r.rows[0]!;
-    return {
-      correlation_id: correlationId,
-      reason: row.reason,
-      placed_by: row.placed_by,
-      placed_at: new Date(row.placed_at).toISOString(),
-    };
+  placeHold(correlationId: string, reason: string, placedBy: string): Promise<LegalHold> {
+    return this.retention.placeHold(correlationId, reason, placedBy);
   }
 
-  async listHolds(): Promise<LegalHold[]> {
-    const r = await this.db.query<{
-      correlation_id: string;
-      reason: string;
-      placed_by: string;
-      placed_at: Date;
-    }>(
-      'SELECT correlation_id, reason, placed_by, placed_at FROM audit_legal_holds ORDER BY placed_at, correlation_id',
-    );
-    return r.rows.map((h) => ({ ...h, placed_at: new Date(h.placed_at).toISOString() }));
+  listHolds(): Promise<LegalHold[]> {
+    return this.retention.listHolds();
   }
 
-  async releaseHold(correlationId: string): Promise<boolean> {
-    const r = await this.db.query('DELETE FROM audit_legal_holds WHERE correlation_id = $1', [
-      correlationId,
-    ]);
-    return r.rowCount > 0;
+  releaseHold(correlationId: string): Promise<boolean> {
+    return this.retention.releaseHold(correlationId);
   }
 
-  /**
-   * The retention path: for each correlation not under legal hold, deletes the prefix of its
-   * chain whose events are past retention (stopping at the first event still retained, so a
-   * chain never gets a hole) and records the last deleted hash in the chain head, from which
-   * verification continues. Returns the number of events deleted.
-   */
-  async applyRetention(now = new Date(), maxCorrelations = 1000): Promise<number> {
-    const cands = await this.db.query<{ correlation_id: string }>(
-      `SELECT DISTINCT e.correlation_id FROM audit_events e
-       WHERE e.event_timestamp + make_interval(days => e.retention_days) <= $1::timestamptz
-         AND NOT EXISTS (SELECT 1 FROM audit_legal_holds h WHERE h.correlation_id = e.correlation_id)
-       LIMIT $2`,
-      [now.toISOString(), maxCorrelations],
-    );
-    let deleted = 0;
-    for (const { correlation_id } of cands.rows) {
-      deleted += await this.db.transaction((tx) => pruneChain(tx, correlation_id, now));
-    }
-    return deleted;
+  /** The retention job: deletes chain prefixes past retention; returns how many events. */
+  applyRetention(now?: Date, maxCorrelations?: number): Promise<number> {
+    return this.retention.applyRetention(now, maxCorrelations);
   }
-}
 
-async function pruneChain(tx: Queryable, correlationId: string, now: Date): Promise<number> {
-  // The head lock keeps writers of this correlation out while its prefix goes.
-  const head = await tx.query<{ seq: number; pruned_seq: number }>(
-    'SELECT seq, pruned_seq FROM audit_chain_heads WHERE correlation_id = $1 FOR UPDATE',
-    [correlationId],
-  );
-  if (!head.rows[0]) return 0;
-  const hold = await tx.query('SELECT 1 FROM audit_legal_holds WHERE correlation_id = $1', [
-    correlationId,
-  ]);
-  if (hold.rows.length > 0) return 0;
-  const keep = await tx.query<{ min: number | null }>(
-    `SELECT min(chain_seq) AS min FROM audit_events WHERE correlation_id = $1
-       AND event_timestamp + make_interval(days => retention_days) > $2::timestamptz`,
-    [correlationId, now.toISOString()],
-  );
-  const cutoff =
-    keep.rows[0]?.min != null ? Number(keep.rows[0].min) : Number(head.rows[0].seq) + 1;
-  if (cutoff - 1 <= Number(head.rows[0].pruned_seq)) return 0;
-  const last = await tx.query<{ event_hash: string }>(
-    'SELECT event_hash FROM audit_events WHERE correlation_id = $1 AND chain_seq = $2',
-    [correlationId, cutoff - 1],
-  );
-  if (!last.rows[0]) return 0;
-  await tx.query("SELECT set_config('precinct.audit_retention', 'on', true)");
-  const del = await tx.query(
-    'DELETE FROM audit_events WHERE correlation_id = $1 AND chain_seq < $2',
-    [correlationId, cutoff],
-  );
-  await tx.query(
-    'UPDATE audit_chain_heads SET pruned_seq = $2, pruned_hash = $3 WHERE correlation_id = $1',
-    [correlationId, cutoff - 1, last.rows[0].event_hash],
-  );
-  return del.rowCount;
+  /** Forgets idempotency keys older than `ttlMs`; a retry after that writes again. */
+  expireIdempotencyKeys(now: Date, ttlMs: number): Promise<number> {
+    return this.retention.expireIdempotencyKeys(now, ttlMs);
+  }
 }

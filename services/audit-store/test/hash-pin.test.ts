@@ -13,7 +13,7 @@ import {
   templateHash,
   type StoredEvent,
 } from '../src/events.js';
-import { arrayLiteral } from '../src/store.js';
+import { arrayLiteral } from '../src/store/write.js';
 import { seededRandom } from '@precinct/testing';
 
 // --- the first implementation (services/audit-store/src/events.ts as released) -------------
