@@ -6,6 +6,7 @@ import {
   UsageError,
   waitForShutdown,
   type Command,
+  type ListenOptions,
 } from '@precinct/runtime';
 import { resolve } from 'node:path';
 import { startKubeDev } from './server.js';
@@ -68,7 +69,7 @@ export const kubeDevCommand: Command = {
       'The issuer is https://<advertise-host>:<port>; OIDC discovery and the JWKS are at\n/.well-known/openid-configuration and /openid/v1/jwks, for ServiceAccounts (and anyone with --anonymous-issuer-discovery).',
     );
     if (!flags) return;
-    let listen: { host: string; port: number };
+    let listen: ListenOptions;
     try {
       listen =
         typeof flags.listen === 'string'
@@ -79,7 +80,11 @@ export const kubeDevCommand: Command = {
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
     const kube = await startKubeDev({
-      listen,
+      // Named in the error when the port is taken, as `precinct up` names --kube-port.
+      listen: {
+        ...listen,
+        setting: typeof flags.listen === 'string' ? '--listen' : 'PORT or --listen',
+      },
       advertiseHost: String(flags['advertise-host']),
       anonymousIssuerDiscovery: flags['anonymous-issuer-discovery'] === true,
       ...(typeof flags['data-dir'] === 'string' ? { dataDir: resolve(flags['data-dir']) } : {}),
