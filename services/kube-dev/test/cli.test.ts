@@ -115,3 +115,28 @@ test('a bad --listen is a usage error', async () => {
   assert.equal(await p.exited, 2);
   assert.match(p.err(), /--listen must be host:port/);
 });
+
+test('a taken port is an error that names the setting to change', async (t) => {
+  const tmp = tempDir('precinct-kube-dev-cli-');
+  t.after(() => tmp.cleanup());
+  const first = start(['--listen', '127.0.0.1:0', '--kubeconfig', `${tmp.path}/kc`], baseEnv());
+  try {
+    await eventually(
+      () => /port (\d+)\)/.exec(first.out()),
+      `the first start (${first.err()})`,
+      30_000,
+    );
+    const port = /port (\d+)\)/.exec(first.out())![1]!;
+    const byFlag = start(['--listen', `127.0.0.1:${port}`], baseEnv());
+    assert.equal(await byFlag.exited, 1);
+    assert.match(
+      byFlag.err(),
+      new RegExp(`port ${port} is already in use.*choose another with --listen`),
+    );
+    const byEnv = start([], { ...baseEnv(), HOST: '127.0.0.1', PORT: port });
+    assert.equal(await byEnv.exited, 1);
+    assert.match(byEnv.err(), /choose another with PORT or --listen/);
+  } finally {
+    assert.equal(await stop(first), 0);
+  }
+});
