@@ -328,6 +328,42 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     assert.equal(after.healthy, false);
     assert.match(after.detail ?? '', /EXPIRED/);
   });
+
+  test('the secrets manager back (an operator re-ran the set-up): ready again on a new lease', async () => {
+    const before = await leaseExpiresAt();
+    // -dev keeps nothing: the server comes back empty, as after losing its storage.
+    await vault.start();
+    const root = new VaultAdmin({ address: vault.url, token: vault.rootToken });
+    await root.writePolicy('precinct-admin', SECRETS_ADMIN_POLICY);
+    adminToken = (
+      await root.request('POST', 'auth/token/create', { policies: ['precinct-admin'], ttl: '1h' })
+    ).auth!.client_token;
+    const databaseUrl = `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`;
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      await configureSecretsManager({
+        config: { address: vault.url, adminToken, databaseUrl },
+        issuer: status().find((p) => p.name === 'oidc-issuer')!.url,
+        trustDomain: 'precinct.local',
+        db,
+        leaseTtlSeconds: LEASE_TTL,
+        leaseMaxTtlSeconds: LEASE_TTL,
+      });
+    } finally {
+      await db.end();
+    }
+    await until(
+      async () => (await fetch(`${recordsHealth}/ready`)).status === 200,
+      'ready again',
+      60_000,
+    );
+    assert.ok((await leaseExpiresAt()) > before, 'a new lease');
+    const r = await client.json(`${recordsUrl}/records`);
+    assert.equal(r.status, 200);
+    assert.match((r.body as { served_as: string }).served_as, /^v-/);
+    assert.equal(status().find((x) => x.name === 'records-service')!.healthy, true);
+  });
 });
 
 describe('precinct up: a secrets manager needs its token and a server PostgreSQL', () => {
