@@ -116,7 +116,7 @@ export const SECRETS_DISABLED_ROW: [string, string] = [
 ];
 
 /** Where the leased credentials connect: DATABASE_URL without its user and password. */
-function poolTarget(databaseUrl: string) {
+export function leasedPoolTarget(databaseUrl: string) {
   const u = new URL(databaseUrl);
   const socket = u.searchParams.get('host');
   const sslmode = u.searchParams.get('sslmode');
@@ -131,7 +131,7 @@ function poolTarget(databaseUrl: string) {
 }
 
 /** DATABASE_URL as the engine's template: `{{username}}`/`{{password}}` stand for its admin. */
-function connectionTemplate(databaseUrl: string): string {
+export function engineConnectionUrl(databaseUrl: string): string {
   const u = new URL(databaseUrl);
   return `postgresql://{{username}}:{{password}}@${u.host}${u.pathname}${u.search}`;
 }
@@ -186,7 +186,7 @@ export async function configureSecretsManager(o: {
     await admin.configurePostgres({
       name: DB_CONNECTION,
       mount: SECRETS_DATABASE_MOUNT,
-      connectionUrl: connectionTemplate(config.databaseUrl),
+      connectionUrl: engineConnectionUrl(config.databaseUrl),
       username: decodeURIComponent(db.username),
       password: decodeURIComponent(db.password),
       allowedRoles: [RECORDS_ROLE],
@@ -289,7 +289,7 @@ export async function startSecretsPlatform(o: {
         session,
         role: RECORDS_ROLE,
         mount: SECRETS_DATABASE_MOUNT,
-        pool: { ...poolTarget(config.databaseUrl), max: 4, connectionTimeoutMillis: 5_000 },
+        pool: { ...leasedPoolTarget(config.databaseUrl), max: 4, connectionTimeoutMillis: 5_000 },
         logger: log,
       }),
     );
