@@ -16,7 +16,7 @@ import { MtlsClient, DEMO_CONSENT, demoGrantScope, demoPolicyData } from '@preci
 import { parseHttpUrl, type Logger } from '@precinct/runtime';
 import { startLocalWorkload, type LocalWorkload } from './workloads.js';
 import { natsClients } from './nats.js';
-import { createDemoIdp, startDemo, type Demo } from './demo.js';
+import { createDemoIdp, startDemo, type Demo, type DemoOptions } from './demo.js';
 import type { PartState } from './state.js';
 
 /**
@@ -68,6 +68,8 @@ export async function startDemoPlatform(o: {
   opaUrl?: string;
   /** nats-server's monitoring URL, when NATS runs: the dashboard's NATS view. */
   natsMonitorUrl?: string;
+  /** The dashboard's identity source (an OpenID Provider) and auditors; see `precinct up --help`. */
+  dashboard?: DemoOptions['dashboard'];
 }): Promise<DemoPlatform> {
   const closers: Array<() => Promise<unknown>> = [];
   const close = async () => {
@@ -206,6 +208,7 @@ export async function startDemoPlatform(o: {
 
     const demo = await startDemo({
       platform,
+      ...(o.dashboard ? { dashboard: o.dashboard } : {}),
       trustDomain: td,
       workloadApi: {
         dashboard: w.dashboard.source,

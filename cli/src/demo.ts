@@ -16,7 +16,12 @@ import {
   type ServiceHandle,
   type TokenServiceRef,
 } from '@precinct/demo';
-import { DashboardIdp, startDashboard, type PlatformBackends } from '@precinct/dashboard';
+import {
+  DashboardIdp,
+  startDashboard,
+  type DashboardOptions,
+  type PlatformBackends,
+} from '@precinct/dashboard';
 import type { PolicyData, PolicyEngine } from '@precinct/policy';
 import { createLogger, type Logger } from '@precinct/runtime';
 import { X509Source } from '@precinct/spiffe/workloadapi';
@@ -49,6 +54,8 @@ export interface DemoOptions {
   data?: PolicyData;
   /** Backends of the dashboard's platform views (workloads, audit, Kubernetes, consent). */
   platform?: PlatformBackends;
+  /** The dashboard's identity source and roles: an OpenID Provider, auditors, people's tokens. */
+  dashboard?: Pick<DashboardOptions, 'oidc' | 'auditors' | 'publicUrl' | 'peopleTokens'>;
   /** JSON file with the demo people's passwords; created 0600 when missing. */
   demoUsersFile: string;
   /** Ports; 0 picks a free one. Default DEMO_PORTS. */
@@ -197,6 +204,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
       },
       logger: log('dashboard'),
       ...(o.platform ? { platform: o.platform } : {}),
+      ...o.dashboard,
       ...listen(ports.dashboard, ports.dashboardHealth),
     });
     started.push(dashboard);

@@ -103,6 +103,47 @@ function serviceLogger(logDir: string, name: string, verbose: boolean): Logger {
   return createLogger(name, process.env.LOG_LEVEL ?? 'info', verbose ? [file, 2] : file);
 }
 
+const list = (v: unknown) =>
+  typeof v === 'string'
+    ? v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+    : undefined;
+
+/**
+ * The dashboard's identity source and auditors from up's flags. The client secret comes from a
+ * file or the environment, never from a flag's value (it would show in `ps`).
+ */
+function dashboardFlags(
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): NonNullable<Parameters<typeof startDemoPlatform>[0]['dashboard']> {
+  const auditors = list(flags.auditors);
+  const issuer = flags['oidc-issuer'];
+  if (typeof issuer !== 'string' || issuer === '') return auditors ? { auditors } : {};
+  const file = flags['oidc-client-secret-file'];
+  const secret =
+    typeof file === 'string' && file !== ''
+      ? readFileSync(resolve(file), 'utf8').trim()
+      : env.PRECINCT_OIDC_CLIENT_SECRET;
+  if (!secret)
+    throw new UsageError(
+      '--oidc-issuer needs the client secret in --oidc-client-secret-file or PRECINCT_OIDC_CLIENT_SECRET',
+    );
+  const groups = list(flags['oidc-auditor-groups']);
+  return {
+    ...(auditors ? { auditors } : {}),
+    oidc: {
+      issuer,
+      clientId: String(flags['oidc-client-id']),
+      clientSecret: secret,
+      usernameClaim: String(flags['oidc-username-claim']),
+      ...(groups ? { auditorGroups: groups } : {}),
+    },
+  };
+}
+
 function table(rows: Array<[string, string]>): string[] {
   const width = Math.max(...rows.map(([l]) => l.length));
   return rows.map(([l, r]) => `  ${l.padEnd(width)}  ${r}`);
@@ -143,6 +184,41 @@ export const upCommand: Command = {
           placeholder: 'DURATION',
           kind: 'duration',
         },
+        'oidc-issuer': {
+          type: 'string',
+          description:
+            'people sign in to the dashboard at this OpenID Provider instead of demo passwords',
+          placeholder: 'URL',
+        },
+        'oidc-client-id': {
+          type: 'string',
+          description: "the dashboard's client id at the provider",
+          default: 'precinct-dashboard',
+          placeholder: 'ID',
+        },
+        'oidc-client-secret-file': {
+          type: 'string',
+          description: 'file holding the client secret (or PRECINCT_OIDC_CLIENT_SECRET)',
+          placeholder: 'FILE',
+        },
+        'oidc-username-claim': {
+          type: 'string',
+          description: 'the ID token or userinfo claim naming the person',
+          default: 'preferred_username',
+          placeholder: 'CLAIM',
+        },
+        'oidc-auditor-groups': {
+          type: 'string',
+          description:
+            "members of these provider groups (comma-separated, 'groups' claim) are auditors",
+          placeholder: 'GROUPS',
+        },
+        auditors: {
+          type: 'string',
+          description:
+            "people who may read the dashboard's Audit view (comma-separated; default: the admin department, bob)",
+          placeholder: 'NAMES',
+        },
         'records-lease-max-ttl': {
           type: 'string',
           description: 'their max TTL: renewed until then, then rotated',
@@ -178,6 +254,7 @@ export const upCommand: Command = {
     if (leaseTtl < 1 || leaseMaxTtl < leaseTtl) {
       throw new UsageError('--records-lease-ttl must be >= 1s and <= --records-lease-max-ttl');
     }
+    const dashboardOptions = dashboardFlags(flags, process.env);
 
     const release = acquireLock(dataDir);
     const logDir = join(dataDir, LOG_DIR);
@@ -358,6 +435,7 @@ export const upCommand: Command = {
           advertiseHost,
           ...(process.env.OPA_URL ? { opaUrl: process.env.OPA_URL } : {}),
           ...(natsMonitorUrl ? { natsMonitorUrl } : {}),
+          dashboard: dashboardOptions,
           logger: (name) => serviceLogger(logDir, name, verbose),
           ports: {
             tokenService: port('token-port'),
@@ -387,7 +465,9 @@ export const upCommand: Command = {
           ],
           [
             'dashboard',
-            `${platform.demo.urls.dashboard}   sign in as alice, bob or carol (passwords: ${join(dataDir, 'demo-users.json')})`,
+            dashboardOptions.oidc
+              ? `${platform.demo.urls.dashboard}   sign in at ${dashboardOptions.oidc.issuer} (redirect URI ${platform.demo.urls.dashboard}/api/auth/oidc/callback)`
+              : `${platform.demo.urls.dashboard}   sign in as alice, bob or carol (passwords: ${join(dataDir, 'demo-users.json')})`,
           ],
         );
       }
