@@ -2,13 +2,8 @@ import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { jsonToStruct, workloadApiServiceDefinition } from '@precinct/spiffe/workloadapi';
 import type { Logger } from '@precinct/runtime';
-import {
-  generateWorkloadKey,
-  type KeyManager,
-  type KeyType,
-  type SignedX509Svid,
-  type WorkloadKey,
-} from './authority.js';
+import type { KeyManager, KeyType, SignedX509Svid } from './authority.js';
+import { generateWorkloadKey, type WorkloadKey } from './keys.js';
 import type { Clock } from './clock.js';
 import { entryMatches, type Entry, type EntryRegistry } from './entries.js';
 import type { FederatedBundle as FederatedBundleOf, FederatedBundles } from './federation.js';
