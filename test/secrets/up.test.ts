@@ -191,6 +191,16 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     const one = await client.json(`${recordsUrl}/records/${rec.id}`);
     assert.equal(one.status, 200);
     assert.equal((one.body as { title: string }).title, 'from the test');
+    assert.deepEqual(one.body, added.body, 'the same fields when read back');
+    assert.deepEqual(Object.keys(one.body as object).sort(), [
+      'created_at',
+      'created_by',
+      'id',
+      'title',
+    ]);
+    assert.ok(!Number.isNaN(Date.parse((one.body as { created_at: string }).created_at)));
+    const again = (await client.json(`${recordsUrl}/records`)).body as { records: unknown[] };
+    assert.deepEqual(again.records.at(-1), one.body, 'the newest record is listed last');
     assert.equal((await client.json(`${recordsUrl}/records/999999999`)).status, 404);
     for (const bad of ['0', 'abc', '1e3', '-1', '99999999999999999999']) {
       const r = await client.json(`${recordsUrl}/records/${bad}`);

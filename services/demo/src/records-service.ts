@@ -66,6 +66,27 @@ export const LEASE_EXPIRY_METRIC = 'precinct_records_db_lease_expiry_seconds';
 export const ROTATIONS_METRIC = 'precinct_records_db_rotations';
 
 const ID = /^[1-9][0-9]{0,15}$/;
+
+// Response schemas: only these fields ever leave the service.
+const RECORD = {
+  type: 'object',
+  required: ['id', 'title', 'created_by', 'created_at'],
+  additionalProperties: false,
+  properties: {
+    id: { type: 'string' },
+    title: { type: 'string' },
+    created_by: { type: 'string' },
+    created_at: { type: 'string' },
+  },
+} as const;
+const LIST = {
+  type: 'object',
+  required: ['records', 'served_as'],
+  additionalProperties: false,
+  properties: { records: { type: 'array', items: RECORD }, served_as: { type: 'string' } },
+} as const;
+// Timestamps as ISO 8601 text from PostgreSQL, the same in the list and in one record.
+const COLUMNS = `id::text AS id, title, created_by, to_json(created_at)#>>'{}' AS created_at`;
 const LIST_LIMIT = 100;
 
 /**
@@ -109,12 +130,12 @@ export async function startRecordsService(o: RecordsServiceOptions): Promise<Ser
     return sendProblem(reply, 'unavailable');
   };
 
-  svc.app.get('/records', async (_req, reply) => {
+  svc.app.get('/records', { schema: { response: { 200: LIST } } }, async (_req, reply) => {
     try {
       const r = await db.query(
         `SELECT current_user AS served_as,
-          (SELECT coalesce(json_agg(x ORDER BY x.id), '[]'::json) FROM (
-            SELECT id::text AS id, title, created_by, created_at FROM ${RECORDS_TABLE}
+          (SELECT coalesce(json_agg(x ORDER BY x.id::bigint), '[]'::json) FROM (
+            SELECT ${COLUMNS} FROM ${RECORDS_TABLE}
             ORDER BY id DESC LIMIT ${LIST_LIMIT}) x) AS records`,
       );
       const row = r.rows[0] ?? {};
@@ -124,14 +145,11 @@ export async function startRecordsService(o: RecordsServiceOptions): Promise<Ser
     }
   });
 
-  svc.app.get('/records/:id', async (req, reply) => {
+  svc.app.get('/records/:id', { schema: { response: { 200: RECORD } } }, async (req, reply) => {
     const id = (req.params as { id: string }).id;
     if (!ID.test(id)) return sendProblem(reply, 'bad_request', 'id must be a positive integer');
     try {
-      const r = await db.query(
-        `SELECT id::text AS id, title, created_by, created_at FROM ${RECORDS_TABLE} WHERE id = $1`,
-        [id],
-      );
+      const r = await db.query(`SELECT ${COLUMNS} FROM ${RECORDS_TABLE} WHERE id = $1`, [id]);
       return r.rows[0] ?? sendProblem(reply, 'not_found');
     } catch (err) {
       return unavailable(reply, err);
@@ -148,6 +166,7 @@ export async function startRecordsService(o: RecordsServiceOptions): Promise<Ser
           additionalProperties: false,
           properties: { title: { type: 'string', minLength: 1, maxLength: 200 } },
         },
+        response: { 201: RECORD },
       },
       // Fastify's validator drops unknown fields silently; an unknown field is refused instead.
       preValidation: async (req, reply) => {
@@ -162,7 +181,7 @@ export async function startRecordsService(o: RecordsServiceOptions): Promise<Ser
       try {
         const r = await db.query(
           `INSERT INTO ${RECORDS_TABLE} (title, created_by) VALUES ($1, $2)
-            RETURNING id::text AS id, title, created_by, created_at`,
+            RETURNING ${COLUMNS}`,
           [title, req.spiffeId!.toString()],
         );
         return reply.code(201).send(r.rows[0]);
