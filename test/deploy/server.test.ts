@@ -231,6 +231,35 @@ describe('chart against a real kube-apiserver', { skip }, () => {
     assert.equal((await missingPermissions('full', 'full', needs(''))).length, 3);
   });
 
+  test('SubjectAccessReview: the demo document service SPIFFE ID may write to the audit store (spiffe mode); the other demo services may not', async () => {
+    // What the audit store asks for an mTLS caller: its SPIFFE ID as a User, the trust domain as
+    // a Group, get + create on services/data-storage-service in the store's namespace.
+    const may = async (sa: string, verb: string) => {
+      const review = {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: `spiffe://example.org/ns/full/sa/full-precinct-${sa}`,
+          groups: ['spiffe://example.org'],
+          resourceAttributes: {
+            verb,
+            group: '',
+            resource: 'services',
+            name: 'data-storage-service',
+            namespace: 'full',
+          },
+        },
+      };
+      const out = await must(['create', '-o', 'json', '-f', '-'], JSON.stringify(review));
+      return (JSON.parse(out) as { status: { allowed?: boolean } }).status.allowed === true;
+    };
+    for (const verb of ['get', 'create']) {
+      assert.equal(await may('document-service', verb), true, verb);
+      for (const other of ['user-service', 'agent-service', 'policy-service', 'dashboard'])
+        assert.equal(await may(other, verb), false, `${other} ${verb}`);
+    }
+  });
+
   test('SubjectAccessReview: and nothing else (least privilege)', async () => {
     for (const n of forbidden) {
       assert.equal(
