@@ -72,7 +72,7 @@ function directEval(
   policy: Awaited<ReturnType<typeof loadPolicy>>,
   entrypoint: number,
 ): ((input: unknown) => unknown) | undefined {
-  const exports = (policy.wasmInstance as WebAssembly.Instance).exports as Record<string, unknown>;
+  const { exports } = policy.wasmInstance as unknown as { exports: Record<string, unknown> };
   const opaEval = exports.opa_eval;
   if (!(Number(policy.minorVersion) >= 2) || typeof opaEval !== 'function') return undefined;
   const run = opaEval as (...args: number[]) => number;
