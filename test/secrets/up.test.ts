@@ -374,6 +374,25 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     assert.match((r.body as { served_as: string }).served_as, /^v-/);
     assert.equal(status().find((x) => x.name === 'records-service')!.healthy, true);
   });
+
+  test('precinct down revokes the lease in use: its PostgreSQL role is dropped', async () => {
+    const r = await client.json(`${recordsUrl}/records`);
+    const user = (r.body as { served_as: string }).served_as;
+    const db = new pg.Client({
+      connectionString: `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`,
+    });
+    await db.connect();
+    try {
+      const roles = async () =>
+        (await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount;
+      assert.equal(await roles(), 1, 'control: the role exists while up runs');
+      const down = cli('down');
+      assert.equal(down.status, 0, down.stderr);
+      assert.equal(await roles(), 0);
+    } finally {
+      await db.end();
+    }
+  });
 });
 
 describe('precinct up: a secrets manager needs its token and a server PostgreSQL', () => {
