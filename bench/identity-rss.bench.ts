@@ -65,8 +65,8 @@ async function memory(): Promise<Memory> {
 
 /** The workloads: one client per address, each with a FetchX509SVID stream. */
 async function workloads(): Promise<void> {
-  const { SECURITY_HEADER, workloadApiDefinition } =
-    await import('../services/identity-server/src/workload-api.js');
+  const { WORKLOAD_API_SECURITY_HEADER: SECURITY_HEADER, workloadApiServiceDefinition } =
+    await import('@precinct/spiffe/workloadapi');
   // The addresses come as one line on stdin; the parent closes stdin when it has measured.
   const addresses = await new Promise<string[]>((resolve) => {
     let input = '';
@@ -78,7 +78,10 @@ async function workloads(): Promise<void> {
     });
     process.stdin.on('end', () => process.exit(0));
   });
-  const Ctor = grpc.makeGenericClientConstructor(workloadApiDefinition(), 'SpiffeWorkloadAPI');
+  const Ctor = grpc.makeGenericClientConstructor(
+    workloadApiServiceDefinition(),
+    'SpiffeWorkloadAPI',
+  );
   const md = new grpc.Metadata();
   md.set(SECURITY_HEADER, 'true');
   let ready = 0;
@@ -101,7 +104,8 @@ async function workloads(): Promise<void> {
 
 async function measure(store: Store, dataDir: string): Promise<Sample> {
   const { createLogger } = await import('@precinct/runtime');
-  const { startIdentityServer } = await import('../services/identity-server/src/server.js');
+  // The package's public entry, as `precinct identity-server` loads it.
+  const { startIdentityServer } = await import('@precinct/identity-server');
   let pg: { url: string; close(): Promise<void> } | undefined;
   if (store === 'postgres') pg = await (await import('@precinct/testing')).startPostgres();
   // Loaded on first use by the server; part of the reference, like the other modules.

@@ -6,13 +6,13 @@
 // "ours" is the whole leaf: serial, validity, SAN, extensions, DER framing and the signature.
 // Workload key generation is measured separately (a workload keeps its key for the SVID's
 // lifetime, and the CA signs on every rotation and every new entry).
-import { generateKeyPairSync, sign } from 'node:crypto';
-// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
-import { KeyManager, generateWorkloadKey } from '../services/identity-server/src/authority.js';
-// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
-import { systemClock } from '../services/identity-server/src/clock.js';
+import { generateKeyPair, generateKeyPairSync, sign } from 'node:crypto';
+import { promisify } from 'node:util';
+import { createLogger } from '@precinct/runtime';
+import { startIdentityServer } from '@precinct/identity-server';
 
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS ?? 2_000);
+const genKeyPair = promisify(generateKeyPair);
 
 function rate(fn: () => void): number {
   for (let i = 0; i < 200; i++) fn(); // warm-up
@@ -37,8 +37,26 @@ async function rateAsync(fn: () => Promise<unknown>): Promise<number> {
   return (n * 1000) / (performance.now() - start);
 }
 
-const km = await KeyManager.open({ trustDomain: 'bench.example', clock: systemClock });
-const key = await generateWorkloadKey('ec-p256');
+/** A workload's key as the Workload API makes one: P-256, SPKI and PKCS#8 DER exported once. */
+async function workloadKey() {
+  const { publicKey, privateKey } = await genKeyPair('ec', { namedCurve: 'P-256' });
+  return {
+    type: 'ec-p256' as const,
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+    pkcs8Der: privateKey.export({ type: 'pkcs8', format: 'der' }),
+  };
+}
+
+// Through the public API: a running server's CA (`server.keys`), as an embedding program sees it.
+const server = await startIdentityServer({
+  trustDomain: 'bench.example',
+  admin: { host: '127.0.0.1', port: 0 },
+  oidc: { host: '127.0.0.1', port: 0 },
+  health: { host: '127.0.0.1', port: 0 },
+  logger: createLogger('bench', 'silent'),
+});
+const km = server.keys;
+const key = await workloadKey();
 const params = {
   publicKey: key,
   spiffeId: 'spiffe://bench.example/ns/default/sa/api',
@@ -52,7 +70,8 @@ const data = Buffer.alloc(tbsSize, 7);
 
 const ours = rate(() => km.signX509Svid(params));
 const reference = rate(() => sign('sha256', data, ref));
-const keygen = await rateAsync(() => generateWorkloadKey('ec-p256'));
+const keygen = await rateAsync(() => workloadKey());
+await server.close();
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
 const rows = [

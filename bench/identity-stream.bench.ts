@@ -6,11 +6,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '@precinct/runtime';
 import { startIdentityServer } from '@precinct/identity-server';
-// eslint-disable-next-line no-restricted-imports -- internals a bench measures directly (issue 10: export or drop)
 import {
-  SECURITY_HEADER,
-  workloadApiDefinition,
-} from '../services/identity-server/src/workload-api.js';
+  WORKLOAD_API_SECURITY_HEADER as SECURITY_HEADER,
+  workloadApiServiceDefinition,
+} from '@precinct/spiffe/workloadapi';
 
 const N = Number(process.env.BENCH_N ?? 300);
 
@@ -42,7 +41,7 @@ const attested = (await (
   })
 ).json()) as { address: string };
 
-const Ctor = grpc.makeGenericClientConstructor(workloadApiDefinition(), 'SpiffeWorkloadAPI');
+const Ctor = grpc.makeGenericClientConstructor(workloadApiServiceDefinition(), 'SpiffeWorkloadAPI');
 const client = new Ctor(attested.address, grpc.credentials.createInsecure()) as unknown as {
   FetchX509SVID(req: object, md: grpc.Metadata): grpc.ClientReadableStream<Svids>;
   close(): void;
@@ -83,7 +82,7 @@ await server.close();
 // Reference: the same transport with nothing behind it.
 const ref = new grpc.Server();
 let push: ((m: Svids) => void) | undefined;
-ref.addService(workloadApiDefinition(), {
+ref.addService(workloadApiServiceDefinition(), {
   FetchX509SVID(call: grpc.ServerWritableStream<unknown, Svids>) {
     push = (m) => call.write(m);
     call.on('cancelled', () => (push = undefined));
