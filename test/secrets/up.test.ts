@@ -385,10 +385,19 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     try {
       const roles = async () =>
         (await db.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [user])).rowCount;
+      // Leased roles that could still log in (those of the crashed server's leases expired).
+      const live = async () =>
+        (
+          await db.query(
+            "SELECT 1 FROM pg_roles WHERE rolname LIKE 'v-%' AND rolvaliduntil > now()",
+          )
+        ).rowCount;
       assert.equal(await roles(), 1, 'control: the role exists while up runs');
+      assert.ok((await live())! >= 1);
       const down = cli('down');
       assert.equal(down.status, 0, down.stderr);
       assert.equal(await roles(), 0);
+      assert.equal(await live(), 0, 'every live lease revoked');
     } finally {
       await db.end();
     }
