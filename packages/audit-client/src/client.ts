@@ -39,6 +39,12 @@ export interface AuditQuery {
   resource_id?: string;
   namespace?: string;
   written_by?: string;
+  /** Delegated decisions for this person (the verified `on_behalf_of`, else the event's). */
+  person?: string;
+  /** Decisions where this agent acted (the outermost actor of the chain). */
+  agent?: string;
+  /** Events of this transaction (`event_data.txn`, or the `correlation_id`). */
+  txn?: string;
   since?: string;
   until?: string;
   /** Events per page, 1..1000. Default 50 (the store's). */

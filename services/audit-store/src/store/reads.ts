@@ -15,6 +15,12 @@ export interface EventFilter {
   resource_id?: string;
   namespace?: string;
   written_by?: string;
+  /** The person a delegated decision was for (see migration 5). */
+  person?: string;
+  /** The agent that acted: the outermost actor of the chain (see migration 5). */
+  agent?: string;
+  /** The transaction: an event's `event_data.txn`, or its `correlation_id`. */
+  txn?: string;
   since?: string;
   until?: string;
 }
@@ -30,6 +36,9 @@ export const FILTER_FIELDS = [
   'resource_id',
   'namespace',
   'written_by',
+  'person',
+  'agent',
+  'txn',
 ] as const;
 
 export interface VerifyResult {
@@ -57,7 +66,13 @@ export class EventReader {
       const v = f[k];
       if (v !== undefined) {
         params.push(v);
-        conds.push(`${k} = $${params.length}`);
+        // A Transaction Token's txn is sent as the correlation id (the demo's services do) or
+        // in event_data.txn (then the correlation may be something else): both are the txn.
+        conds.push(
+          k === 'txn'
+            ? `(txn = $${params.length} OR correlation_id = $${params.length})`
+            : `${k} = $${params.length}`,
+        );
       }
     }
     if (f.since !== undefined) {
