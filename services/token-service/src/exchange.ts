@@ -284,7 +284,8 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
     requested: string[];
     granted: string[];
     refused: ScopeRefusal[];
-    subjectTokenSha256?: string;
+    /** Hashed only when a decision is emitted; never leaves this closure. */
+    subjectToken?: string;
   }
 
   const explain = opts.explainRefusals === true;
@@ -636,7 +637,7 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
     progress.requested = requested;
     const subjectToken = required(params, 'subject_token');
     const subjectTokenType = required(params, 'subject_token_type');
-    progress.subjectTokenSha256 = tokenHash(subjectToken);
+    progress.subjectToken = subjectToken;
 
     if (subjectTokenType === TXN_TOKEN_TYPE) {
       progress.kind = 'replacement';
@@ -717,8 +718,11 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
     };
     if (d.error === undefined) delete d.error;
     if (d.issuedTokenSha256 === undefined) delete d.issuedTokenSha256;
-    for (const k of ['kind', 'person', 'agent', 'txn', 'subjectTokenSha256'] as const) {
+    for (const k of ['kind', 'person', 'agent', 'txn'] as const) {
       if (progress[k] !== undefined) (d as unknown as Record<string, unknown>)[k] = progress[k];
+    }
+    if (progress.subjectToken !== undefined) {
+      d.subjectTokenSha256 = tokenHash(progress.subjectToken);
     }
     return d;
   }
@@ -730,7 +734,7 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
       try {
         out = await run(progress, params, caller);
       } catch (err) {
-        if (err instanceof TokenExchangeError) {
+        if (err instanceof TokenExchangeError && opts.onDecision) {
           const policyReason =
             err.reason === 'scope_not_granted' ? progress.refused[0]?.reason : undefined;
           emit(
@@ -743,6 +747,7 @@ export function createTokenExchange(opts: TokenExchangeOptions): TokenExchange {
         }
         throw err;
       }
+      if (!opts.onDecision) return out;
       emit(
         decision(progress, caller, {
           decision: 'allow',
