@@ -2,7 +2,7 @@
 // a cluster runs them (one pod per service, the Helm chart's demo pods). Every process gets its
 // SVID from the Workload API, serves mTLS on one port and /health, /ready, /metrics on a plain
 // one, and knows each peer by URL *and* SPIFFE ID: a peer with another certificate is refused.
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
 import {
   DEMO_PORTS,
   agentSpiffeId,
@@ -138,6 +138,12 @@ const SUBCOMMANDS: Record<Service, SubSpec> = {
         type: 'string',
         description: "the demo people's generated passwords (JSON, created 0600 when missing)",
         default: 'demo-users.json',
+        placeholder: 'FILE',
+      },
+      'demo-users-from': {
+        type: 'string',
+        description:
+          'copy the passwords from this JSON file (e.g. a mounted Secret) to --demo-users-file first',
         placeholder: 'FILE',
       },
       'idp-issuer': {
@@ -381,6 +387,39 @@ async function openSource(c: Config, agentWorkload: boolean): Promise<X509Source
   return source;
 }
 
+/**
+ * Copies a passwords file (`{"alice": "...", ...}`, e.g. from a read-only Secret volume) to
+ * where the dashboard keeps it (0600), so people log in with passwords the operator knows.
+ */
+function copyPasswords(from: string, to: string): void {
+  let text: string;
+  try {
+    text = readFileSync(from, 'utf8');
+  } catch (err) {
+    throw new UsageError(
+      `--demo-users-from ${from}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // Not the parser's message: it quotes the text, and the text holds passwords.
+    throw new UsageError(`--demo-users-from ${from}: not JSON`);
+  }
+  if (
+    typeof doc !== 'object' ||
+    doc === null ||
+    Array.isArray(doc) ||
+    !Object.values(doc).every((v) => typeof v === 'string' && v.length >= 12)
+  )
+    throw new UsageError(
+      `--demo-users-from ${from}: must map each name to a password of at least 12 characters`,
+    );
+  writeFileSync(to, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(to, 0o600);
+}
+
 /** Peer IDs must be of this service's trust domain: another one could never pass mTLS. */
 function checkTrustDomain(td: string, c: Config, extra: string[]): void {
   const foreign = [
@@ -474,6 +513,8 @@ async function runService(name: Service, argv: string[]): Promise<void> {
         break;
       }
       case 'dashboard': {
+        const from = flags['demo-users-from'];
+        if (typeof from === 'string') copyPasswords(from, String(flags['demo-users-file']));
         const idp = createDemoIdp({
           issuer: String(flags['idp-issuer']),
           audience: String(flags['idp-audience']),

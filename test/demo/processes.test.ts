@@ -1,23 +1,19 @@
 // The demo's services and the dashboard as separate processes (`precinct demo <service>`, the
 // way the Helm chart runs them), each attested at the identity server for its own Workload API
-// address, against the real token service and the audit store (SPIFFE mTLS): a handful of the
-// 17 scenarios through the dashboard API (all 17 run in-process in scenarios.test.ts), the
+// address, with the token service as a process too (`precinct token-service`, the grants file
+// shaped as the chart renders it) and the audit store (SPIFFE mTLS): a handful of the 17
+// scenarios through the dashboard API (all 17 run in-process in scenarios.test.ts), the
 // decisions in the audit store, and the command's refusals of bad flags and wrong identities.
 import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '@precinct/testing';
 import { authorizeOneOf } from '@precinct/spiffe';
 import { X509Source } from '@precinct/spiffe/workloadapi';
 import { startIdentityServer, type IdentityServer } from '@precinct/identity-server';
-import {
-  MemoryConsentStore,
-  createOidcPersonAuthenticator,
-  startTokenService,
-  type TokenService,
-} from '@precinct/token-service';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
-import { DEMO_CONSENT, MtlsClient, demoGrantScope, demoPolicyData, pickSvid } from '@precinct/demo';
+import { DEMO_CONSENT, MtlsClient, demoPolicyData, pickSvid } from '@precinct/demo';
 import { wasmPolicy, type PolicyEngine } from '@precinct/policy';
 import { SCENARIOS } from '../../packages/policy/test/scenarios.js';
 import {
@@ -29,10 +25,11 @@ import {
   clientAs,
   quiet,
   sid,
-  userId,
 } from './support.js';
 import {
+  demoGrantsFile,
   jwksFileServer,
+  spawnTokenService,
   runPrecinct,
   spawnDemo,
   startDemoProcesses,
@@ -50,6 +47,11 @@ const SERVICES: DemoService[] = [
 /** A handful of the 17: direct allow and deny, delegated allow and deny, agent without a person. */
 const PICKED = [1, 5, 9, 11, 13, 14];
 const nameOf = (id: string | undefined) => id?.split('/').pop();
+const PASSWORDS = {
+  alice: 'alice-password-1',
+  bob: 'bob-password-22',
+  carol: 'carol-password-333',
+};
 
 /** Attestation stand-in: a ServiceAccount's token is its name (attestation is not under test). */
 const verifier = {
@@ -67,7 +69,7 @@ const verifier = {
 describe('the demo as separate processes (precinct demo <service>)', () => {
   const dir = tempDir('precinct-demo-proc-');
   let identity: IdentityServer;
-  let tokenService: TokenService;
+  let tokenService: Awaited<ReturnType<typeof spawnTokenService>>;
   let store: AuditStore;
   let auditor: X509Source;
   let jwks: Awaited<ReturnType<typeof jwksFileServer>>;
@@ -103,35 +105,43 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
       closers.push(() => s.close());
       return s;
     };
-    const tokenSource = await own('token-service');
     const storeSource = await own('audit-store');
     auditor = await own('auditor');
 
     const jwksFile = join(dir.path, 'idp-jwks.json');
     jwks = await jwksFileServer(jwksFile);
     closers.push(() => jwks.close());
-    const consent = new MemoryConsentStore();
-    for (const [person, agents] of Object.entries(DEMO_CONSENT))
-      consent.grant(userId(person), agents.map(agentId));
-    tokenService = await startTokenService({
-      svidSource: tokenSource,
-      bundleSource: tokenSource,
-      persons: [
-        createOidcPersonAuthenticator({
-          issuer: 'https://dashboard.precinct.local',
-          clientId: 'precinct-token-service',
-          jwks: new URL(jwks.url),
-          algorithms: ['ES256'],
-        }),
+    // The token service as the chart runs it: `precinct token-service` with a grants file.
+    const grantsFile = join(dir.path, 'grants.json');
+    writeFileSync(
+      grantsFile,
+      demoGrantsFile(
+        TD,
+        Object.keys(demoPolicyData(TD).precinct.documents),
+        DEMO_CONSENT,
+        AGENT_NAMES,
+      ),
+    );
+    tokenService = await spawnTokenService(
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--health-listen',
+        '127.0.0.1:0',
+        '--oidc-issuer',
+        'https://dashboard.precinct.local',
+        '--oidc-client-id',
+        'precinct-token-service',
+        '--oidc-jwks',
+        jwks.url,
+        '--agent-prefix',
+        '/agent/',
+        '--grants',
+        grantsFile,
       ],
-      consent,
-      grantScope: demoGrantScope(demoPolicyData(TD)),
-      isAgent: (id) => id.startsWith(`spiffe://${TD}/agent/`),
-      mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${TD}/agent/`),
-      host: '127.0.0.1',
-      logger: quiet(),
-    });
-    closers.push(() => tokenService.close());
+      { SPIFFE_ENDPOINT_SOCKET: addresses.get('token-service')! },
+    );
+    closers.push(() => tokenService.stop());
     store = await startAuditStore({
       host: '127.0.0.1',
       port: 0,
@@ -147,15 +157,19 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     });
     closers.push(() => store.close());
 
+    // Passwords the operator chose (the chart's demo.usersSecret), copied by the dashboard.
+    const knownPasswords = join(dir.path, 'known-users.json');
+    writeFileSync(knownPasswords, JSON.stringify(PASSWORDS), { mode: 0o600 });
     demo = await startDemoProcesses({
       identities: Object.fromEntries(
         SERVICES.map((s) => [s, { address: addresses.get(s)! }]),
       ) as Record<DemoService, { address: string }>,
       ids: Object.fromEntries(SERVICES.map((s) => [s, sid(s)])) as Record<DemoService, string>,
-      tokenService: { url: tokenService.url, spiffeId: tokenService.issuer },
+      tokenService: { url: tokenService.url, spiffeId: tokenService.spiffeId },
       audit: { url: store.url, spiffeId: sid('audit-store') },
       idpJwksFile: jwksFile,
       demoUsersFile: join(dir.path, 'demo-users.json'),
+      demoUsersFrom: knownPasswords,
       trustDomain: TD,
     });
     closers.push(() => demo.close());
@@ -200,11 +214,11 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     test(`scenario ${s.name}`, async () => {
       const person = nameOf(s.input.person);
       const agent = nameOf(s.input.agent);
-      const passwords = JSON.parse(
-        await (
-          await import('node:fs/promises')
-        ).readFile(join(dir.path, 'demo-users.json'), 'utf8'),
-      ) as Record<string, string>;
+      // The dashboard copied the operator's passwords (0600) and people log in with them.
+      const copied = join(dir.path, 'demo-users.json');
+      assert.deepEqual(JSON.parse(readFileSync(copied, 'utf8')), PASSWORDS);
+      assert.equal(statSync(copied).mode & 0o777, 0o600);
+      const passwords: Record<string, string> = PASSWORDS;
       const who = person ?? 'alice';
       const browser = new Browser(demo.dashboardUrl);
       await browser.login(who, passwords[who]!);
@@ -261,7 +275,7 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
         '--token-service',
         tokenService.url,
         '--token-service-id',
-        tokenService.issuer,
+        tokenService.spiffeId,
         '--policy-service',
         policyUrl,
         '--policy-service-id',
@@ -333,6 +347,31 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
       { SPIFFE_ENDPOINT_SOCKET: addresses.get('policy-service')! },
     );
     assert.equal(td.code, 1, td.stderr);
+    // A passwords file that is not JSON: refused without quoting it (it would hold passwords).
+    const badUsers = join(dir.path, 'bad-users.json');
+    writeFileSync(badUsers, 'alice: hunter2-secret-value', { mode: 0o600 });
+    const peer = (name: string) => [`--${name}`, 'https://127.0.0.1:1', `--${name}-id`, sid(name)];
+    const users = await runPrecinct(
+      [
+        'demo',
+        'dashboard',
+        ...peer('token-service'),
+        ...peer('user-service'),
+        ...peer('agent-service'),
+        '--listen',
+        '127.0.0.1:0',
+        '--health-listen',
+        '127.0.0.1:0',
+        '--demo-users-file',
+        join(dir.path, 'unused.json'),
+        '--demo-users-from',
+        badUsers,
+      ],
+      { SPIFFE_ENDPOINT_SOCKET: addresses.get('dashboard')! },
+    );
+    assert.equal(users.code, 2, users.stderr);
+    assert.match(users.stderr, /--demo-users-from .*: not JSON/);
+    assert.doesNotMatch(users.stderr + users.stdout, /hunter2/);
     assert.match(
       td.stderr,
       new RegExp(

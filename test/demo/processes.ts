@@ -105,6 +105,78 @@ export function spawnDemo(
   });
 }
 
+/**
+ * Starts `precinct token-service <args>` and resolves with its base URL and SPIFFE ID once it
+ * printed them (the chart runs it this way).
+ */
+export function spawnTokenService(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  timeoutMs = 120_000,
+): Promise<{ url: string; spiffeId: string; stop(): Promise<void>; output(): string }> {
+  const child = spawn(process.execPath, [BIN, 'token-service', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    await exit;
+    clearTimeout(killer);
+  };
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new Error(`token-service did not start in ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const id = /^token-service for trust domain \S+ as (\S+)/m.exec(out);
+      const endpoint = /^token endpoint (\S+)\/token /m.exec(out);
+      if (id && endpoint) {
+        clearTimeout(timer);
+        resolve({ url: endpoint[1]!, spiffeId: id[1]!, stop, output: () => out });
+      }
+    });
+    void exit.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`token-service exited (${child.exitCode}):\n${out}`));
+    });
+  });
+}
+
+/**
+ * The token service's grants file for the demo, as the Helm chart renders it: every person and
+ * agent may ask for every document (the policy decides at the document service), consent as
+ * the reference's scenarios.
+ */
+export function demoGrantsFile(
+  td: string,
+  documents: readonly string[],
+  consent: Readonly<Record<string, readonly string[]>>,
+  agents: readonly string[],
+): string {
+  const scopes = documents.map((d) => `documents:read:${d}`);
+  const user = (u: string) => `spiffe://${td}/user/${u}`;
+  const agent = (a: string) => `spiffe://${td}/agent/${a}`;
+  return JSON.stringify({
+    people: Object.fromEntries(Object.keys(consent).map((u) => [user(u), scopes])),
+    agents: Object.fromEntries(agents.map((a) => [agent(a), scopes])),
+    consent: Object.fromEntries(Object.entries(consent).map(([u, as]) => [user(u), as.map(agent)])),
+  });
+}
+
 /** Where each demo process gets its identity: a Workload API address and, optionally, which SVID. */
 export interface DemoIdentity {
   address: string;
@@ -121,6 +193,8 @@ export interface DemoProcessesOptions {
   /** Where the dashboard writes its ID-token JWKS (serve it with `jwksFileServer`). */
   idpJwksFile: string;
   demoUsersFile: string;
+  /** `--demo-users-from`: passwords the dashboard copies to `demoUsersFile` at start. */
+  demoUsersFrom?: string;
   trustDomain: string;
 }
 
@@ -194,6 +268,7 @@ export async function startDemoProcesses(o: DemoProcessesOptions): Promise<DemoP
       agents.spiffeId,
       '--demo-users-file',
       o.demoUsersFile,
+      ...(o.demoUsersFrom ? ['--demo-users-from', o.demoUsersFrom] : []),
       '--idp-jwks-out',
       o.idpJwksFile,
       ...[policy, documents, users, agents].flatMap((p) => [

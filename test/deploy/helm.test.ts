@@ -294,6 +294,65 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
     }
   });
 
+  test('demo: the token service takes people from the dashboard (its JWKS URL, egress to it) and grants the demo scopes; off with demo.dashboardIdp=false', async () => {
+    const docs = await render({
+      values: ['required', 'everything'],
+      set: ['tokenService.grants=null'],
+    });
+    const token = named(docs, 'Deployment', '-token-service').spec as {
+      template: { spec: { containers: Array<{ args: string[] }> } };
+    };
+    const args = token.template.spec.containers[0]!.args;
+    const jwks = args[args.indexOf('--oidc-jwks') + 1]!;
+    assert.equal(jwks, 'http://precinct-dashboard.precinct.svc:8080/.well-known/jwks.json');
+    assert.equal(args[args.indexOf('--oidc-issuer') + 1], 'https://dashboard.precinct.local');
+    const np = named(docs, 'NetworkPolicy', '-token-service').spec as {
+      egress: Array<{
+        to: Array<{ podSelector?: { matchLabels: Record<string, string> } }>;
+        ports: Array<{ port: number }>;
+      }>;
+    };
+    assert.ok(
+      np.egress.some(
+        (r) =>
+          r.to.some(
+            (t) => t.podSelector?.matchLabels['app.kubernetes.io/component'] === 'dashboard',
+          ) && r.ports.some((p) => p.port === 8080),
+      ),
+      'egress to the dashboard on 8080',
+    );
+    const grants = JSON.parse(
+      (
+        named(docs, 'ConfigMap', '-token-service-grants') as unknown as {
+          data: Record<string, string>;
+        }
+      ).data['grants.json']!,
+    ) as {
+      people: Record<string, string[]>;
+      agents: Record<string, string[]>;
+      consent: Record<string, string[]>;
+    };
+    assert.equal(grants.people['spiffe://example.org/user/alice']?.length, 7);
+    assert.deepEqual(Object.keys(grants.agents).sort(), [
+      'spiffe://example.org/agent/claude',
+      'spiffe://example.org/agent/gpt4',
+      'spiffe://example.org/agent/summarizer',
+    ]);
+    assert.deepEqual(grants.consent['spiffe://example.org/user/carol'], [
+      'spiffe://example.org/agent/gpt4',
+      'spiffe://example.org/agent/claude',
+    ]);
+    // Control: without the dashboard as identity provider, tokenService.oidc is used as given.
+    const own = await render({
+      values: ['required', 'everything'],
+      set: ['demo.dashboardIdp=false'],
+    });
+    const ownArgs = (named(own, 'Deployment', '-token-service').spec as typeof token).template.spec
+      .containers[0]!.args;
+    assert.equal(ownArgs[ownArgs.indexOf('--oidc-issuer') + 1], 'https://idp.example.org');
+    assert.ok(!ownArgs.includes(jwks));
+  });
+
   test('demo call check controls: a missing egress, a missing ingress and a wrong peer ID are caught', async () => {
     const docs = await render({ values: ['required', 'everything'] });
     type Rule = {
