@@ -14,6 +14,7 @@ import {
   createOidcPersonAuthenticator,
   createTokenExchange,
 } from '@precinct/token-service';
+import { loadDemoData, policyGrantScope, wasmPolicy } from '@precinct/policy';
 import { printTable, rate } from './table.js';
 
 const TD = 'bench.test';
@@ -50,6 +51,38 @@ const makeExchange = (verifiedCacheSeconds: number) =>
     grantScope: async ({ requested }) => requested.filter((s) => s.startsWith('docs.')),
     isAgent: (id) => id.startsWith(`spiffe://${TD}/agents/`),
   });
+// The demo's wiring: the scope decided by the Rego policy (in-process Wasm) for person ∩ agent,
+// every decision handed to a hook (the audit trail's; here it only counts).
+const policyData = loadDemoData();
+policyData.precinct.trust_domain = TD;
+let decisions = 0;
+const policied = createTokenExchange({
+  trustDomain: TD,
+  issuer: `spiffe://${TD}/token-service`,
+  keys,
+  persons: [
+    createOidcPersonAuthenticator({
+      issuer: 'https://idp.bench.test',
+      clientId: 'tts',
+      jwks: { keys: [idpJwk] },
+    }),
+  ],
+  consent,
+  grantScope: policyGrantScope(await wasmPolicy({ data: policyData })),
+  isAgent: (id) => id.startsWith(`spiffe://${TD}/agent/`),
+  onDecision: () => void decisions++,
+});
+const DEMO_AGENT = `spiffe://${TD}/agent/gpt4`;
+consent.grant(`spiffe://${TD}/user/alice`, [DEMO_AGENT]);
+const demoIdToken = await new SignJWT({ amr: ['pwd'] })
+  .setProtectedHeader({ alg: 'RS256', kid: 'idp' })
+  .setIssuer('https://idp.bench.test')
+  .setAudience('tts')
+  .setSubject(`spiffe://${TD}/user/alice`)
+  .setIssuedAt(now)
+  .setExpirationTime(now + 3600)
+  .sign(idp.privateKey);
+
 // Production default: a verified ID token is remembered for 60 s (an agent presents the
 // same person's ID token for every transaction); `uncached` checks the RSA signature each time.
 const exchange = makeExchange(60);
@@ -64,6 +97,14 @@ const initial = new Map([
   ['subject_token_type', ID_TOKEN_TYPE],
 ]);
 const first = await exchange.exchange(initial, caller);
+const policiedForm = new Map(initial);
+policiedForm.set('subject_token', demoIdToken);
+policiedForm.set('scope', 'documents:read:DOC-001');
+const policiedCaller = { id: DEMO_AGENT, trustDomain: TD };
+const checked = await policied.exchange(policiedForm, policiedCaller);
+if (checked.response.scope !== 'documents:read:DOC-001' || decisions !== 1) {
+  throw new Error('the policy-backed exchange did not grant what the policy allows');
+}
 const replace = new Map(initial);
 replace.set('subject_token', first.response.access_token);
 replace.set('subject_token_type', TXN_TOKEN_TYPE);
@@ -115,6 +156,7 @@ async function perCpuSecond(fn: () => Promise<unknown>, ms: number): Promise<num
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const mint = () => exchange.exchange(initial, caller);
 const mintUncached = () => uncached.exchange(initial, caller);
+const mintPolicied = () => policied.exchange(policiedForm, policiedCaller);
 const replaceOnce = () =>
   exchange.exchange(replace, { id: `spiffe://${TD}/docs`, trustDomain: TD });
 const cpu = {
@@ -122,6 +164,7 @@ const cpu = {
   ours: [] as number[],
   unc: [] as number[],
   repl: [] as number[],
+  pol: [] as number[],
 };
 const wall = { bare: [] as number[], ours: [] as number[] };
 for (let i = 0; i < 5; i++) {
@@ -129,6 +172,7 @@ for (let i = 0; i < 5; i++) {
   cpu.ours.push(await perCpuSecond(mint, 700));
   cpu.unc.push(await perCpuSecond(mintUncached, 700));
   cpu.repl.push(await perCpuSecond(replaceOnce, 700));
+  cpu.pol.push(await perCpuSecond(mintPolicied, 700));
   wall.bare.push(await rate(bareSign, 500));
   wall.ours.push(await rate(mint, 500));
 }
@@ -153,6 +197,7 @@ printTable(`token-service exchange logic (Node ${process.version})`, [
   },
   row('  same, ID token signature checked every time', median(cpu.unc)),
   row('replacement, txn token -> txn token', median(cpu.repl)),
+  row('  minted with the Rego policy (Wasm) and a decision hook', median(cpu.pol)),
   {
     metric: 'Txn-Tokens minted, one at a time, wall clock',
     ours: median(wall.ours),
