@@ -310,13 +310,21 @@ test(
     assert.equal(row.written_by, 'spiffe://precinct.local/ns/precinct-demo/sa/document-service');
     assert.equal(row.actor_id, 'spiffe://precinct.local/agent/gpt4');
     // The dashboard's platform views are wired to the running parts.
-    const view = async (path: string) => {
-      const r = await fetch(`${dashboard}/api/platform/${path}`, { headers: { cookie } });
+    const view = async (path: string, as = cookie) => {
+      const r = await fetch(`${dashboard}/api/platform/${path}`, { headers: { cookie: as } });
       assert.equal(r.status, 200, path);
       return JSON.stringify(await r.json());
     };
     assert.match(await view('workloads'), /precinct-demo\/sa\/token-service/);
-    assert.match(await view(`audit/events?correlation_id=${granted.txn}`), /delegation_permits/);
+    // The audit view is the auditors': bob (admin department), not alice.
+    const auditEvents = `audit/events?correlation_id=${granted.txn}`;
+    const asAlice = await fetch(`${dashboard}/api/platform/${auditEvents}`, {
+      headers: { cookie },
+    });
+    assert.equal(asAlice.status, 403);
+    const bob = await api('/api/auth/login', { username: 'bob', password: passwords.bob });
+    const bobCookie = (bob.headers.get('set-cookie') ?? '').split(';')[0]!;
+    assert.match(await view(auditEvents, bobCookie), /delegation_permits/);
     assert.match(await view('kube/serviceaccounts'), /"name":"writer"|"name":"default"/);
     assert.match(await view('consent'), /agent\/gpt4/);
     const watched = await natsConnect({
