@@ -1,8 +1,18 @@
 // @precinct/secrets against a real Vault (-dev) and PostgreSQL: SVID login and database lease
 // latency, and queries/s through a RotatingPool whose credentials rotate every ~4 s against a
-// static pg Pool on the same server (reference), with zero errors required across rotations.
+// static pg Pool on the same server (reference), with zero errors required across rotations;
+// then the same for requests to the records service (the secrets demo's backend, mTLS).
 import pg from 'pg';
 import { findPeer } from '@precinct/testing';
+import { createLogger } from '@precinct/runtime';
+import { X509Source } from '@precinct/spiffe/workloadapi';
+import {
+  MtlsClient,
+  RECORDS_GRANTS,
+  RECORDS_SCHEMA,
+  startRecordsService,
+  type RecordsDatabase,
+} from '@precinct/demo';
 import {
   RotatingPool,
   VaultSession,
@@ -24,7 +34,7 @@ if (!findPeer('vault') || !findPeer('postgres')) {
   process.exit(0);
 }
 
-const idp = await startIdentity(['orders']);
+const idp = await startIdentity(['orders', 'records', 'client']);
 const { vault, admin } = await startVaultWithJwtAuth(idp.identity);
 const { pg: server, adminPassword } = await startPostgresWithPasswords();
 await admin.enableDatabaseEngine();
@@ -33,7 +43,7 @@ await admin.configurePostgres({
   connectionUrl: `postgresql://{{username}}:{{password}}@127.0.0.1:${server.port}/postgres?sslmode=disable`,
   username: 'postgres',
   password: adminPassword,
-  allowedRoles: ['bench-short', 'bench-lease'],
+  allowedRoles: ['bench-short', 'bench-lease', 'bench-records'],
 });
 const grants = ['GRANT SELECT ON items TO "{{name}}";'];
 await admin.writeDatabaseRole({
@@ -50,9 +60,16 @@ await admin.writeDatabaseRole({
   ttlSeconds: 60,
   maxTtlSeconds: 60,
 });
+await admin.writeDatabaseRole({
+  name: 'bench-records',
+  db: 'pg',
+  grants: [...RECORDS_GRANTS],
+  ttlSeconds: 6,
+  maxTtlSeconds: 6,
+});
 await admin.writePolicy(
   'orders',
-  workloadPolicy({ databaseRoles: ['bench-short', 'bench-lease'] }),
+  workloadPolicy({ databaseRoles: ['bench-short', 'bench-lease', 'bench-records'] }),
 );
 await admin.writeWorkloadRole({
   role: 'orders',
@@ -140,6 +157,64 @@ for (let w = 0; w < WINDOWS; w++) {
   rot.errors += b.errors;
 }
 const rotations = rotating.rotations - before;
+await rotating.close();
+
+// The records service, on a RotatingPool and on a static pool: requests/s over mTLS.
+{
+  const c = new pg.Client({ connectionString: staticUrl() });
+  await c.connect();
+  for (const sql of RECORDS_SCHEMA) await c.query(sql);
+  await c.end();
+}
+function staticUrl() {
+  return `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`;
+}
+const recordsPool = await RotatingPool.create({
+  session,
+  role: 'bench-records',
+  pool: { host: '127.0.0.1', port: server.port, database: 'postgres', max: 4 },
+});
+const onPool = (p: { query: RecordsDatabase['query'] }, lease: () => number): RecordsDatabase => ({
+  query: (text, values) => p.query(text, values),
+  ready: () => true,
+  credentialsExpireAt: lease,
+  rotations: () => recordsPool.rotations,
+});
+const svidOf = (sa: string) =>
+  X509Source.create({ address: idp.addresses.get(sa)!, timeoutMs: 20_000 });
+const recordsSvid = await svidOf('records');
+const clientSvid = await svidOf('client');
+const service = (database: RecordsDatabase) =>
+  startRecordsService({
+    svidSource: recordsSvid,
+    bundleSource: recordsSvid,
+    database,
+    callers: [spiffeId('client')],
+    host: '127.0.0.1',
+    logger: createLogger('records-service', 'warn'),
+  });
+const recordsStaticPool = new pg.Pool({ connectionString: staticUrl(), max: 4 });
+const onRotating = await service(onPool(recordsPool, () => recordsPool.leaseExpiresAt));
+const onStatic = await service(onPool(recordsStaticPool, () => Infinity));
+const http = new MtlsClient(clientSvid, clientSvid, spiffeId('records'));
+const get = (url: string) => async () => {
+  const r = await http.json(`${url}/records/1`);
+  if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+};
+await drive(get(onStatic.url), 1_000);
+await drive(get(onRotating.url), 1_000);
+const rs = { qps: 0, errors: 0 };
+const rr = { qps: 0, errors: 0 };
+const recordsBefore = recordsPool.rotations;
+for (let w = 0; w < WINDOWS; w++) {
+  const a = await drive(get(onStatic.url), 2_000);
+  const b = await drive(get(onRotating.url), 2_000);
+  rs.qps += a.qps / WINDOWS;
+  rs.errors += a.errors;
+  rr.qps += b.qps / WINDOWS;
+  rr.errors += b.errors;
+}
+const recordsRotations = recordsPool.rotations - recordsBefore;
 
 printTable(`@precinct/secrets (Vault -dev + PostgreSQL on loopback; ${rotations} rotations)`, [
   {
@@ -187,9 +262,30 @@ printTable(`@precinct/secrets (Vault -dev + PostgreSQL on loopback; ${rotations}
     target: `0 (>= 2 rotations)`,
     met: rot.errors + st.errors === 0 && rotations >= 2,
   },
+  {
+    metric: `records service req/s, rotating vs static pool (${recordsRotations} rotations)`,
+    ours: rr.qps,
+    reference: rs.qps,
+    unit: 'req/s',
+    target: '>= 95%',
+    met: rr.qps >= 0.95 * rs.qps,
+  },
+  {
+    metric: 'failed records requests across rotations',
+    ours: rr.errors + rs.errors,
+    unit: '',
+    target: '0 (>= 2 rotations)',
+    met: rr.errors + rs.errors === 0 && recordsRotations >= 2,
+  },
 ]);
 
-await rotating.close();
+await http.close();
+await onRotating.close();
+await onStatic.close();
+recordsSvid.close();
+clientSvid.close();
+await recordsPool.close();
+await recordsStaticPool.end();
 await staticPool.end();
 await session.close();
 await vault.close();

@@ -41,6 +41,8 @@ export async function startIdentity(
 ): Promise<{
   identity: IdentityServer;
   sources: Map<string, JwtSource>;
+  /** Each workload's Workload API address (for an X509Source too). */
+  addresses: Map<string, string>;
   close(): Promise<void>;
 }> {
   const tokens = new Map<string, string>();
@@ -67,6 +69,7 @@ export async function startIdentity(
     ...serverOpts,
   });
   const sources = new Map<string, JwtSource>();
+  const addresses = new Map<string, string>();
   for (const [token, sa] of tokens) {
     await identity.entries.create({
       spiffeId: spiffeId(sa),
@@ -80,11 +83,13 @@ export async function startIdentity(
     });
     if (res.status !== 200) throw new Error(`attest ${sa}: ${res.status} ${await res.text()}`);
     const { address } = (await res.json()) as { address: string };
+    addresses.set(sa, address);
     sources.set(sa, await JwtSource.create({ address, timeoutMs: 20_000 }));
   }
   return {
     identity,
     sources,
+    addresses,
     async close() {
       for (const s of sources.values()) await s.close();
       await identity.close();
