@@ -221,7 +221,8 @@ export const upCommand: Command = {
         },
         'records-lease-max-ttl': {
           type: 'string',
-          description: 'their max TTL: renewed until then, then rotated',
+          description:
+            "max TTL of the records service's credentials: renewed until then, then rotated",
           default: '1h',
           placeholder: 'DURATION',
           kind: 'duration',
