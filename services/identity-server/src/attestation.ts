@@ -11,7 +11,8 @@ import type { Logger } from '@precinct/runtime';
 import type { Clock } from './clock.js';
 import { IdentityServerError } from './errors.js';
 import type { IdentityMetrics } from './metrics.js';
-import { workloadApiDefinition, type WorkloadBinding } from './workload-api.js';
+import { workloadApiServiceDefinition } from '@precinct/spiffe/workloadapi';
+import type { WorkloadBinding } from './workload-api.js';
 
 /**
  * The part of @precinct/kube's `ServiceAccountIdentity` attestation reads. Structural, so any
@@ -285,7 +286,7 @@ export class WorkloadSockets {
     };
     const server = new grpc.Server();
     server.addService(
-      workloadApiDefinition(),
+      workloadApiServiceDefinition(),
       this.#opts.implementation(() => binding),
     );
     await new Promise<void>((resolve, reject) =>

@@ -22,7 +22,8 @@ import { createAdminApp, createBundleEndpointApp, createHealthApp, createOidcApp
 import { createMetrics, type IdentityMetrics } from './metrics.js';
 import { parseTrustDomain } from './spiffe-id.js';
 import { openStore } from './store.js';
-import { workloadApiDefinition, workloadApiImplementation } from './workload-api.js';
+import { workloadApiServiceDefinition } from '@precinct/spiffe/workloadapi';
+import { workloadApiImplementation } from './workload-api.js';
 
 /** Options of {@link startIdentityServer}. */
 export interface IdentityServerOptions {
@@ -223,7 +224,7 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
     await rm(socketPath, { force: true });
     const shared = new grpc.Server();
     shared.addService(
-      workloadApiDefinition(),
+      workloadApiServiceDefinition(),
       implementation(() => undefined),
     );
     await new Promise<void>((res, rej) =>

@@ -1,6 +1,9 @@
 import type { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { jsonToStruct, workloadApiServiceDefinition } from '@precinct/spiffe/workloadapi';
+import {
+  WORKLOAD_API_SECURITY_HEADER as SECURITY_HEADER,
+  jsonToStruct,
+} from '@precinct/spiffe/workloadapi';
 import type { Logger } from '@precinct/runtime';
 import type { KeyManager, KeyType, SignedX509Svid } from './authority.js';
 import { generateWorkloadKey, type WorkloadKey } from './keys.js';
@@ -9,14 +12,6 @@ import { entryMatches, type Entry, type EntryRegistry } from './entries.js';
 import type { FederatedBundle as FederatedBundleOf, FederatedBundles } from './federation.js';
 import { signJwtSvid, validateJwtSvid } from './jwt-svid.js';
 import type { IdentityMetrics } from './metrics.js';
-
-/** The header every Workload API call must carry (Workload Endpoint spec, section 3). */
-export const SECURITY_HEADER = 'workload.spiffe.io';
-
-/** The SpiffeWorkloadAPI service definition, from the SDK's .proto. */
-export function workloadApiDefinition(): grpc.ServiceDefinition {
-  return workloadApiServiceDefinition();
-}
 
 /** A workload whose identity the server verified, and the SVIDs issued to it. */
 export interface WorkloadBinding {

@@ -3,7 +3,10 @@ import * as grpc from '@grpc/grpc-js';
 import { createLogger } from '@precinct/runtime';
 import type { Clock } from '../src/clock.js';
 import type { ServiceAccountIdentity, TokenVerifier } from '../src/attestation.js';
-import { SECURITY_HEADER, workloadApiDefinition } from '../src/workload-api.js';
+import {
+  WORKLOAD_API_SECURITY_HEADER as SECURITY_HEADER,
+  workloadApiServiceDefinition as workloadApiDefinition,
+} from '@precinct/spiffe/workloadapi';
 
 /** A clock that moves only when told; timers fire in order as it passes them. */
 export class ManualClock implements Clock {
