@@ -84,7 +84,14 @@ export async function startOidcPeer(accounts: Record<string, Account>): Promise<
         claims: { openid: ['sub'], profile: ['preferred_username'], groups: ['groups'] },
         scopes: ['openid', 'profile', 'groups'],
         pkce: { required: () => true },
-        ttl: { IdToken: () => peer.idTokenTtl },
+        ttl: {
+          IdToken: () => peer.idTokenTtl,
+          AccessToken: 600,
+          AuthorizationCode: 60,
+          Interaction: 600,
+          Session: 3600,
+          Grant: 3600,
+        },
         cookies: { keys: [randomBytes(16).toString('hex')] },
         features: { devInteractions: { enabled: true } },
       });

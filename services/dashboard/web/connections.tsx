@@ -56,7 +56,7 @@ function ConnectionCard({ c, onChange }: { c: Connection; onChange: (c: Connecti
           ? `A token is stored${c.updated_at ? ` (updated ${new Date(c.updated_at).toLocaleString()})` : ''}.`
           : 'No token stored.'}
       </p>
-      <form onSubmit={save}>
+      <form className="connection-form" onSubmit={save}>
         <label htmlFor={id}>{`${c.provider} token`}</label>
         <input id={id} name="token" type="password" autoComplete="off" required maxLength={8192} />
         <button type="submit" disabled={busy}>
