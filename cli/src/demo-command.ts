@@ -124,7 +124,8 @@ const SUBCOMMANDS: Record<Service, SubSpec> = {
     help: "With an OPA server, load the demo's policy and data (trust domain included) into it.",
   },
   dashboard: {
-    summary: 'the demo dashboard: web UI and its API (plain HTTP), people by password',
+    summary:
+      'the demo dashboard: web UI and its API (plain HTTP), people by password or an OpenID Provider',
     port: DEMO_PORTS.dashboard,
     healthPort: DEMO_PORTS.dashboardHealth,
     peers: [
@@ -134,6 +135,46 @@ const SUBCOMMANDS: Record<Service, SubSpec> = {
     ],
     web: true,
     flags: {
+      'oidc-issuer': {
+        type: 'string',
+        description: 'people sign in at this OpenID Provider instead of with demo passwords',
+        placeholder: 'URL',
+        conflicts: ['demo-users-from'],
+      },
+      'oidc-client-id': {
+        type: 'string',
+        description: "the dashboard's client id at the provider",
+        default: 'precinct-dashboard',
+        placeholder: 'ID',
+      },
+      'oidc-client-secret-file': {
+        type: 'string',
+        description: 'file holding the client secret (or env PRECINCT_OIDC_CLIENT_SECRET)',
+        placeholder: 'FILE',
+      },
+      'oidc-username-claim': {
+        type: 'string',
+        description: 'the ID token or userinfo claim naming the person',
+        default: 'preferred_username',
+        placeholder: 'CLAIM',
+      },
+      'oidc-auditor-groups': {
+        type: 'string',
+        description:
+          "members of these provider groups (comma-separated, 'groups' claim) are auditors",
+        placeholder: 'GROUPS',
+      },
+      auditors: {
+        type: 'string',
+        description:
+          'people who may read the audit view (comma-separated; default: the admin department)',
+        placeholder: 'NAMES',
+      },
+      'public-url': {
+        type: 'string',
+        description: "the dashboard's URL as browsers reach it (the OIDC redirect URI's base)",
+        placeholder: 'URL',
+      },
       'demo-users-file': {
         type: 'string',
         description: "the demo people's generated passwords (JSON, created 0600 when missing)",
@@ -248,6 +289,8 @@ interface Config {
   advertiseHost: string | undefined;
   peers: Record<string, { url: string; spiffeId: string } | undefined>;
   callers: string[];
+  /** The dashboard's OpenID Provider, its client secret read from a file or the environment. */
+  oidc: { issuer: string; clientSecret: string } | undefined;
   opaUrl: URL | undefined;
   flags: ParsedFlags;
 }
@@ -313,6 +356,30 @@ function configure(s: SubSpec, flags: ParsedFlags, env: NodeJS.ProcessEnv): Conf
       if (id) callers.push(id);
     }
   }
+  let oidc: Config['oidc'];
+  if (typeof flags['oidc-issuer'] === 'string') {
+    const issuer = flags['oidc-issuer'];
+    attempt(() => parseHttpUrl(issuer, '--oidc-issuer'));
+    // Never a flag's value: it would show in `ps`.
+    const file = flags['oidc-client-secret-file'];
+    let secret = env.PRECINCT_OIDC_CLIENT_SECRET;
+    if (typeof file === 'string') {
+      try {
+        secret = readFileSync(file, 'utf8').trim();
+      } catch (err) {
+        problems.push(
+          `--oidc-client-secret-file ${file}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+        );
+      }
+    }
+    if (!secret)
+      problems.push(
+        '--oidc-issuer needs the client secret in --oidc-client-secret-file or PRECINCT_OIDC_CLIENT_SECRET',
+      );
+    else oidc = { issuer, clientSecret: secret };
+  }
+  if (typeof flags['public-url'] === 'string')
+    attempt(() => parseHttpUrl(flags['public-url'] as string, '--public-url'));
   if (typeof flags['idp-issuer'] === 'string')
     attempt(() => parseHttpUrl(flags['idp-issuer'] as string, '--idp-issuer'));
   for (const f of s.required ?? []) if (flags[f] === undefined) problems.push(`--${f} is required`);
@@ -339,6 +406,7 @@ function configure(s: SubSpec, flags: ParsedFlags, env: NodeJS.ProcessEnv): Conf
     advertiseHost: flags['advertise-host'] as string | undefined,
     peers,
     callers,
+    oidc,
     opaUrl,
     flags,
   };
@@ -418,6 +486,16 @@ function copyPasswords(from: string, to: string): void {
     );
   writeFileSync(to, `${JSON.stringify(doc, null, 2)}\n`, { mode: 0o600 });
   chmodSync(to, 0o600);
+}
+
+/** A comma-separated flag as a list; undefined when not given or empty. */
+function list(v: unknown): string[] | undefined {
+  if (typeof v !== 'string') return undefined;
+  const out = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  return out.length > 0 ? out : undefined;
 }
 
 /** Peer IDs must be of this service's trust domain: another one could never pass mTLS. */
@@ -535,6 +613,21 @@ async function runService(name: Service, argv: string[]): Promise<void> {
           demoUsersFile: String(flags['demo-users-file']),
           people: Object.keys(data.precinct.users),
           statusTargets,
+          ...(c.oidc
+            ? {
+                oidc: {
+                  issuer: c.oidc.issuer,
+                  clientId: String(flags['oidc-client-id']),
+                  clientSecret: c.oidc.clientSecret,
+                  usernameClaim: String(flags['oidc-username-claim']),
+                  ...(list(flags['oidc-auditor-groups'])
+                    ? { auditorGroups: list(flags['oidc-auditor-groups'])! }
+                    : {}),
+                },
+              }
+            : {}),
+          ...(list(flags.auditors) ? { auditors: list(flags.auditors)! } : {}),
+          ...(typeof flags['public-url'] === 'string' ? { publicUrl: flags['public-url'] } : {}),
         });
         handle = { url: d.url, healthUrl: d.healthUrl, spiffeId: own.toString(), close: d.close };
         web = d.url;

@@ -16,6 +16,7 @@ import { startAuditStore, type AuditStore } from '@precinct/audit-store';
 import { DEMO_CONSENT, MtlsClient, demoPolicyData, pickSvid } from '@precinct/demo';
 import { wasmPolicy, type PolicyEngine } from '@precinct/policy';
 import { SCENARIOS } from '../../packages/policy/test/scenarios.js';
+import { DASHBOARD_CLIENT, startOidcPeer, type OidcPeer } from '../browser/oidc-peer.js';
 import {
   AGENT_NAMES,
   Browser,
@@ -33,6 +34,7 @@ import {
   runPrecinct,
   spawnDemo,
   startDemoProcesses,
+  type DemoProcess,
   type DemoProcesses,
   type DemoService,
 } from './processes.js';
@@ -75,6 +77,8 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
   let jwks: Awaited<ReturnType<typeof jwksFileServer>>;
   let demo: DemoProcesses;
   let policy: PolicyEngine;
+  let op: OidcPeer;
+  let oidcDashboard: DemoProcess;
   const addresses = new Map<string, string>();
   const closers: Array<() => Promise<unknown>> = [];
 
@@ -109,7 +113,8 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     auditor = await own('auditor');
 
     const jwksFile = join(dir.path, 'idp-jwks.json');
-    jwks = await jwksFileServer(jwksFile);
+    const oidcJwksFile = join(dir.path, 'oidc-dashboard-jwks.json');
+    jwks = await jwksFileServer(jwksFile, oidcJwksFile);
     closers.push(() => jwks.close());
     // The token service as the chart runs it: `precinct token-service` with a grants file.
     const grantsFile = join(dir.path, 'grants.json');
@@ -173,6 +178,46 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
       trustDomain: TD,
     });
     closers.push(() => demo.close());
+
+    // A second dashboard whose people come from a real OpenID Provider (the production shape),
+    // started before any token exchange so the token service's first JWKS fetch has its key.
+    op = await startOidcPeer({ alice: {}, bob: {} });
+    closers.push(() => op.close());
+    const secretFile = join(dir.path, 'oidc-client-secret');
+    writeFileSync(secretFile, op.clientSecret(DASHBOARD_CLIENT), { mode: 0o600 });
+    const p = demo.processes;
+    oidcDashboard = await spawnDemo(
+      'dashboard',
+      [
+        '--listen',
+        '127.0.0.1:0',
+        '--health-listen',
+        '127.0.0.1:0',
+        '--token-service',
+        tokenService.url,
+        '--token-service-id',
+        tokenService.spiffeId,
+        '--user-service',
+        p['user-service'].url,
+        '--user-service-id',
+        sid('user-service'),
+        '--agent-service',
+        p['agent-service'].url,
+        '--agent-service-id',
+        sid('agent-service'),
+        '--idp-jwks-out',
+        oidcJwksFile,
+        '--oidc-issuer',
+        op.issuer,
+        '--oidc-client-secret-file',
+        secretFile,
+        '--demo-users-file',
+        join(dir.path, 'unused-users.json'),
+      ],
+      { SPIFFE_ENDPOINT_SOCKET: addresses.get('dashboard')! },
+    );
+    closers.push(() => oidcDashboard.stop());
+    op.start(`${oidcDashboard.url}/api/auth/oidc/callback`);
     policy = await wasmPolicy();
   });
 
@@ -243,6 +288,47 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
       assert.equal(r.body.agent, s.input.agent);
     });
   }
+
+  test('a dashboard process with an OpenID Provider: login at the provider, then a delegated access as that person', async () => {
+    const base = oidcDashboard.url;
+    const config = (await (await fetch(`${base}/api/auth/config`)).json()) as Record<
+      string,
+      unknown
+    >;
+    assert.equal(config.source, 'oidc');
+    assert.equal(config.issuer, op.issuer);
+    // Passwords are off here (control: the other dashboard takes alice's password).
+    const withPassword = new Browser(base);
+    const pw = await withPassword.request('POST', '/api/auth/login', {
+      username: 'alice',
+      password: PASSWORDS.alice,
+    });
+    assert.notEqual(pw.status, 200, JSON.stringify(pw.body));
+    const begin = await fetch(`${base}/api/auth/oidc/login`, { redirect: 'manual' });
+    assert.equal(begin.status, 302);
+    const loginCookie = begin.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('precinct_oidc='))!
+      .split(';')[0]!;
+    const back = await op.authorize(begin.headers.get('location')!, 'alice');
+    const done = await fetch(back, { redirect: 'manual', headers: { cookie: loginCookie } });
+    assert.equal(done.status, 302, await done.text());
+    const session = done.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('precinct_session='))!
+      .split(';')[0]!;
+    const browser = new Browser(base);
+    browser.cookie = session;
+    const s = SCENARIOS.find((x) => x.n === 9)!; // alice -> gpt4 -> DOC-001, allowed
+    const r = await browser.request('POST', '/api/access-delegated', {
+      agent_id: 'gpt4',
+      document_id: s.input.document,
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.granted, true);
+    assert.equal(r.body.user, s.input.person);
+    assert.equal(r.body.agent, s.input.agent);
+  });
 
   test('the document service process wrote every decision to the audit store', async () => {
     const reader = clientAs(auditor, sid('audit-store'));
@@ -376,6 +462,19 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     assert.equal(users.code, 2, users.stderr);
     assert.match(users.stderr, /--demo-users-from .*: not JSON/);
     assert.doesNotMatch(users.stderr + users.stdout, /hunter2/);
+    // OIDC without its client secret (never taken from a flag's value): refused, with the rest.
+    const noSecret = await runPrecinct(
+      ['demo', 'dashboard', '--oidc-issuer', 'https://op.example', '--public-url', 'nope'],
+      { SPIFFE_ENDPOINT_SOCKET: '', PRECINCT_OIDC_CLIENT_SECRET: '' },
+    );
+    assert.equal(noSecret.code, 2, noSecret.stderr);
+    for (const m of [
+      /--oidc-issuer needs the client secret in --oidc-client-secret-file or PRECINCT_OIDC_CLIENT_SECRET/,
+      /--public-url must be/,
+      /--token-service and --token-service-id are required/,
+      /--workload-api \(or SPIFFE_ENDPOINT_SOCKET\)/,
+    ])
+      assert.match(noSecret.stderr, m);
     assert.match(
       td.stderr,
       new RegExp(

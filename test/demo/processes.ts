@@ -294,16 +294,27 @@ export async function startDemoProcesses(o: DemoProcessesOptions): Promise<DemoP
 }
 
 /**
- * Serves a JWKS file over loopback HTTP, read at each request: the token service is started
- * (and needs a JWKS URL) before the dashboard process that writes the file.
+ * Serves the keys of JWKS files over loopback HTTP, merged and read at each request: the token
+ * service is started (and needs a JWKS URL) before the dashboard processes that write the files.
  */
 export async function jwksFileServer(
-  file: string,
+  ...files: string[]
 ): Promise<{ url: string; close(): Promise<void> }> {
   const server = createServer((_req, res) => {
-    readFile(file, 'utf8').then(
-      (text) => res.writeHead(200, { 'content-type': 'application/json' }).end(text),
-      () => res.writeHead(404).end(),
+    Promise.all(
+      files.map(async (f) => {
+        try {
+          return (JSON.parse(await readFile(f, 'utf8')) as { keys: unknown[] }).keys;
+        } catch {
+          return [];
+        }
+      }),
+    ).then(
+      (lists) =>
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ keys: lists.flat() })),
+      () => res.writeHead(500).end(),
     );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
