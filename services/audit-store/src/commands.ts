@@ -104,7 +104,7 @@ export const auditStoreCommand: Command = {
         'advertise-host': {
           type: 'string',
           description:
-            'host in the printed URLs when listening on a wildcard address (default: localhost)',
+            'host others use to reach the store, in its printed URLs (default: the listen host; localhost for a wildcard)',
           placeholder: 'HOST',
         },
         'signing-key': {

@@ -10,7 +10,13 @@ import {
   type X509BundleSource,
   type X509SvidSource,
 } from '@precinct/spiffe';
-import { createLogger, formatHostPort, listen, type Logger } from '@precinct/runtime';
+import {
+  advertisedHost,
+  advertisedUrl,
+  createLogger,
+  listen,
+  type Logger,
+} from '@precinct/runtime';
 import { buildAuditApp } from './app.js';
 import { createPgDb, createPgliteDb, type Db } from './db.js';
 import { DEFAULT_TIME_WINDOW } from './events.js';
@@ -32,7 +38,10 @@ export interface AuditStoreOptions {
   host?: string;
   /** 0 picks a free port. */
   port?: number;
-  /** Host printed in `url` when listening on a wildcard address. Default `localhost`. */
+  /**
+   * The host others use to reach the store, in `url` and `healthUrl` (`advertisedUrl()` of
+   * `@precinct/runtime`: it wins when set; else the listen host, `localhost` for a wildcard).
+   */
   advertiseHost?: string;
   /**
    * Kubernetes auth: bearer ServiceAccount tokens (TokenReview/JWKS) and SubjectAccessReview.
@@ -130,6 +139,10 @@ export function defaultNamespace(env: NodeJS.ProcessEnv = process.env): string {
 /** Starts the audit store: migrates, listens, runs the retention job. */
 export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore> {
   const logger = o.logger ?? createLogger('audit-store');
+  const host = o.host ?? '::';
+  // Before anything opens or listens: a malformed advertise host fails start-up, not later.
+  advertisedHost(host, o.advertiseHost);
+  if (o.spiffe) advertisedHost(o.spiffe.healthHost ?? host, o.advertiseHost);
   const ownsDb = !o.db;
   const db = o.db ?? (o.databaseUrl ? createPgDb(o.databaseUrl) : await createPgliteDb(o.dataDir));
   try {
@@ -176,9 +189,7 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
       timeWindow,
     });
     await app.ready();
-    const host = o.host ?? '::';
     const port = await listen(app.server, { host, port: o.port ?? 0 });
-    const shownHost = host === '::' || host === '0.0.0.0' ? (o.advertiseHost ?? 'localhost') : host;
     let probes: FastifyInstance | undefined;
     let healthUrl: string | undefined;
     if (o.spiffe) {
@@ -190,7 +201,12 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
           host: o.spiffe.healthHost ?? host,
           port: o.spiffe.healthPort ?? 0,
         });
-        healthUrl = `http://${formatHostPort(shownHost, hp)}`;
+        healthUrl = advertisedUrl({
+          scheme: 'http',
+          bindHost: o.spiffe.healthHost ?? host,
+          port: hp,
+          advertiseHost: o.advertiseHost,
+        });
       } catch (err) {
         await app.close();
         await probes.close();
@@ -224,7 +240,12 @@ export async function startAuditStore(o: AuditStoreOptions): Promise<AuditStore>
         : undefined;
     let closed: Promise<void> | undefined;
     return {
-      url: `${spiffeTls ? 'https' : 'http'}://${formatHostPort(shownHost, port)}`,
+      url: advertisedUrl({
+        scheme: spiffeTls ? 'https' : 'http',
+        bindHost: host,
+        port,
+        advertiseHost: o.advertiseHost,
+      }),
       port,
       ...(healthUrl ? { healthUrl } : {}),
       publicKeyPem: signingKey.publicKeyPem,
