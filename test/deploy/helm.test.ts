@@ -353,6 +353,45 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
     assert.ok(!ownArgs.includes(jwks));
   });
 
+  test('demo: the dashboard with an OpenID Provider reads its client secret from a Secret file and may reach the provider', async () => {
+    const set = ['demo.oidc.issuer=https://op.example.org', 'demo.oidc.existingSecret=dash-oidc'];
+    const docs = await render({ values: ['required', 'everything'], set });
+    const d = named(docs, 'Deployment', '-dashboard').spec as {
+      template: {
+        spec: {
+          containers: Array<{ args: string[]; volumeMounts: Array<{ name: string }> }>;
+          volumes: Array<{ name: string; secret?: { secretName: string } }>;
+        };
+      };
+    };
+    const c = d.template.spec.containers[0]!;
+    assert.equal(c.args[c.args.indexOf('--oidc-issuer') + 1], 'https://op.example.org');
+    assert.equal(
+      c.args[c.args.indexOf('--oidc-client-secret-file') + 1],
+      '/etc/precinct/oidc/client-secret',
+    );
+    assert.ok(!c.args.includes('--demo-users-from'), 'one identity source at a time');
+    assert.equal(
+      d.template.spec.volumes.find((v) => v.name === 'oidc')?.secret?.secretName,
+      'dash-oidc',
+    );
+    assert.ok(!c.args.some((a) => a.includes('dash-oidc')), 'the secret is a file, not an arg');
+    const np = named(docs, 'NetworkPolicy', '-dashboard').spec as {
+      egress: Array<{ to: Array<{ ipBlock?: unknown }>; ports: Array<{ port: number }> }>;
+    };
+    assert.ok(
+      np.egress.some((r) => r.to.some((t) => t.ipBlock) && r.ports.some((p) => p.port === 443)),
+    );
+    assert.deepEqual(checkDemoCalls(docs), []);
+    assert.deepEqual(checkNetworkPolicySelectors(docs), []);
+    assert.deepEqual(checkHardening(docs), []);
+    assert.deepEqual(checkProbes(docs), []);
+    await assert.rejects(
+      render({ values: ['required', 'everything'], set: [set[0]!] }),
+      /demo\.oidc\.existingSecret is required/,
+    );
+  });
+
   test('demo call check controls: a missing egress, a missing ingress and a wrong peer ID are caught', async () => {
     const docs = await render({ values: ['required', 'everything'] });
     type Rule = {
