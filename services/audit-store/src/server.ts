@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Authorizer, TokenVerifier } from '@precinct/kube';
@@ -15,6 +14,7 @@ import {
   advertisedUrl,
   createLogger,
   listen,
+  podNamespace,
   type Logger,
 } from '@precinct/runtime';
 import { buildAuditApp } from './app.js';
@@ -123,17 +123,7 @@ export interface AuditStore {
 
 /** Namespace of the store's own pod, for the default SubjectAccessReview namespace. */
 export function defaultNamespace(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.POD_NAMESPACE) return env.POD_NAMESPACE;
-  try {
-    const ns = readFileSync(
-      '/var/run/secrets/kubernetes.io/serviceaccount/namespace',
-      'utf8',
-    ).trim();
-    if (ns) return ns;
-  } catch {
-    /* not in a pod */
-  }
-  return 'default';
+  return podNamespace(env) ?? 'default';
 }
 
 /** Starts the audit store: migrates, listens, runs the retention job. */
