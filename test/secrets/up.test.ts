@@ -33,6 +33,7 @@ let vault: VaultServer;
 let server: PostgresServer;
 let adminPassword: string;
 let adminToken: string;
+let upPorts: string[] = [];
 let dir: ReturnType<typeof tempDir>;
 let child: ChildProcess;
 let out = '';
@@ -83,6 +84,7 @@ before(async () => {
   const help = spawnSync(process.execPath, [bin, 'up', '--help'], { encoding: 'utf8' }).stdout;
   const ports = [...help.matchAll(/--([a-z-]+-port) PORT/g)].map((m) => m[1]!);
   assert.ok(ports.includes('records-service-port'), help);
+  upPorts = ports;
   child = spawn(
     process.execPath,
     [
@@ -95,7 +97,7 @@ before(async () => {
       `${LEASE_TTL}s`,
       '--records-lease-max-ttl',
       `${LEASE_TTL}s`,
-      ...ports.flatMap((p) => [`--${p}`, '0']),
+      ...upPorts.flatMap((p) => [`--${p}`, '0']),
     ],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -401,6 +403,33 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     } finally {
       await db.end();
     }
+  });
+
+  test('a secrets manager that does not answer: up fails naming it and the step, leaves nothing running', () => {
+    const r = spawnSync(
+      process.execPath,
+      [bin, 'up', '--data-dir', dir.path, '--no-nats', ...upPorts.flatMap((p) => [`--${p}`, '0'])],
+      {
+        encoding: 'utf8',
+        timeout: 300_000,
+        env: {
+          ...process.env,
+          VAULT_ADDR: 'http://127.0.0.1:1',
+          VAULT_TOKEN: adminToken,
+          DATABASE_URL: `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${server.port}/postgres`,
+        },
+      },
+    );
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(
+      r.stderr,
+      /secrets manager http:\/\/127\.0\.0\.1:1: JWT auth trusting the identity server failed: .*server unreachable/,
+    );
+    assert.ok(!r.stderr.includes(adminToken) && !r.stderr.includes(adminPassword));
+    assert.doesNotMatch(r.stdout, /Precinct is up/);
+    const st = cli('status');
+    assert.equal(st.status, 2, 'nothing runs on the folder any more');
+    assert.match(st.stderr, /no precinct up is running/);
   });
 });
 
