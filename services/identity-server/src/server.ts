@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { FastifyInstance } from 'fastify';
 import {
+  advertisedHost,
   advertisedUrl,
   createLogger,
   listen,
@@ -17,6 +18,7 @@ import { DEFAULT_MAX_BINDING_MS, WorkloadSockets, type TokenVerifier } from './a
 import { KeyManager, type KeyType, type RotationEvent } from './authority.js';
 import { systemClock, type Clock } from './clock.js';
 import { EntryRegistry } from './entries.js';
+import { IdentityServerError } from './errors.js';
 import { FederatedBundles, type FederationPeer } from './federation.js';
 import { createAdminApp, createBundleEndpointApp, createHealthApp, createOidcApp } from './http.js';
 import { createMetrics, type IdentityMetrics } from './metrics.js';
@@ -149,6 +151,14 @@ export async function startIdentityServer(opts: IdentityServerOptions): Promise<
   const trustDomain = parseTrustDomain(opts.trustDomain);
   const logger = opts.logger ?? createLogger('identity-server');
   const clock = opts.clock ?? systemClock;
+  if (opts.advertiseHost !== undefined) {
+    // A bad advertise host fails start-up before anything is created, not after the first bind.
+    try {
+      advertisedHost('::', opts.advertiseHost);
+    } catch (err) {
+      throw new IdentityServerError('ERR_CONFIG_INVALID', (err as Error).message);
+    }
+  }
   const cleanups: (() => Promise<void> | void)[] = [];
   const cleanup = async () => {
     for (const c of cleanups.reverse()) await c();
