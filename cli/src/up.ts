@@ -140,6 +140,7 @@ function dashboardFlags(
       clientSecret: secret,
       usernameClaim: String(flags['oidc-username-claim']),
       ...(groups ? { auditorGroups: groups } : {}),
+      ...(flags['oidc-logout-at-provider'] === true ? { endProviderSession: true } : {}),
     },
   };
 }
@@ -212,6 +213,10 @@ export const upCommand: Command = {
           description:
             "members of these provider groups (comma-separated, 'groups' claim) are auditors",
           placeholder: 'GROUPS',
+        },
+        'oidc-logout-at-provider': {
+          type: 'boolean',
+          description: 'log out at the provider too (register <dashboard URL>/ as post-logout URI)',
         },
         auditors: {
           type: 'string',

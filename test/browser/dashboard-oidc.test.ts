@@ -35,6 +35,7 @@ describe('dashboard UI with an OpenID Provider, in Chromium', { skip }, () => {
         clientId: DASHBOARD_CLIENT,
         clientSecret: op.clientSecret(DASHBOARD_CLIENT),
         auditorGroups: ['auditors'],
+        endProviderSession: true,
       },
     });
     base = w.dashboard.url;
@@ -125,11 +126,17 @@ describe('dashboard UI with an OpenID Provider, in Chromium', { skip }, () => {
     assert.equal(session.httpOnly, true);
     assert.equal(session.sameSite, 'Strict');
     await page.getByRole('button', { name: 'Log out' }).click();
+    // Logged out at the provider too (RP-initiated logout), then back at the dashboard.
+    await page.getByRole('button', { name: 'Yes, sign me out' }).click();
     await page.getByRole('heading', { name: 'Sign in to Precinct' }).waitFor();
+    assert.ok(page.url().startsWith(base), page.url());
     const me = await fetch(new URL('/api/auth/me', base), {
       headers: { cookie: `precinct_session=${session.value}` },
     });
     assert.equal(me.status, 401, 'the session is gone');
+    // The provider's session is gone too: signing in again asks for the login.
+    await page.getByRole('link', { name: 'Sign in with your identity provider' }).click();
+    await page.locator('input[name="login"]').waitFor();
   });
 
   test('bob, in the provider’s auditors group, gets the Audit tab and its events', async () => {

@@ -69,6 +69,7 @@ export async function startOidcPeer(accounts: Record<string, Account>): Promise<
           client_id,
           client_secret,
           redirect_uris: [redirectUri],
+          post_logout_redirect_uris: [new URL('/', redirectUri).href],
           grant_types: ['authorization_code'],
           response_types: ['code'],
           token_endpoint_auth_method: 'client_secret_basic',

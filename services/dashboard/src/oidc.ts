@@ -21,12 +21,19 @@ export interface DashboardOidcOptions {
   auditorGroups?: readonly string[];
   /** Scopes asked for. Default `openid profile`, plus `groups` when auditorGroups is set. */
   scopes?: readonly string[];
+  /**
+   * Log out at the provider too (RP-initiated logout), so the next sign-in asks again instead of
+   * reusing the provider's session. Register `<dashboard URL>/` as a post-logout redirect URI.
+   */
+  endProviderSession?: boolean;
 }
 
 /** Who logged in: the validated name and, when configured, whether the provider says auditor. */
 export interface OidcPerson {
   name: string;
   auditor: boolean;
+  /** The provider's ID token, kept server-side only as the logout hint. */
+  idToken: string;
 }
 
 /** A refused login, with a bounded reason label for logs and metrics. */
@@ -180,6 +187,7 @@ export class OidcLogin {
       throw new OidcRefused('oidc_provider_unavailable');
     });
     let claims: Record<string, unknown>;
+    let idToken: string;
     try {
       const tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
         pkceCodeVerifier: pending.verifier,
@@ -188,6 +196,7 @@ export class OidcLogin {
         idTokenExpected: true,
       });
       claims = { ...tokens.claims()! };
+      idToken = tokens.id_token!;
       const nameClaim = this.#o.usernameClaim ?? 'preferred_username';
       const groupsClaim = this.#o.groupsClaim ?? 'groups';
       // Providers that keep profile claims out of the ID token give them at userinfo.
@@ -205,7 +214,21 @@ export class OidcLogin {
     const auditor =
       Array.isArray(groups) &&
       groups.some((g) => typeof g === 'string' && (this.#o.auditorGroups ?? []).includes(g));
-    return { name, auditor };
+    return { name, auditor, idToken };
+  }
+
+  /**
+   * Where to send the browser to end the provider's session, or undefined when not configured
+   * or the provider has no end-session endpoint.
+   */
+  async endSessionUrl(idToken: string, postLogoutRedirectUri: string): Promise<string | undefined> {
+    if (!this.#o.endProviderSession) return undefined;
+    const config = await this.#configuration().catch(() => undefined);
+    if (!config?.serverMetadata().end_session_endpoint) return undefined;
+    return oidc.buildEndSessionUrl(config, {
+      id_token_hint: idToken,
+      post_logout_redirect_uri: postLogoutRedirectUri,
+    }).href;
   }
 
   #sweep(): void {

@@ -107,6 +107,8 @@ interface Session {
   source: IdentitySource;
   auditor: boolean;
   expiresAt: number;
+  /** The provider's ID token (OIDC): the hint for logging out there too. Never sent out. */
+  idToken?: string;
 }
 
 const OIDC_COOKIE = 'precinct_oidc';
@@ -351,12 +353,19 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
   async function newSession(
     user: string,
     auditorByProvider: boolean,
+    idToken?: string,
   ): Promise<{ session: Session; setCookie: string }> {
     const value = randomBytes(32).toString('base64url');
     // Bounded: past the limit the oldest session ends (Maps iterate in insertion order).
     if (sessions.size >= MAX_SESSIONS) sessions.delete(sessions.keys().next().value!);
     const auditor = await isAuditor(user, auditorByProvider);
-    const session: Session = { user, source, auditor, expiresAt: Date.now() + ttlMs };
+    const session: Session = {
+      user,
+      source,
+      auditor,
+      expiresAt: Date.now() + ttlMs,
+      ...(idToken ? { idToken } : {}),
+    };
     sessions.set(sha256(value), session);
     logger.info({ user, source, auditor }, 'logged in');
     return { session, setCookie: cookie(value, Math.floor(ttlMs / 1000)) };
@@ -432,14 +441,21 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
       return refuse(reply, 'authentication_failed', reason);
     }
     logins.inc({ result: 'ok' });
-    const { setCookie } = await newSession(person.name, person.auditor);
+    const { setCookie } = await newSession(person.name, person.auditor, person.idToken);
     return reply.header('set-cookie', [setCookie, oidcCookie('', 0)]).redirect('/', 302);
   });
 
   app.post('/api/auth/logout', async (req, reply) => {
     const raw = cookieValue(req.headers.cookie, SESSION_COOKIE);
+    const s = raw ? sessions.get(sha256(raw)) : undefined;
     if (raw) sessions.delete(sha256(raw));
-    return reply.header('set-cookie', cookie('', 0)).code(204).send();
+    reply.header('set-cookie', cookie('', 0)).header('cache-control', 'no-store');
+    // With an OpenID Provider (when configured): the browser goes on to end its session there.
+    const endSession =
+      oidcLogin && s?.idToken
+        ? await oidcLogin.endSessionUrl(s.idToken, `${publicUrl}/`)
+        : undefined;
+    return endSession ? reply.send({ end_session_url: endSession }) : reply.code(204).send();
   });
 
   app.get('/api/auth/me', async (req) => {

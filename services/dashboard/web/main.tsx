@@ -129,8 +129,12 @@ function App() {
   const views = viewsFor(me);
   const view = views.find((v) => v.path === route);
   async function logout() {
-    await post('/api/auth/logout').catch(() => undefined);
-    setMe(null);
+    const r = await post<{ end_session_url?: string } | undefined>('/api/auth/logout').catch(
+      () => undefined,
+    );
+    // Signed in through an OpenID Provider: end the session there too (it comes back to /).
+    if (r?.end_session_url) location.assign(r.end_session_url);
+    else setMe(null);
   }
   return (
     <>
