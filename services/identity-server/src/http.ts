@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '@precinct/runtime';
 import {
@@ -15,6 +14,8 @@ import { bundleDocument } from './federation.js';
 import type { EntryRegistry } from './entries.js';
 import { IdentityServerError, type IdentityServerErrorCode } from './errors.js';
 import type { IdentityMetrics } from './metrics.js';
+import { attestRoutes } from './routes/attest.js';
+import { entryRoutes } from './routes/entries.js';
 
 function childLogger(logger: Logger, component: string, quiet = false): FastifyBaseLogger {
   // pino's Logger and fastify's logger type differ only in generics. Probes and key fetches
@@ -61,43 +62,6 @@ function sendDomainProblem(
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }
 
-/** Constant-time comparison of a presented bearer token with the expected one. */
-export function tokenMatches(presented: string, expected: string): boolean {
-  const a = createHash('sha256').update(presented).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
-}
-
-const entryBody = {
-  type: 'object',
-  additionalProperties: true,
-  maxProperties: 16,
-} as const;
-
-const entryResponse = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    spiffeId: { type: 'string' },
-    selectors: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: { type: { type: 'string' }, value: { type: 'string' } },
-      },
-    },
-    x509SvidTtl: { type: 'integer' },
-    jwtSvidTtl: { type: 'integer' },
-    dnsNames: { type: 'array', items: { type: 'string' } },
-    hint: { type: 'string' },
-    federatesWith: { type: 'array', items: { type: 'string' } },
-    admin: { type: 'boolean' },
-    revision: { type: 'integer' },
-    createdAt: { type: 'string' },
-    updatedAt: { type: 'string' },
-  },
-} as const;
-
 /**
  * The admin API (`/v1/entries`, bearer token) and the attestation endpoint (`POST /v1/attest`,
  * authenticated by the ServiceAccount token it carries). Entry errors are shown to the admin in
@@ -142,89 +106,8 @@ export function createAdminApp(deps: {
   });
   app.setNotFoundHandler((_req, reply) => sendProblem(reply, 'not_found'));
 
-  app.post(
-    '/v1/attest',
-    {
-      schema: {
-        body: {
-          type: 'object',
-          required: ['token'],
-          additionalProperties: false,
-          properties: { token: { type: 'string', minLength: 1, maxLength: 16384 } },
-        },
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              address: { type: 'string' },
-              socketPath: { type: 'string' },
-              expiresAt: { type: 'string' },
-              selectors: { type: 'array', items: { type: 'string' } },
-            },
-          },
-        },
-      },
-    },
-    async (req) => {
-      const a = await deps.sockets.attest((req.body as { token: string }).token);
-      return { ...a, expiresAt: a.expiresAt.toISOString() };
-    },
-  );
-
-  void app.register(async (admin) => {
-    admin.addHook('onRequest', async (req, reply) => {
-      const h = req.headers.authorization ?? '';
-      const m = /^Bearer ([\x21-\x7e]{1,512})$/.exec(h);
-      if (!m || !tokenMatches(m[1]!, deps.adminToken)) {
-        req.log.info({ reason: m ? 'token_mismatch' : 'token_missing' }, 'admin API refused');
-        return sendProblem(reply, 'authentication_failed');
-      }
-    });
-    const idParam = {
-      type: 'object',
-      properties: { id: { type: 'string', maxLength: 64 } },
-      required: ['id'],
-    } as const;
-    admin.get(
-      '/v1/entries',
-      {
-        schema: {
-          response: {
-            200: {
-              type: 'object',
-              properties: { entries: { type: 'array', items: entryResponse } },
-            },
-          },
-        },
-      },
-      async () => ({
-        entries: deps.entries.list(),
-      }),
-    );
-    admin.post(
-      '/v1/entries',
-      { schema: { body: entryBody, response: { 201: entryResponse } } },
-      async (req, reply) => {
-        reply.code(201);
-        return deps.entries.create(req.body);
-      },
-    );
-    admin.get(
-      '/v1/entries/:id',
-      { schema: { params: idParam, response: { 200: entryResponse } } },
-      async (req) => deps.entries.get((req.params as { id: string }).id),
-    );
-    admin.patch(
-      '/v1/entries/:id',
-      { schema: { params: idParam, body: entryBody, response: { 200: entryResponse } } },
-      async (req) => deps.entries.update((req.params as { id: string }).id, req.body),
-    );
-    admin.delete(
-      '/v1/entries/:id',
-      { schema: { params: idParam, response: { 200: entryResponse } } },
-      async (req) => deps.entries.delete((req.params as { id: string }).id),
-    );
-  });
+  void app.register(attestRoutes, { sockets: deps.sockets });
+  void app.register(entryRoutes, { entries: deps.entries, adminToken: deps.adminToken });
   return app;
 }
 
