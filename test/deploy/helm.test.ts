@@ -55,6 +55,7 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
       'natsCallout.nats.credentials.existingSecret',
       'tokenService.oidc.issuer',
       'tokenService.oidc.clientId',
+      'tokenService.oidc.jwks',
     ])
       assert.match(r.stdout + r.stderr, new RegExp(`Fail: ${v.replace(/\./g, '\\.')} is required`));
     await assert.rejects(render({ values: [] }), /is required/);
