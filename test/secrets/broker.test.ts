@@ -281,6 +281,45 @@ describe('egress broker', { skip }, () => {
     assert.equal((await callApi('agent', { sub: 'alice', act: spiffeId('agent') })).status, 200);
   });
 
+  test('people named by SPIFFE ID (as the token service names them): one path each', async () => {
+    const alice = `spiffe://${TD}/user/alice`;
+    const token = `ghp_spiffe_${randomBytes(8).toString('hex')}`;
+    assert.equal((await store(alice, token)).status, 204);
+    const kv = await admin.request('GET', `secret/data/people/spiffe~${TD}~user~alice/github`);
+    assert.equal((kv.data as { data: { token: string } }).data.token, token);
+    const r = await callApi('agent', { sub: alice, act: spiffeId('agent') });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(seen.at(-1), `Bearer ${token}`);
+    assert.equal(audits.at(-1)!.person, alice);
+    // Another SPIFFE person has no token; plain `alice` keeps hers.
+    const bob = await callApi('agent', { sub: `spiffe://${TD}/user/bob`, act: spiffeId('agent') });
+    assert.equal(bob.status, 403);
+    await callApi('agent', { sub: 'alice', act: spiffeId('agent') });
+    assert.equal(seen.at(-1), `Bearer ${ALICE_TOKEN}`);
+  });
+
+  test("hostile subjects store and read only their own path, never another person's", async () => {
+    for (const sub of ['../bob', 'x/../../bob', '..', '%2e%2e%2fbob', 'bob/..', 'b\u00f6b']) {
+      const own = `ghp_h_${randomBytes(6).toString('hex')}`;
+      assert.equal((await store(sub, own)).status, 204, sub);
+      const r = await callApi('agent', { sub, act: spiffeId('agent') });
+      assert.equal(r.status, 200, sub);
+      assert.equal(seen.at(-1), `Bearer ${own}`, sub);
+      // Bob's token is untouched, and still his (control).
+      const b = await callApi('agent', { sub: 'bob', act: spiffeId('agent') });
+      assert.equal(b.status, 200);
+      assert.equal(seen.at(-1), `Bearer ${BOB_TOKEN}`, sub);
+    }
+    // A subject no path can hold is refused before Vault is asked (control: above, accepted).
+    const before = seen.length;
+    assert.equal(
+      (await callApi('agent', { sub: 'x'.repeat(600), act: spiffeId('agent') })).status,
+      403,
+    );
+    assert.equal((await store('a\uD800', 'ghp_x')).status, 403);
+    assert.equal(seen.length, before);
+  });
+
   test("no person's token reaches the broker's logs", () => {
     const text = lines.join('\n');
     assert.ok(text.includes('third-party call released'));

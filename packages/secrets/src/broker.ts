@@ -3,8 +3,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { TXN_TOKEN_HEADER, type TxnToken, type TxnTokenVerifier } from '@precinct/delegation';
 import { parseAndValidateJwtSvid, type JwtBundleSource } from '@precinct/spiffe';
-import type { SecretsError } from './errors.js';
+import { SecretsError } from './errors.js';
 import { silentLogger, type SecretsLogger } from './http.js';
+import { peopleTokenKey } from './people.js';
 import type { VaultSession } from './session.js';
 
 /** A third-party API the broker may call with a person's token. */
@@ -25,6 +26,8 @@ export interface EgressRequest {
   person: string;
   /** The agent acting for them (the verified caller), undefined for `store`. */
   agent: string | undefined;
+  /** The calling workload's proved SPIFFE ID (for `store`, the person's front end). */
+  caller: string;
   provider: string;
   method: string;
   path: string;
@@ -59,7 +62,10 @@ export interface EgressBrokerOptions {
   authorize: (req: EgressRequest) => boolean | Promise<boolean>;
   /** Written before a token is released or stored; if it throws, nothing is released. */
   audit: (event: EgressAuditEvent) => void | Promise<void>;
-  /** KV v2 mount. Default `secret`; people's tokens live at `people/<person>/<provider>`. */
+  /**
+   * KV v2 mount. Default `secret`; people's tokens live at `people/<key>/<provider>`, the key
+   * being `peopleTokenKey(<the Transaction Token's subject>)`.
+   */
   kvMount?: string;
   /** Largest request body passed through, in bytes. Default 1 MiB. */
   maxBodyBytes?: number;
@@ -67,7 +73,8 @@ export interface EgressBrokerOptions {
   fetch?: typeof globalThis.fetch;
 }
 
-const SEGMENT = /^[A-Za-z0-9._@:+=-]{1,200}$/;
+/** Provider names become a path segment in the secrets manager and in the broker's routes. */
+const PROVIDER = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const PROBLEM = 'application/problem+json';
 
 class Denied extends Error {
@@ -121,6 +128,20 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
   const doFetch = opts.fetch ?? globalThis.fetch;
   const kvMount = opts.kvMount ?? 'secret';
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
+  for (const name of Object.keys(opts.providers)) {
+    if (!PROVIDER.test(name))
+      throw new TypeError(`secrets: invalid egress provider name "${name}"`);
+  }
+
+  /** The person's token path, or a 403 for a subject no path can hold. */
+  function tokenPath(person: string, provider: string): string {
+    try {
+      return `people/${peopleTokenKey(person)}/${provider}`;
+    } catch (err) {
+      if (err instanceof SecretsError) throw new Denied(403, 'person_unsupported');
+      throw err;
+    }
+  }
 
   async function verify(req: IncomingMessage): Promise<{ caller: string; txn: TxnToken }> {
     const caller = await opts.authenticateCaller(req).catch(() => undefined);
@@ -136,7 +157,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
   }
 
   async function policy(e: EgressRequest, caller: string): Promise<void> {
-    if (!SEGMENT.test(e.person)) throw new Denied(403, 'person_unsupported');
+    tokenPath(e.person, e.provider);
     const ok = await Promise.resolve(opts.authorize(e)).catch(() => false);
     if (!ok) {
       await audit(e, caller, 'denied', 'policy');
@@ -174,6 +195,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
       action: 'store',
       person: txn.subject,
       agent: undefined,
+      caller,
       provider,
       method: 'PUT',
       path: '',
@@ -197,7 +219,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
       throw new Denied(400, 'token_invalid');
     await policy(e, caller);
     await audit(e, caller, 'stored');
-    await opts.session.writeKv(`people/${txn.subject}/${provider}`, { token }, { mount: kvMount });
+    await opts.session.writeKv(tokenPath(txn.subject, provider), { token }, { mount: kvMount });
     log.info({ txn: txn.txn, person: txn.subject, provider }, 'third-party token stored');
     return 204;
   }
@@ -215,6 +237,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
       action: 'call',
       person: txn.subject,
       agent: txn.actor,
+      caller,
       provider,
       method,
       path,
@@ -231,7 +254,7 @@ export function createEgressBroker(opts: EgressBrokerOptions) {
     await policy(e, caller);
     let token: string;
     try {
-      const kv = await opts.session.readKv(`people/${txn.subject}/${provider}`, { mount: kvMount });
+      const kv = await opts.session.readKv(tokenPath(txn.subject, provider), { mount: kvMount });
       if (typeof kv.data.token !== 'string') throw new Denied(403, 'no_token');
       token = kv.data.token;
     } catch (err) {

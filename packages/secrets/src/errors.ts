@@ -13,7 +13,9 @@ export type SecretsErrorCode =
   /** No valid token or lease right now (expired while the server was down, or not yet). */
   | 'ERR_SECRETS_NOT_READY'
   /** The client was closed. */
-  | 'ERR_SECRETS_CLOSED';
+  | 'ERR_SECRETS_CLOSED'
+  /** A person's subject that no people's-token path can hold (malformed Unicode, too long). */
+  | 'ERR_SECRETS_PERSON_INVALID';
 
 /**
  * The one error class of @precinct/secrets. Messages name the operation, the API path and the

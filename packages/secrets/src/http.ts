@@ -37,7 +37,7 @@ export interface VaultResponse {
 }
 
 const MAX_RESPONSE_BYTES = 1024 * 1024;
-const PATH_SEGMENT = /^[A-Za-z0-9._@:+=-]+$/;
+const PATH_SEGMENT = /^[A-Za-z0-9._@:+=~-]+$/;
 
 /** Checks an API path made of segments from configuration or callers (no `..`, no `?`). */
 export function checkPath(path: string): string {

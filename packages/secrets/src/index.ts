@@ -23,3 +23,4 @@ export {
   type EgressProvider,
   type EgressRequest,
 } from './broker.js';
+export { peopleTokenKey } from './people.js';
