@@ -18,6 +18,9 @@ import { startLocalWorkload, type LocalWorkload } from './workloads.js';
 import { natsClients } from './nats.js';
 import { createDemoIdp, startDemo, type Demo, type DemoOptions } from './demo.js';
 import type { PartState } from './state.js';
+import { callScope, type EgressContext } from './secrets-platform.js';
+import type { GrantScope } from '@precinct/token-service';
+import type { PeopleTokensBackend } from '@precinct/dashboard';
 
 /**
  * The delegated-access half of `precinct up`: the token service, the policy (Wasm, or the OPA
@@ -70,6 +73,15 @@ export async function startDemoPlatform(o: {
   natsMonitorUrl?: string;
   /** The dashboard's identity source (an OpenID Provider) and auditors; see `precinct up --help`. */
   dashboard?: DemoOptions['dashboard'];
+  /** Wraps the token service's scope decision (e.g. people's-token scopes, secrets-platform.ts). */
+  wrapGrantScope?: (inner: GrantScope) => GrantScope;
+  /**
+   * People's third-party tokens: started once the token service runs (the egress broker needs
+   * its keys), before the dashboard, which gets the backend for /api/secrets.
+   */
+  peopleTokens?: (
+    ctx: EgressContext,
+  ) => Promise<{ backend: PeopleTokensBackend; broker: { url: string; spiffeId: string } }>;
 }): Promise<DemoPlatform> {
   const closers: Array<() => Promise<unknown>> = [];
   const close = async () => {
@@ -131,7 +143,7 @@ export async function startDemoPlatform(o: {
         }),
       ],
       consent,
-      grantScope: demoGrantScope(data),
+      grantScope: o.wrapGrantScope ? o.wrapGrantScope(demoGrantScope(data)) : demoGrantScope(data),
       isAgent: (id) => id.startsWith(`spiffe://${td}/agent/`),
       mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${td}/agent/`),
       port: o.ports.tokenService,
@@ -206,9 +218,24 @@ export async function startDemoPlatform(o: {
       },
     };
 
+    const peopleTokens = o.peopleTokens
+      ? await o.peopleTokens({
+          tokenService: { issuer: tokenService.issuer, jwks: () => tokenService.keys.jwks() },
+          dashboardAddress: w.dashboard.address,
+          dashboardSource: w.dashboard.source,
+        })
+      : undefined;
     const demo = await startDemo({
       platform,
-      ...(o.dashboard ? { dashboard: o.dashboard } : {}),
+      ...(o.dashboard || peopleTokens
+        ? {
+            dashboard: {
+              ...o.dashboard,
+              ...(peopleTokens ? { peopleTokens: peopleTokens.backend } : {}),
+            },
+          }
+        : {}),
+      ...(peopleTokens ? { egressBroker: { ...peopleTokens.broker, scope: callScope } } : {}),
       trustDomain: td,
       workloadApi: {
         dashboard: w.dashboard.source,

@@ -11,6 +11,7 @@ import {
   startDocumentService,
   startPolicyService,
   startUserService,
+  type AgentServiceOptions,
   type DemoPorts,
   type DocumentService,
   type ServiceHandle,
@@ -56,6 +57,8 @@ export interface DemoOptions {
   platform?: PlatformBackends;
   /** The dashboard's identity source and roles: an OpenID Provider, auditors, people's tokens. */
   dashboard?: Pick<DashboardOptions, 'oidc' | 'auditors' | 'publicUrl' | 'peopleTokens'>;
+  /** The egress broker, when one runs: the agent service calls providers through it. */
+  egressBroker?: AgentServiceOptions['egressBroker'];
   /** JSON file with the demo people's passwords; created 0600 when missing. */
   demoUsersFile: string;
   /** Ports; 0 picks a free one. Default DEMO_PORTS. */
@@ -182,6 +185,7 @@ export async function startDemo(o: DemoOptions): Promise<Demo> {
         getX509Svids: () => src.agent.getX509Svids(),
       } as never,
       bundleSource: src.agent,
+      ...(o.egressBroker ? { egressBroker: o.egressBroker } : {}),
       logger: log('agent-service'),
       ...listen(ports.agentService, ports.agentServiceHealth),
     });

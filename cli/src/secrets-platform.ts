@@ -1,12 +1,29 @@
+import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import type { IdentityServer } from '@precinct/identity-server';
 import { UsageError, type Logger } from '@precinct/runtime';
-import { RotatingPool, VaultAdmin, VaultSession, workloadPolicy } from '@precinct/secrets';
-import { JwtSource } from '@precinct/spiffe/workloadapi';
+import {
+  RotatingPool,
+  VaultAdmin,
+  VaultSession,
+  createEgressBroker,
+  peopleTokenKey,
+  workloadPolicy,
+  type EgressProvider,
+} from '@precinct/secrets';
+import { createTxnTokenVerifier } from '@precinct/delegation';
+import { authorizeMemberOf, peerSpiffeId, spiffeServer, tlsServerOptions } from '@precinct/spiffe';
+import { JwtSource, type X509Source } from '@precinct/spiffe/workloadapi';
+import { brokerPeopleTokens, type PeopleTokensBackend } from '@precinct/dashboard';
+import type { GrantScope } from '@precinct/token-service';
 import {
   LEASE_EXPIRY_METRIC,
   RECORDS_GRANTS,
   RECORDS_SCHEMA,
+  MtlsClient,
   startRecordsService,
 } from '@precinct/demo';
 import { startLocalWorkload } from './workloads.js';
@@ -27,6 +44,8 @@ export const SECRETS_JWT_MOUNT = 'precinct-jwt';
 export const SECRETS_DATABASE_MOUNT = 'precinct-database';
 /** The audience workloads ask their JWT-SVID for when logging in. */
 export const SECRETS_AUDIENCE = 'vault';
+/** KV v2 mount holding people's third-party tokens (`people/<peopleTokenKey>/<provider>`). */
+export const EGRESS_KV_MOUNT = 'precinct-people';
 /** JWT role, policy and database role of the records service (one name for the three). */
 const RECORDS_ROLE = 'precinct-records';
 /** The database connection the engine manages roles on. */
@@ -49,6 +68,8 @@ path "sys/policies/acl/precinct-*" { capabilities = ["create", "update"] }
 path "sys/mounts/${SECRETS_DATABASE_MOUNT}" { capabilities = ["create", "update"] }
 path "${SECRETS_DATABASE_MOUNT}/config/*" { capabilities = ["create", "update"] }
 path "${SECRETS_DATABASE_MOUNT}/roles/precinct-*" { capabilities = ["create", "update"] }
+# people's third-party tokens (KV v2), for the egress broker
+path "sys/mounts/${EGRESS_KV_MOUNT}" { capabilities = ["create", "update"] }
 `;
 
 /** A configured secrets manager: everything `up` needs to set it up and use it. */
@@ -356,5 +377,308 @@ export async function recordsLeaseDetail(
       : `database lease EXPIRED at ${when}`;
   } catch {
     return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// People's third-party tokens under `up`: the egress broker (issue 13).
+
+/** JWT role and policy of the egress broker: read and write people's tokens. */
+const BROKER_ROLE = 'precinct-egress-broker';
+/** JWT role and policy of the dashboard: people's tokens' metadata only (status, remove). */
+const DASHBOARD_ROLE = 'precinct-dashboard';
+const BROKER_SERVICE_ACCOUNT = 'egress-broker';
+const PROVIDER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** The scope a person's Transaction Token needs to store a token for `provider`. */
+export const storeScope = (provider: string) => `secrets:store:${provider}`;
+/** The scope an agent's Transaction Token needs to call `provider` through the broker. */
+export const callScope = (provider: string) => `egress:${provider}`;
+
+/** The default `--egress-provider`. */
+export const DEFAULT_EGRESS_PROVIDERS = ['github=https://api.github.com'];
+
+/**
+ * `--egress-provider NAME=URL` values (repeatable) as a provider table; every problem at once.
+ * The URL is the API's base: the agent's path is appended; http is for loopback stand-ins.
+ */
+export function parseEgressProviders(values: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  const problems: string[] = [];
+  for (const v of values) {
+    const eq = v.indexOf('=');
+    const name = eq > 0 ? v.slice(0, eq) : '';
+    const url = eq > 0 ? v.slice(eq + 1) : '';
+    if (!PROVIDER_NAME.test(name)) {
+      problems.push(
+        `--egress-provider ${JSON.stringify(v)}: expected NAME=URL, NAME of lowercase letters, digits, - and _ (e.g. github=https://api.github.com)`,
+      );
+      continue;
+    }
+    if (Object.hasOwn(out, name)) {
+      problems.push(`--egress-provider ${name} is given twice`);
+      continue;
+    }
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('scheme');
+      if (u.username || u.password || u.search || u.hash) throw new Error('extra');
+      out[name] = u.toString();
+    } catch {
+      problems.push(
+        `--egress-provider ${name}: the URL must be http(s), without credentials, query or fragment`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new UsageError(problems.join('\n'));
+  return out;
+}
+
+/**
+ * Wraps the platform's scope decision (the policy-backed grantScope) with people's-token scopes
+ * for `providers`: `secrets:store:<provider>` to a person acting directly (the dashboard stores
+ * their token with it), `egress:<provider>` to the person (so an agent's replacement exchange
+ * can narrow to it; the broker refuses a call that names no agent) and to an agent acting for
+ * them (the token service checked the person's consent before asking). Only subjects for which
+ * `isPerson` holds get either; every other scope is the inner decision's, unchanged.
+ */
+export function egressGrantScope(
+  inner: GrantScope,
+  o: { providers: readonly string[]; isPerson: (subject: string) => boolean },
+): GrantScope {
+  const store = new Set(o.providers.map(storeScope));
+  const call = new Set(o.providers.map(callScope));
+  return async (r) => {
+    const ours = r.requested.filter((s) => store.has(s) || call.has(s));
+    const rest = r.requested.filter((s) => !store.has(s) && !call.has(s));
+    const granted = ours.filter(
+      (s) => o.isPerson(r.person) && (call.has(s) || r.agent === undefined),
+    );
+    if (rest.length === 0) return granted;
+    const answer = await inner({ ...r, requested: rest });
+    return Array.isArray(answer)
+      ? [...answer, ...granted]
+      : { ...answer, granted: [...answer.granted, ...granted] };
+  };
+}
+
+/** The policies of the broker (people's tokens) and of the dashboard (their metadata only). */
+export function egressPolicies(mount = EGRESS_KV_MOUNT) {
+  return {
+    broker: `path "${mount}/data/people/*" { capabilities = ["create", "update", "read"] }\n`,
+    dashboard: `path "${mount}/metadata/people/*" { capabilities = ["read", "delete"] }\n`,
+  };
+}
+
+/** The broker's set-up on the secrets manager: the KV mount, two policies, two JWT roles. */
+async function configureEgress(
+  config: SecretsManagerConfig,
+  admin: VaultAdmin,
+  ids: { broker: string; dashboard: string },
+) {
+  await step(
+    config,
+    "the people's tokens mount and the broker's and dashboard's roles",
+    async () => {
+      await admin.enableKvV2(EGRESS_KV_MOUNT);
+      const p = egressPolicies();
+      await admin.writePolicy(BROKER_ROLE, p.broker);
+      await admin.writePolicy(DASHBOARD_ROLE, p.dashboard);
+      for (const [role, spiffeId] of [
+        [BROKER_ROLE, ids.broker],
+        [DASHBOARD_ROLE, ids.dashboard],
+      ] as const) {
+        await admin.writeWorkloadRole({
+          role,
+          spiffeId,
+          audience: SECRETS_AUDIENCE,
+          policies: [role],
+          mount: SECRETS_JWT_MOUNT,
+        });
+      }
+    },
+  );
+}
+
+/** What the demo platform hands the egress broker once the token service runs. */
+export interface EgressContext {
+  /** The token service: its SPIFFE ID (the tokens' `iss`) and its current public keys. */
+  tokenService: { issuer: string; jwks(): JSONWebKeySet };
+  /** The dashboard's Workload API address (its JWT-SVID logs in to the secrets manager). */
+  dashboardAddress: string;
+  /** The dashboard's X.509 SVIDs (its mTLS client certificate to the broker). */
+  dashboardSource: X509Source;
+}
+
+export interface EgressBroker {
+  url: string;
+  spiffeId: string;
+  /** The dashboard's /api/secrets backend, talking to this broker. */
+  peopleTokens: PeopleTokensBackend;
+  parts: PartState[];
+  banner: Array<[string, string]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the egress broker for `up`: the secrets manager's set-up (a KV v2 mount for people's
+ * tokens, the broker's role reading and writing them, the dashboard's role on their metadata
+ * only), the broker with its own SVID (attested through kube-dev like every demo workload) on
+ * SVID mTLS, and the dashboard's backend for /api/secrets. A store is accepted only from the
+ * dashboard, for the person's own token; a call only from an agent of the trust domain whose
+ * Transaction Token names it, with the provider's scope.
+ */
+export async function startEgressBroker(o: {
+  config: SecretsManagerConfig;
+  admin: VaultAdmin;
+  trustDomain: string;
+  kubeConfig: KubeConfig;
+  identity: IdentityServer;
+  /** Provider name -> API base URL (`parseEgressProviders`). */
+  providers: Record<string, string>;
+  ctx: EgressContext;
+  advertiseHost: string;
+  ports: { broker: number; brokerHealth: number };
+  logger: (name: string) => Logger;
+}): Promise<EgressBroker> {
+  const { config, trustDomain: td } = o;
+  const closers: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const c of closers.reverse()) await c().catch(() => undefined);
+  };
+  try {
+    const log = o.logger('egress-broker');
+    const brokerId = `spiffe://${td}/ns/${NAMESPACE}/sa/${BROKER_SERVICE_ACCOUNT}`;
+    const dashboardId = o.ctx.dashboardSource.getX509Svid().id.toString();
+    // The broker starts with the dashboard, before the records service's set-up: trust first.
+    await step(config, 'JWT auth trusting the identity server', () =>
+      o.admin.configureJwtAuth({ issuer: o.identity.issuer, mount: SECRETS_JWT_MOUNT }),
+    );
+    await configureEgress(config, o.admin, { broker: brokerId, dashboard: dashboardId });
+    const workload = await startLocalWorkload({
+      kubeConfig: o.kubeConfig,
+      identity: o.identity,
+      namespace: NAMESPACE,
+      serviceAccount: BROKER_SERVICE_ACCOUNT,
+      spiffeIds: [brokerId],
+      logger: o.logger('workloads'),
+    });
+    closers.push(() => workload.close());
+    const login = async (role: string, address: string) => {
+      const jwtSource = await JwtSource.create({ address, timeoutMs: 20_000 });
+      closers.push(() => jwtSource.close());
+      const session = await step(config, `login with the JWT-SVID (${role})`, () =>
+        VaultSession.login({
+          address: config.address,
+          ...(config.namespace ? { namespace: config.namespace } : {}),
+          role,
+          audience: SECRETS_AUDIENCE,
+          mount: SECRETS_JWT_MOUNT,
+          jwtSource,
+          logger: log,
+        }),
+      );
+      closers.push(() => session.close());
+      return session;
+    };
+    const brokerSession = await login(BROKER_ROLE, workload.address);
+    const dashboardSession = await login(DASHBOARD_ROLE, o.ctx.dashboardAddress);
+
+    const names = Object.keys(o.providers);
+    const providers: Record<string, EgressProvider> = {};
+    for (const n of names) providers[n] = { baseUrl: o.providers[n]! };
+    const agentPrefix = `spiffe://${td}/agent/`;
+    const personPrefix = `spiffe://${td}/user/`;
+    const broker = createEgressBroker({
+      session: brokerSession,
+      kvMount: EGRESS_KV_MOUNT,
+      providers,
+      txnTokens: createTxnTokenVerifier({
+        trustDomain: td,
+        issuer: o.ctx.tokenService.issuer,
+        // In process with the token service: its current keys, rotation included.
+        jwks: (header, token) => createLocalJWKSet(o.ctx.tokenService.jwks())(header, token),
+      }),
+      authenticateCaller: async (req) => peerSpiffeId(req.socket)?.toString(),
+      authorize: (r) =>
+        r.person.startsWith(personPrefix) &&
+        (r.action === 'store'
+          ? r.caller === dashboardId && r.scope.includes(storeScope(r.provider))
+          : r.agent !== undefined &&
+            r.agent.startsWith(agentPrefix) &&
+            r.scope.includes(callScope(r.provider))),
+      // Every decision on a verified token, under its txn, in the broker's log (0600).
+      audit: (e) => log.info({ audit: e }, `egress ${e.action} ${e.outcome}`),
+      logger: log,
+    });
+    const tlsOpts = tlsServerOptions(workload.source, workload.source, authorizeMemberOf(td));
+    const server = spiffeServer(
+      createHttpsServer(tlsOpts, (req, res) => void broker.handle(req, res)),
+      tlsOpts,
+    );
+    // Probes on a plain port: the main one asks every caller for an SVID.
+    const health = createServer((req, res) => {
+      const known = req.url === '/health' || req.url === '/ready';
+      const ok = req.url === '/health' || (req.url === '/ready' && brokerSession.ready());
+      res.statusCode = known ? (ok ? 200 : 503) : 404;
+      res.setHeader('content-type', 'application/json');
+      res.end(JSON.stringify({ status: ok ? 'ok' : 'unavailable' }));
+    });
+    const listen = (srv: Server, port: number) =>
+      new Promise<number>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(port, '::', () => resolve((srv.address() as AddressInfo).port));
+      });
+    const stop = (srv: Server) => () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      });
+    const port = await listen(server, o.ports.broker);
+    closers.push(stop(server));
+    const healthPort = await listen(health, o.ports.brokerHealth);
+    closers.push(stop(health));
+    const host = o.advertiseHost.includes(':') ? `[${o.advertiseHost}]` : o.advertiseHost;
+    const url = `https://${host}:${port}`;
+    const healthUrl = `http://${host}:${healthPort}`;
+
+    const dashboardToBroker = new MtlsClient(
+      o.ctx.dashboardSource,
+      o.ctx.dashboardSource,
+      brokerId,
+    );
+    closers.push(() => dashboardToBroker.close());
+    const peopleTokens = brokerPeopleTokens({
+      brokerUrl: url,
+      dispatcher: dashboardToBroker.dispatcher,
+      providers: names,
+      metadata: dashboardSession,
+      kvMount: EGRESS_KV_MOUNT,
+      // The broker's own path rule, so status and remove see what it stored.
+      personKey: peopleTokenKey,
+      storeScope,
+      callScope,
+    });
+    log.info({ url, providers: names }, 'egress broker listening');
+    return {
+      url,
+      spiffeId: brokerId,
+      peopleTokens,
+      parts: [{ name: 'egress-broker', url, healthUrl: `${healthUrl}/ready` }],
+      banner: [
+        [
+          'egress-broker',
+          `${url}   people's tokens for ${names.map((n) => `${n} ${o.providers[n]}`).join(', ')}, held in ${config.address} (${EGRESS_KV_MOUNT}/)`,
+        ],
+        [
+          '  use',
+          `people store a token on the dashboard's Connections page; agents acting for them call /v1/egress/<provider>/... (scope ${callScope('<provider>')})`,
+        ],
+      ],
+      close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
   }
 }

@@ -36,10 +36,16 @@ import { findNatsServer, startLocalNats } from './nats.js';
 import { ATTEST_AUDIENCE } from './workloads.js';
 import { startDemoPlatform } from './demo-platform.js';
 import {
+  DEFAULT_EGRESS_PROVIDERS,
   SECRETS_DISABLED_ROW,
+  egressGrantScope,
+  parseEgressProviders,
   secretsManagerFromEnv,
+  startEgressBroker,
   startSecretsPlatform,
+  type EgressBroker,
 } from './secrets-platform.js';
+import { VaultAdmin } from '@precinct/secrets';
 
 /** The trust domain of the local platform. */
 const TRUST_DOMAIN = 'precinct.local';
@@ -74,6 +80,11 @@ const PORTS = {
   'policy-service-health-port': ['9085', "the policy service's /health, /ready, /metrics"],
   'records-service-port': ['8086', 'the records service (mTLS; with a secrets manager)'],
   'records-service-health-port': ['9086', "the records service's /health, /ready, /metrics"],
+  'egress-broker-port': [
+    '8087',
+    "the egress broker (mTLS; people's tokens, with a secrets manager)",
+  ],
+  'egress-broker-health-port': ['9087', "the egress broker's /health, /ready"],
 } as const;
 
 type PortFlag = keyof typeof PORTS;
@@ -224,6 +235,13 @@ export const upCommand: Command = {
             "people who may read the dashboard's Audit view (comma-separated; default: the admin department, bob)",
           placeholder: 'NAMES',
         },
+        'egress-provider': {
+          type: 'string',
+          multiple: true,
+          description:
+            'a third-party API people store tokens for and agents call through the egress broker (repeatable; with VAULT_ADDR; default github=https://api.github.com)',
+          placeholder: 'NAME=URL',
+        },
         'records-lease-max-ttl': {
           type: 'string',
           description:
@@ -261,6 +279,10 @@ export const upCommand: Command = {
       throw new UsageError('--records-lease-ttl must be >= 1s and <= --records-lease-max-ttl');
     }
     const dashboardOptions = dashboardFlags(flags, process.env);
+    const given = flags['egress-provider'];
+    const egressProviders = parseEgressProviders(
+      Array.isArray(given) && given.length > 0 ? given.map(String) : DEFAULT_EGRESS_PROVIDERS,
+    );
 
     const release = acquireLock(dataDir);
     const logDir = join(dataDir, LOG_DIR);
@@ -430,6 +452,43 @@ export const upCommand: Command = {
 
       // The delegated-access platform: token service, policy, the demo's services, dashboard.
       const demoRows: Array<[string, string]> = [];
+      // People's third-party tokens: the egress broker starts with the dashboard when a secrets
+      // manager is configured (it needs the token service's keys; the dashboard needs its URL).
+      const egressRef: { broker?: EgressBroker } = {};
+      const sm = secretsManager;
+      const egressHooks = sm
+        ? {
+            wrapGrantScope: (inner: Parameters<typeof egressGrantScope>[0]) =>
+              egressGrantScope(inner, {
+                providers: Object.keys(egressProviders),
+                isPerson: (s) => s.startsWith(`spiffe://${TRUST_DOMAIN}/user/`),
+              }),
+            peopleTokens: async (ctx: Parameters<typeof startEgressBroker>[0]['ctx']) => {
+              const broker = await startEgressBroker({
+                config: sm,
+                admin: new VaultAdmin({
+                  address: sm.address,
+                  token: sm.adminToken,
+                  ...(sm.namespace ? { namespace: sm.namespace } : {}),
+                }),
+                trustDomain: TRUST_DOMAIN,
+                kubeConfig,
+                identity,
+                providers: egressProviders,
+                ctx,
+                advertiseHost,
+                ports: {
+                  broker: port('egress-broker-port'),
+                  brokerHealth: port('egress-broker-health-port'),
+                },
+                logger: (name) => serviceLogger(logDir, name, verbose),
+              });
+              closers.push(() => broker.close());
+              egressRef.broker = broker;
+              return { backend: broker.peopleTokens, broker };
+            },
+          }
+        : {};
       if (!flags['no-demo']) {
         const platform = await startDemoPlatform({
           trustDomain: TRUST_DOMAIN,
@@ -442,6 +501,7 @@ export const upCommand: Command = {
           ...(process.env.OPA_URL ? { opaUrl: process.env.OPA_URL } : {}),
           ...(natsMonitorUrl ? { natsMonitorUrl } : {}),
           dashboard: dashboardOptions,
+          ...egressHooks,
           logger: (name) => serviceLogger(logDir, name, verbose),
           ports: {
             tokenService: port('token-port'),
@@ -462,6 +522,7 @@ export const upCommand: Command = {
         });
         closers.push(() => platform.close());
         parts.push(...platform.parts);
+        if (egressRef.broker) parts.push(...egressRef.broker.parts);
         demoRows.push(
           ['token-service', `${platform.tokenServiceUrl}   Transaction Tokens (SVID mTLS)`],
           ['policy', platform.policyEngine],
@@ -500,7 +561,7 @@ export const upCommand: Command = {
         });
         closers.push(() => secrets.close());
         parts.push(...secrets.parts);
-        secretsRows = secrets.banner;
+        secretsRows = [...secrets.banner, ...(egressRef.broker?.banner ?? [])];
       }
 
       writeState(dataDir, {

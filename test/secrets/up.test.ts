@@ -2,11 +2,16 @@
 // a real Vault (-dev) and a real PostgreSQL (scram-sha-256, so leased passwords are checked).
 // The records service logs in with its own JWT-SVID, serves on leased credentials through two
 // rotations with zero failed requests; with Vault killed it turns not-ready before its lease
-// expires, then refuses (503), and never serves on any other credential.
+// expires, then refuses (503), and never serves on any other credential. People's third-party
+// tokens: the egress broker runs too, a person stores a token through the dashboard API and an
+// agent acting for them calls a local stand-in provider through the broker, which injects it.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
@@ -41,6 +46,16 @@ let source: X509Source;
 let client: MtlsClient;
 let recordsUrl: string;
 let recordsHealth: string;
+/** The stand-in third-party API: every request's path and credential, in order. */
+let provider: Server;
+const seen: Array<{ path: string; authorization: string }> = [];
+let dashboard: string;
+const tokens = {
+  alice: `ghp_alice_${randomBytes(12).toString('hex')}`,
+  carol: `ghp_carol_${randomBytes(12).toString('hex')}`,
+};
+/** Every dashboard response (status line, headers, body), searched for the tokens at the end. */
+const answers: string[] = [];
 
 const cli = (...args: string[]) =>
   spawnSync(process.execPath, [bin, ...args, '--data-dir', dir.path], {
@@ -80,6 +95,12 @@ before(async () => {
   adminToken = (
     await root.request('POST', 'auth/token/create', { policies: ['precinct-admin'], ttl: '1h' })
   ).auth!.client_token;
+  provider = createServer((req, res) => {
+    seen.push({ path: req.url ?? '', authorization: req.headers.authorization ?? '' });
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ login: 'octocat', path: req.url }));
+  });
+  await new Promise<void>((r) => provider.listen(0, '127.0.0.1', r));
   dir = tempDir();
   const help = spawnSync(process.execPath, [bin, 'up', '--help'], { encoding: 'utf8' }).stdout;
   const ports = [...help.matchAll(/--([a-z-]+-port) PORT/g)].map((m) => m[1]!);
@@ -93,6 +114,8 @@ before(async () => {
       '--data-dir',
       dir.path,
       '--no-nats',
+      '--egress-provider',
+      `github=http://127.0.0.1:${(provider.address() as AddressInfo).port}`,
       '--records-lease-ttl',
       `${LEASE_TTL}s`,
       '--records-lease-max-ttl',
@@ -153,7 +176,42 @@ before(async () => {
   const { address } = (await attest.json()) as { address: string };
   source = await X509Source.create({ address, timeoutMs: 20_000 });
   client = new MtlsClient(source, source, RECORDS_ID);
+  dashboard = parts.find((p) => p.name === 'dashboard')!.url;
 });
+
+/** Signs `user` in to the dashboard with the demo password; returns the session cookie. */
+async function login(user: string): Promise<string> {
+  const passwords = JSON.parse(readFileSync(join(dir.path, 'demo-users.json'), 'utf8')) as Record<
+    string,
+    string
+  >;
+  const r = await dashboardApi('', 'POST', '/api/auth/login', {
+    username: user,
+    password: passwords[user],
+  });
+  assert.equal(r.status, 200, r.text);
+  return r.cookie.split(';')[0]!;
+}
+
+async function dashboardApi(cookie: string, method: string, path: string, body?: unknown) {
+  const res = await fetch(`${dashboard}${path}`, {
+    method,
+    headers: {
+      cookie,
+      origin: dashboard,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.text();
+  answers.push(`${res.status} ${JSON.stringify([...res.headers])} ${text}`);
+  return {
+    status: res.status,
+    text,
+    cookie: res.headers.get('set-cookie') ?? '',
+    json: () => JSON.parse(text) as Record<string, unknown>,
+  };
+}
 
 after(async () => {
   await client?.close();
@@ -166,6 +224,7 @@ after(async () => {
   }
   await vault?.close();
   await server?.close();
+  await new Promise((r) => (provider ? provider.close(r) : r(undefined)));
   dir?.cleanup();
 });
 
@@ -213,6 +272,118 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
       const r = await client.json(`${recordsUrl}/records`, { body });
       assert.equal(r.status, 400, JSON.stringify(body));
     }
+  });
+
+  test('banner and status list the egress broker and its provider', () => {
+    assert.match(
+      out,
+      /egress-broker\s+https:\/\/\S+\s+people's tokens for github http:\/\/127\.0\.0\.1:/,
+    );
+    const p = status().find((x) => x.name === 'egress-broker');
+    assert.ok(p, 'egress-broker in status');
+    assert.equal(p.healthy, true);
+  });
+
+  test('a person stores a token through the dashboard; an agent acting for her calls the provider with it, never seeing it', async () => {
+    const alice = await login('alice');
+    const none = await dashboardApi(alice, 'GET', '/api/secrets');
+    assert.deepEqual(none.json(), {
+      connected: true,
+      providers: [{ provider: 'github', stored: false }],
+    });
+    const put = await dashboardApi(alice, 'PUT', '/api/secrets/github', { token: tokens.alice });
+    assert.equal(put.status, 200, put.text);
+    assert.equal(put.json().stored, true);
+    const got = await dashboardApi(alice, 'GET', '/api/secrets/github');
+    assert.equal(got.json().stored, true);
+    assert.match(String(got.json().updated_at), /^\d{4}-/);
+
+    const before = seen.length;
+    const call = await dashboardApi(alice, 'POST', '/api/agents/gpt4/egress/github', {
+      path: 'user/repos',
+    });
+    assert.equal(call.status, 200, call.text);
+    assert.deepEqual(call.json(), { login: 'octocat', path: '/user/repos' });
+    assert.equal(seen.length, before + 1);
+    assert.deepEqual(seen.at(-1), { path: '/user/repos', authorization: `Bearer ${tokens.alice}` });
+    // Held under her SPIFFE ID's key, in the broker's mount; the dashboard's role reads metadata only.
+    const root = new VaultAdmin({ address: vault.url, token: vault.rootToken });
+    const kv = await root.request(
+      'GET',
+      'precinct-people/data/people/spiffe~precinct.local~user~alice/github',
+    );
+    assert.equal((kv.data as { data: { token: string } }).data.token, tokens.alice);
+    const dashboardPolicy = await root.request('GET', 'sys/policies/acl/precinct-dashboard');
+    assert.doesNotMatch(JSON.stringify(dashboardPolicy.data), /\/data\//);
+  });
+
+  test("another person's agent gets that person's token or nothing, never alice's (control: carol's own)", async () => {
+    const before = seen.length;
+    const bob = await login('bob');
+    const refused = await dashboardApi(bob, 'POST', '/api/agents/gpt4/egress/github', {
+      path: 'user',
+    });
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal(seen.length, before, 'the provider was not called for bob');
+    // Carol did not let the summarizer act for her: refused even once she stored a token.
+    const carol = await login('carol');
+    const put = await dashboardApi(carol, 'PUT', '/api/secrets/github', { token: tokens.carol });
+    assert.equal(put.status, 200, put.text);
+    const noConsent = await dashboardApi(carol, 'POST', '/api/agents/summarizer/egress/github', {
+      path: 'user',
+    });
+    assert.equal(noConsent.status, 403, noConsent.text);
+    assert.equal(seen.length, before);
+    const ok = await dashboardApi(carol, 'POST', '/api/agents/gpt4/egress/github', {
+      path: 'user',
+    });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(seen.at(-1)!.authorization, `Bearer ${tokens.carol}`);
+  });
+
+  test('bad input is a 4xx problem, and a removed token is no longer used (control: before removal)', async () => {
+    const alice = await login('alice');
+    for (const body of [{}, { path: '../admin' }, { path: 'a/../../b' }, { path: 'x', extra: 1 }]) {
+      const r = await dashboardApi(alice, 'POST', '/api/agents/gpt4/egress/github', body);
+      assert.ok(
+        r.status >= 400 && r.status < 500,
+        `${JSON.stringify(body)}: ${r.status} ${r.text}`,
+      );
+    }
+    assert.equal(
+      (await dashboardApi(alice, 'POST', '/api/agents/gpt4/egress/gitlab', { path: 'x' })).status,
+      404,
+    );
+    assert.equal(
+      (await dashboardApi('', 'POST', '/api/agents/gpt4/egress/github', { path: 'x' })).status,
+      401,
+    );
+    assert.equal(
+      (await dashboardApi(alice, 'POST', '/api/agents/gpt4/egress/github', { path: 'user' }))
+        .status,
+      200,
+    );
+    const del = await dashboardApi(alice, 'DELETE', '/api/secrets/github');
+    assert.equal(del.status, 200, del.text);
+    assert.equal((await dashboardApi(alice, 'GET', '/api/secrets/github')).json().stored, false);
+    const before = seen.length;
+    const after = await dashboardApi(alice, 'POST', '/api/agents/gpt4/egress/github', {
+      path: 'user',
+    });
+    assert.equal(after.status, 403, after.text);
+    assert.equal(seen.length, before);
+  });
+
+  test("no dashboard answer and no log carries a person's token (control: the releases are logged)", () => {
+    assert.ok(answers.length > 10);
+    for (const t of Object.values(tokens)) {
+      assert.ok(!answers.some((a) => a.includes(t)), 'a token in a dashboard answer');
+    }
+    const logs = readdirSync(join(dir.path, 'logs'))
+      .map((f) => readFileSync(join(dir.path, 'logs', f), 'utf8'))
+      .join('\n');
+    assert.match(logs, /egress call released/);
+    for (const t of Object.values(tokens)) assert.ok(!logs.includes(t), 'a token in a log');
   });
 
   test('the set-up runs again against the same server (as a restart does)', async () => {

@@ -108,6 +108,11 @@ export class VaultAdmin {
     );
   }
 
+  /** Mounts a KV version 2 secrets engine at `mount` unless something is mounted there. */
+  async enableKvV2(mount: string): Promise<void> {
+    await this.#mount('mounts', mount, 'kv', { version: '2' });
+  }
+
   /** Mounts the database secrets engine at `mount` (default `database`). */
   async enableDatabaseEngine(mount = 'database'): Promise<void> {
     await this.#mount('mounts', mount, 'database');

@@ -18,6 +18,11 @@ export interface PeopleTokensBackend {
   remove(person: string, provider: string): Promise<void>;
   /** The scope the person's Transaction Token needs to store a token. */
   storeScope(provider: string): string;
+  /**
+   * The scope of the person's Transaction Token the dashboard hands an agent to call `provider`
+   * through the broker (POST /api/agents/:id/egress/:provider); without it, no such route.
+   */
+  callScope?(provider: string): string;
 }
 
 /** The broker or secrets manager refused (the person is told "not allowed"). */
@@ -47,6 +52,8 @@ export interface BrokerPeopleTokensOptions {
   personKey?: (person: string) => string;
   /** Default `secrets:store:<provider>`. */
   storeScope?: (provider: string) => string;
+  /** The call scope agents need (see PeopleTokensBackend.callScope). Default none. */
+  callScope?: (provider: string) => string;
 }
 
 const notFound = (err: unknown) => {
@@ -63,6 +70,7 @@ export function brokerPeopleTokens(o: BrokerPeopleTokensOptions): PeopleTokensBa
   return {
     providers: [...o.providers],
     storeScope: o.storeScope ?? ((p) => `secrets:store:${p}`),
+    ...(o.callScope ? { callScope: o.callScope } : {}),
     async store(provider, token, txnToken) {
       const res = await request(`${o.brokerUrl}/v1/people/${encodeURIComponent(provider)}/token`, {
         dispatcher: o.dispatcher,

@@ -796,6 +796,35 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     return reply.header('cache-control', 'no-store').send({ provider, stored: false });
   });
 
+  // An agent acting for the person calls a provider through the egress broker: the person's
+  // token (the call scope) goes to the agent service, which narrows it to the agent.
+  app.post('/api/agents/:agent/egress/:provider', async (req, reply) => {
+    const user = (req as { user?: string }).user!;
+    const provider = providerOf(req);
+    const agent = (req.params as { agent: string }).agent;
+    const scope = provider ? o.peopleTokens?.callScope?.(provider) : undefined;
+    if (!provider || !scope || !NAME.test(agent)) return sendProblem(reply, 'not_found');
+    const b = req.body as Record<string, unknown> | undefined;
+    if (typeof b !== 'object' || b === null || Object.keys(b).some((k) => k !== 'path'))
+      return refuse(reply, 'bad_request', 'bad_body', 'send {path}');
+    if (typeof b.path !== 'string' || b.path.length === 0 || b.path.length > 512)
+      return refuse(reply, 'bad_request', 'bad_path', 'path is required');
+    const token = await personToken(user, scope);
+    if (typeof token !== 'string')
+      return reply.code(token.status).send({ granted: false, reason: token.reason });
+    let a;
+    try {
+      a = await agentClient.json(
+        `/agents/${encodeURIComponent(agent)}/egress/${encodeURIComponent(provider)}`,
+        { path: b.path },
+        { [TXN_TOKEN_HEADER]: token },
+      );
+    } catch {
+      return sendProblem(reply, 'unavailable');
+    }
+    return reply.code(a.status).header('cache-control', 'no-store').send(a.body);
+  });
+
   await app.register(uiPlugin);
   await app.register(platformApi, {
     backends: o.platform ?? {},

@@ -25,7 +25,18 @@ const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
  * As the user service's options; `svidSource` holds the workload's own SVID (the default, first)
  * and one per agent, which it presents when it acts as that agent.
  */
-export type AgentServiceOptions = UserServiceOptions;
+export type AgentServiceOptions = UserServiceOptions & {
+  /**
+   * The egress broker (people's third-party tokens), when one runs: an agent acting for a person
+   * calls a provider through it (`POST /agents/:id/egress/:provider`), with a Transaction Token
+   * narrowed to `scope(provider)`; the broker injects the person's token, the agent never sees it.
+   */
+  egressBroker?: { url: string; spiffeId: string; scope: (provider: string) => string };
+};
+
+const PROVIDER = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+/** The provider API path an agent asks for: plain segments, no dot segments, bounded. */
+const EGRESS_PATH = /^[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*$/;
 
 export async function startAgentService(o: AgentServiceOptions): Promise<ServiceHandle> {
   const logger = o.logger ?? createLogger('agent-service');
@@ -45,12 +56,15 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
     spiffe_id: agentSpiffeId(o.trustDomain, id),
   }));
   // Per agent: its SVID, a client to the token service and one to the document service.
-  const clients = new Map<string, { token: MtlsClient; docs: MtlsClient }>();
+  const clients = new Map<string, { token: MtlsClient; docs: MtlsClient; egress?: MtlsClient }>();
   for (const a of agents) {
     const svid = pickSvid(o.svidSource as never, a.spiffe_id);
     clients.set(a.id, {
       token: new MtlsClient(svid, o.bundleSource, o.tokenService.spiffeId),
       docs: new MtlsClient(svid, o.bundleSource, o.documentService.spiffeId),
+      ...(o.egressBroker
+        ? { egress: new MtlsClient(svid, o.bundleSource, o.egressBroker.spiffeId) }
+        : {}),
     });
   }
 
@@ -78,7 +92,7 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
       // document, the agent pushed onto `act` by the token service from our certificate.
       let answer;
       try {
-        answer = await tokenExchange(c.token, check.raw, documentId);
+        answer = await tokenExchange(c.token, check.raw, documentScope(documentId));
       } catch (err) {
         logger.warn({ err: (err as Error).message }, 'token service unavailable');
         return sendProblem(reply, 'unavailable');
@@ -118,7 +132,66 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
     return reply.code(answer.status).send(answer.body);
   });
 
-  async function tokenExchange(client: MtlsClient, subjectToken: string, documentId: string) {
+  // As the agent, for the person: replacement exchange to the provider's scope, then the broker.
+  svc.app.post('/agents/:id/egress/:provider', async (req, reply) => {
+    const { id, provider } = req.params as { id: string; provider: string };
+    const agent = agents.find((x) => x.id === id);
+    const c = clients.get(id);
+    const broker = o.egressBroker;
+    if (!broker || !agent || !c?.egress || !PROVIDER.test(provider))
+      return sendProblem(reply, 'not_found');
+    const b = req.body as { path?: unknown } | undefined;
+    const path = typeof b === 'object' && b !== null ? b.path : undefined;
+    if (
+      typeof path !== 'string' ||
+      path.length > 512 ||
+      !EGRESS_PATH.test(path) ||
+      path.split('/').some((s) => s === '.' || s === '..') ||
+      Object.keys(b!).length !== 1
+    )
+      return sendProblem(reply, 'bad_request', 'send {path}: the provider API path');
+    const raw = req.headers[TXN_TOKEN_HEADER];
+    if (typeof raw !== 'string') return sendProblem(reply, 'authentication_failed');
+    let answer;
+    try {
+      answer = await tokenExchange(c.token, raw, broker.scope(provider));
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'token service unavailable');
+      return sendProblem(reply, 'unavailable');
+    }
+    const token = (answer.body as { access_token?: unknown } | undefined)?.access_token;
+    if (answer.status !== 200 || typeof token !== 'string') {
+      if (answer.status >= 500) return sendProblem(reply, 'unavailable');
+      return reply
+        .code(403)
+        .send({ granted: false, reason: 'delegation_refused', agent: agent.spiffe_id });
+    }
+    let res;
+    try {
+      res = await request(`${broker.url}/v1/egress/${provider}/${path}`, {
+        dispatcher: c.egress.dispatcher,
+        headers: { [TXN_TOKEN_HEADER]: token },
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
+      });
+    } catch (err) {
+      logger.warn({ err: (err as Error).message }, 'egress broker unavailable');
+      return sendProblem(reply, 'unavailable');
+    }
+    const ct = res.headers['content-type'];
+    const text = await res.body.text();
+    logger.info(
+      { agent: agent.spiffe_id, provider, status: res.statusCode, token_sha256: tokenHash(token) },
+      'provider called through the egress broker',
+    );
+    return reply
+      .code(res.statusCode)
+      .header('content-type', typeof ct === 'string' ? ct : 'application/octet-stream')
+      .header('cache-control', 'no-store')
+      .send(text);
+  });
+
+  async function tokenExchange(client: MtlsClient, subjectToken: string, scope: string) {
     const res = await request(`${o.tokenService.url}/token`, {
       dispatcher: client.dispatcher,
       method: 'POST',
@@ -127,7 +200,7 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
         grant_type: TOKEN_EXCHANGE,
         requested_token_type: TXN_TOKEN_TYPE,
         audience: o.trustDomain,
-        scope: documentScope(documentId),
+        scope,
         subject_token: subjectToken,
         subject_token_type: TXN_TOKEN_TYPE,
       }).toString(),
@@ -150,7 +223,8 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
     async close() {
       await handle.close();
       await ownTokenClient.close();
-      for (const c of clients.values()) await Promise.all([c.token.close(), c.docs.close()]);
+      for (const c of clients.values())
+        await Promise.all([c.token.close(), c.docs.close(), c.egress?.close()]);
     },
   };
 }
