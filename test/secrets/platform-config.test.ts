@@ -5,8 +5,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { UsageError } from '@precinct/runtime';
 import {
+  egressGrantScope,
   engineConnectionUrl,
   leasedPoolTarget,
+  parseEgressProviders,
   secretsManagerFromEnv,
 } from '../../cli/src/secrets-platform.js';
 
@@ -83,4 +85,83 @@ test('the engine gets a template, the leased pool only where to connect', () => 
     const t = JSON.stringify(leasedPoolTarget(url));
     assert.doesNotMatch(t, /admin|s3cr|"u"|"p"/, 'no admin user or password in the pool');
   }
+});
+
+test('--egress-provider NAME=URL: a table; every bad value named at once', () => {
+  assert.deepEqual(
+    parseEgressProviders(['github=https://api.github.com', 'local=http://127.0.0.1:9/v3']),
+    { github: 'https://api.github.com/', local: 'http://127.0.0.1:9/v3' },
+  );
+  const err = (() => {
+    try {
+      parseEgressProviders([
+        'github',
+        '=https://x',
+        'Up=https://x',
+        '../x=https://x',
+        'a=ftp://x',
+        'b=https://user:pw@x',
+        'c=https://x?token=1',
+        'd=https://x',
+        'd=https://y',
+      ]);
+    } catch (e) {
+      return e;
+    }
+    return assert.fail('accepted');
+  })();
+  assert.ok(err instanceof UsageError);
+  const lines = err.message.split('\n');
+  assert.equal(lines.length, 8, err.message);
+  assert.ok(!err.message.includes('pw@'), 'no credential echoed');
+  assert.match(err.message, /--egress-provider d is given twice/);
+});
+
+test('egressGrantScope: store to a person directly, the call scope to an agent for them, the rest to the inner decision', async () => {
+  const asked: string[][] = [];
+  const grant = egressGrantScope(
+    async (r) => {
+      asked.push(r.requested);
+      return r.requested.filter((s) => s.startsWith('documents:'));
+    },
+    { providers: ['github'], isPerson: (s) => s.startsWith('spiffe://td/user/') },
+  );
+  const alice = 'spiffe://td/user/alice';
+  const agent = 'spiffe://td/agent/gpt4';
+  const all = ['secrets:store:github', 'egress:github', 'documents:read:D1', 'egress:gitlab'];
+  assert.deepEqual(await grant({ person: alice, agent: undefined, requested: all }), [
+    'documents:read:D1',
+    'secrets:store:github',
+    'egress:github',
+  ]);
+  assert.deepEqual(await grant({ person: alice, agent, requested: all }), [
+    'documents:read:D1',
+    'egress:github',
+  ]);
+  // Not a person of the platform: nothing of ours (control: alice above).
+  assert.deepEqual(
+    await grant({ person: 'spiffe://td/ns/x/sa/y', agent: undefined, requested: all }),
+    ['documents:read:D1'],
+  );
+  // Our scopes alone: the inner decision is not asked; others go to it without ours.
+  asked.length = 0;
+  assert.deepEqual(await grant({ person: alice, agent, requested: ['egress:github'] }), [
+    'egress:github',
+  ]);
+  assert.deepEqual(asked, []);
+  await grant({ person: alice, agent, requested: all });
+  assert.deepEqual(asked, [['documents:read:D1', 'egress:gitlab']]);
+  // An inner answer with refusals keeps them.
+  const withRefusals = egressGrantScope(
+    async () => ({ granted: [], refused: [{ scope: 'x', reason: 'no' }] }),
+    { providers: ['github'], isPerson: () => true },
+  );
+  assert.deepEqual(
+    await withRefusals({
+      person: alice,
+      agent: undefined,
+      requested: ['x', 'secrets:store:github'],
+    }),
+    { granted: ['secrets:store:github'], refused: [{ scope: 'x', reason: 'no' }] },
+  );
 });
