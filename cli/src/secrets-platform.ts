@@ -133,7 +133,7 @@ export function secretsManagerFromEnv(
 /** The banner line when no secrets manager is configured. */
 export const SECRETS_DISABLED_ROW: [string, string] = [
   'records-service',
-  'off: set VAULT_ADDR, VAULT_TOKEN (admin) and DATABASE_URL to run it on leased PostgreSQL credentials (docs/secrets.md)',
+  "off: set VAULT_ADDR, VAULT_TOKEN (admin) and DATABASE_URL to run it on leased PostgreSQL credentials, with the egress broker for people's third-party tokens (docs/secrets.md)",
 ];
 
 /** Where the leased credentials connect: DATABASE_URL without its user and password. */

@@ -255,7 +255,7 @@ export const upCommand: Command = {
         'Environment: DATABASE_URL (PostgreSQL for every store instead of embedded PGlite),',
         'OPA_URL (an OPA server with the demo policy instead of the in-process Wasm),',
         'VAULT_ADDR + VAULT_TOKEN (OpenBao/Vault and an admin token for set-up; needs DATABASE_URL):',
-        'the records service on leased PostgreSQL credentials (docs/secrets.md),',
+        'the records service on leased PostgreSQL credentials and the egress broker (docs/secrets.md),',
         'LOG_LEVEL (default info). Logs go to <data-dir>/logs/<service>.log: `npx precinct logs`.',
         'From another terminal: `npx precinct status`, `npx precinct down`.',
       ].join('\n'),
