@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { peerSkip, startPostgres } from '@precinct/testing';
-import { AuditClient } from '@precinct/audit-store';
+import { AuditClient } from '@precinct/audit-client';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const childScript = fileURLToPath(new URL('./support/store-child.ts', import.meta.url));

@@ -239,6 +239,27 @@ for (const b of backends) {
       assert.deepEqual(await found(`person=${encodeURIComponent(bob)}&txn=txn-1`), []);
     });
 
+    test('a signed export of one person, agent or txn', async () => {
+      const lines = async (q: string) => {
+        const r = await call(`/api/v1/audit/export?${q}`);
+        assert.equal(r.status, 200, q);
+        const body = await r.text();
+        return body
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => (JSON.parse(l) as { event_id: string }).event_id)
+          .sort();
+      };
+      assert.deepEqual(
+        await lines(`person=${encodeURIComponent(alice)}`),
+        idsOf('delegated', 'chain'),
+      );
+      assert.deepEqual(await lines(`agent=${encodeURIComponent(claude)}`), idsOf('agentOnly'));
+      assert.deepEqual(await lines('txn=txn-3'), idsOf('chain'));
+      assert.deepEqual(await lines('person=nobody'), []);
+      assert.equal((await call(`/api/v1/audit/export?person=${'a'.repeat(256)}`)).status, 400);
+    });
+
     test('hostile filter values: 400 problem+json, nothing else; a quote is only a value', async () => {
       for (const q of [
         'person=',
