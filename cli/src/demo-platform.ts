@@ -1,18 +1,24 @@
 import { join } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { IdentityServer } from '@precinct/identity-server';
-import { startAuditStore, type Db } from '@precinct/audit-store';
-import { opaServerPolicy, wasmPolicy } from '@precinct/policy';
+import { AuditClient, startAuditStore, type Db } from '@precinct/audit-store';
+import {
+  opaServerPolicy,
+  parseDocumentScope,
+  policyGrantScope,
+  wasmPolicy,
+} from '@precinct/policy';
 import { authorizeOneOf } from '@precinct/spiffe';
 import {
   MemoryConsentStore,
   createOidcPersonAuthenticator,
+  exchangeAuditEvents,
   startTokenService,
 } from '@precinct/token-service';
 import { CoreV1Api } from '@kubernetes/client-node';
 import { auditStoreBackend, x509SourcesBackend, type PlatformBackends } from '@precinct/dashboard';
 import { buildPermissions } from '@precinct/nats-callout';
-import { MtlsClient, DEMO_CONSENT, demoGrantScope, demoPolicyData } from '@precinct/demo';
+import { MtlsClient, DEMO_CONSENT, demoPolicyData } from '@precinct/demo';
 import { parseHttpUrl, type Logger } from '@precinct/runtime';
 import { startLocalWorkload, type LocalWorkload } from './workloads.js';
 import { natsClients } from './nats.js';
@@ -131,6 +137,11 @@ export async function startDemoPlatform(o: {
         agents.map((a) => `spiffe://${td}/agent/${a}`),
       );
     }
+    // The scope is decided by the same policy the document service asks, so a scope it refuses
+    // never reaches a token; refused exchanges go to the audit store's mTLS front, written as
+    // the token service (set once that front is up; refusals before it are only logged).
+    const policyGrant = policyGrantScope(policy);
+    const exchangeAudit: { client?: AuditClient } = {};
     const tokenService = await startTokenService({
       svidSource: w['token-service'].source,
       bundleSource: w['token-service'].source,
@@ -143,7 +154,20 @@ export async function startDemoPlatform(o: {
         }),
       ],
       consent,
-      grantScope: o.wrapGrantScope ? o.wrapGrantScope(demoGrantScope(data)) : demoGrantScope(data),
+      grantScope: o.wrapGrantScope ? o.wrapGrantScope(policyGrant) : policyGrant,
+      explainRefusals: true,
+      onDecision: async (d) => {
+        // Refusals only: a granted exchange leads to the document service's own decision.
+        const audit = exchangeAudit.client;
+        if (!audit || d.decision === 'allow') return;
+        const events = exchangeAuditEvents(d, {
+          resourceOf: (scope) => {
+            const t = parseDocumentScope(scope);
+            return t && { type: 'document', id: t.document, action: t.action };
+          },
+        });
+        await Promise.all(events.map((e) => audit.write(e)));
+      },
       isAgent: (id) => id.startsWith(`spiffe://${td}/agent/`),
       mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${td}/agent/`),
       port: o.ports.tokenService,
@@ -163,13 +187,27 @@ export async function startDemoPlatform(o: {
       spiffe: {
         svidSource: w['audit-store'].source,
         bundleSource: w['audit-store'].source,
-        // The document service writes; the dashboard reads for its audit view.
-        authorizer: authorizeOneOf(sid('document-service'), sid('dashboard')),
+        // The document and token services write; the dashboard reads for its audit view.
+        authorizer: authorizeOneOf(sid('document-service'), sid('token-service'), sid('dashboard')),
         healthPort: o.ports.auditMtlsHealth,
       },
       logger: o.logger('audit-store-mtls'),
     });
     closers.push(() => auditMtls.close());
+    const exchangeAuditPeer = new MtlsClient(
+      w['token-service'].source,
+      w['token-service'].source,
+      sid('audit-store'),
+    );
+    exchangeAudit.client = new AuditClient({
+      url: auditMtls.url,
+      fetch: exchangeAuditPeer.fetch,
+      flushIntervalMs: 200,
+    });
+    closers.push(async () => {
+      await exchangeAudit.client?.close();
+      await exchangeAuditPeer.close();
+    });
 
     // The dashboard's platform views, read through the same identities a cluster would use.
     const auditReader = new MtlsClient(w.dashboard.source, w.dashboard.source, sid('audit-store'));

@@ -99,13 +99,15 @@ export async function startBrowserWorld(
       spiffe: {
         svidSource: world.sources['audit-store'],
         bundleSource: world.sources['audit-store'],
-        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+        authorizer: authorizeOneOf(sid('document-service'), sid('token-service'), sid('auditor')),
         healthHost: '127.0.0.1',
       },
       retentionIntervalMs: 0,
       logger: quiet(),
     });
     closers.unshift(() => audit.close());
+    // The token service's refusals (a person's token the policy refused) go here too.
+    closers.unshift(world.auditExchangesTo({ url: audit.url, spiffeId: sid('audit-store') }));
     // The demo services again, writing to this audit store (the world's writes to its own).
     const demo = await startDemo({
       trustDomain: TD,

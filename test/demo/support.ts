@@ -13,19 +13,20 @@ import { startIdentityServer, type IdentityServer } from '@precinct/identity-ser
 import {
   MemoryConsentStore,
   createOidcPersonAuthenticator,
+  exchangeAuditEvents,
   startTokenService,
   type TokenService,
 } from '@precinct/token-service';
+import { AuditClient } from '@precinct/audit-client';
 import { startAuditStore, type AuditStore } from '@precinct/audit-store';
-import { wasmPolicy, type PolicyEngine } from '@precinct/policy';
-import type { DashboardIdp } from '@precinct/dashboard';
 import {
-  DEMO_CONSENT,
-  MtlsClient,
-  demoGrantScope,
-  demoPolicyData,
-  demoServiceId,
-} from '@precinct/demo';
+  parseDocumentScope,
+  policyGrantScope,
+  wasmPolicy,
+  type PolicyEngine,
+} from '@precinct/policy';
+import type { DashboardIdp } from '@precinct/dashboard';
+import { DEMO_CONSENT, MtlsClient, demoPolicyData, demoServiceId } from '@precinct/demo';
 import { createDemoIdp, startDemo, type Demo } from '../../cli/src/demo.js';
 
 export const TD = 'demo.example.com';
@@ -120,6 +121,13 @@ export interface World {
   usersFile: string;
   passwords: Record<string, string>;
   startDemoWith(policy: PolicyEngine, opts?: { audit?: boolean; logger?: Logger }): Promise<Demo>;
+  /** Whether the token service's refusals go to the audit store(s). Default true. */
+  auditExchanges: boolean;
+  /**
+   * Sends the token service's refusals to another audit store too (writing as the token
+   * service, which that store must admit); resolves the returned stop function after flushing.
+   */
+  auditExchangesTo(store: { url: string; spiffeId: string }): () => Promise<void>;
   close(): Promise<void>;
 }
 
@@ -183,6 +191,26 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
     for (const [person, agents] of Object.entries(DEMO_CONSENT)) {
       consent.grant(userId(person), agents.map(agentId));
     }
+    // The token service decides scopes with the same policy the document service asks, tells
+    // the dashboard why it refused, and writes its refusals to the audit store(s) as itself.
+    const exchangeAudits = new Set<AuditClient>();
+    const exchangeState = { audit: true };
+    const auditExchangesTo = (target: { url: string; spiffeId: string }) => {
+      const c = new MtlsClient(sources['token-service'], sources['token-service'], target.spiffeId);
+      const audit = new AuditClient({ url: target.url, fetch: c.fetch, flushIntervalMs: 50 });
+      exchangeAudits.add(audit);
+      let stopped: Promise<void> | undefined;
+      return () =>
+        (stopped ??= (async () => {
+          exchangeAudits.delete(audit);
+          await audit.close();
+          await c.close();
+        })());
+    };
+    const resourceOf = (scope: string) => {
+      const t = parseDocumentScope(scope);
+      return t && { type: 'document', id: t.document, action: t.action };
+    };
     const tokenService = await startTokenService({
       svidSource: sources['token-service'],
       bundleSource: sources['token-service'],
@@ -195,7 +223,14 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
         }),
       ],
       consent,
-      grantScope: demoGrantScope(demoPolicyData(TD)),
+      grantScope: policyGrantScope(await wasmPolicy({ data: demoPolicyData(TD) })),
+      explainRefusals: true,
+      onDecision: async (d) => {
+        // Refusals only: a granted exchange leads to the document service's own decision.
+        if (!exchangeState.audit || d.decision === 'allow') return;
+        const events = exchangeAuditEvents(d, { resourceOf });
+        await Promise.all([...exchangeAudits].flatMap((a) => events.map((e) => a.write(e))));
+      },
       isAgent: (id) => id.startsWith(`spiffe://${TD}/agent/`),
       mayRequest: (id) => id === sid('dashboard') || id.startsWith(`spiffe://${TD}/agent/`),
       host: '127.0.0.1',
@@ -207,6 +242,7 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
     if (wo.auditInChild) {
       const child = await auditChild(await attestAddress(identity, 'audit-store'), [
         sid('document-service'),
+        sid('token-service'),
         sid('auditor'),
       ]);
       closers.unshift(child.close);
@@ -219,8 +255,9 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
         spiffe: {
           svidSource: sources['audit-store'],
           bundleSource: sources['audit-store'],
-          // Writers and readers by certificate: the document service writes, the auditor reads.
-          authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
+          // Writers and readers by certificate: the document and token services write, the
+          // auditor reads.
+          authorizer: authorizeOneOf(sid('document-service'), sid('token-service'), sid('auditor')),
           healthHost: '127.0.0.1',
         },
         retentionIntervalMs: 0,
@@ -229,6 +266,7 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
       closers.unshift(() => inProcess.close());
       store = inProcess;
     }
+    closers.unshift(auditExchangesTo({ url: store.url, spiffeId: sid('audit-store') }));
 
     const usersFile = join(dir.path, 'demo-users.json');
     const startDemoWith = async (
@@ -267,6 +305,12 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
         logger: opts.logger ?? quiet(),
       });
       closers.unshift(() => d.close());
+      // Waiting for the audit trail includes the token service's decisions.
+      const flushDemo = d.flushAudit.bind(d);
+      d.flushAudit = async () => {
+        await Promise.all([...exchangeAudits].map((a) => a.flush()));
+        await flushDemo();
+      };
       return d;
     };
     const demo = await startDemoWith(await wasmPolicy());
@@ -285,6 +329,17 @@ export async function startWorld(wo: WorldOptions = {}): Promise<World> {
       usersFile,
       passwords,
       startDemoWith,
+      get auditExchanges() {
+        return exchangeState.audit;
+      },
+      set auditExchanges(on: boolean) {
+        exchangeState.audit = on;
+      },
+      auditExchangesTo(target) {
+        const stop = auditExchangesTo(target);
+        closers.unshift(stop);
+        return stop;
+      },
       async close() {
         for (const c of closers) await c();
       },

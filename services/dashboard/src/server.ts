@@ -496,11 +496,16 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
     return { services };
   });
 
-  /** The person's Transaction Token for `scope`, or the refusal to send. */
+  /**
+   * The person's Transaction Token for `scope`, for `agent` (its SPIFFE ID) when the request is
+   * delegated (the token service then decides for person ∩ agent), or the refusal to send: the
+   * policy's reason and details when the policy refused, as the reference answers.
+   */
   async function personToken(
     user: string,
     scope: string,
-  ): Promise<string | { status: number; reason: string }> {
+    agent?: string,
+  ): Promise<string | { status: number; reason: string; details?: unknown; txn?: string }> {
     const idToken = o.idp.mint(personId(user));
     let res;
     try {
@@ -513,22 +518,42 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
           scope,
           subject_token: idToken,
           subject_token_type: ID_TOKEN_TYPE,
+          ...(agent ? { requested_actor: agent } : {}),
         }).toString(),
       });
     } catch (err) {
       logger.warn({ err: (err as Error).message }, 'token service unavailable');
       return { status: 503, reason: 'token_service_unavailable' };
     }
-    const body = res.body as { access_token?: unknown; error?: unknown } | undefined;
+    const body = res.body as
+      { access_token?: unknown; error?: unknown; txn?: unknown; decision?: unknown } | undefined;
     if (res.status === 200 && typeof body?.access_token === 'string') return body.access_token;
     logger.info(
       { status: res.status, error: String(body?.error ?? '').slice(0, 64) },
       'token service refused',
     );
-    return res.status >= 500
-      ? { status: 503, reason: 'token_service_unavailable' }
-      : { status: 403, reason: 'token_refused' };
+    if (res.status >= 500) return { status: 503, reason: 'token_service_unavailable' };
+    const d = body?.decision as { reason?: unknown; details?: unknown } | undefined;
+    const txn = typeof body?.txn === 'string' ? { txn: body.txn.slice(0, 64) } : {};
+    if (typeof d?.reason === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(d.reason)) {
+      return { status: 403, reason: d.reason, details: d.details, ...txn };
+    }
+    return { status: 403, reason: agent ? 'delegation_refused' : 'token_refused', ...txn };
   }
+
+  /** The refusal answer of an access route, shaped as the document service's. */
+  const refusal = (
+    user: string,
+    t: { reason: string; details?: unknown; txn?: string },
+    agent?: string,
+  ) => ({
+    granted: false,
+    reason: t.reason,
+    ...(t.details !== undefined ? { details: t.details } : {}),
+    user: personId(user),
+    ...(agent ? { agent } : {}),
+    ...(t.txn ? { txn: t.txn } : {}),
+  });
 
   function publish(user: string, e: Omit<DecisionEvent, 'user' | 'at'>) {
     const event: DecisionEvent = { ...e, user, at: new Date().toISOString() };
@@ -611,7 +636,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         granted: false,
         reason: token.reason,
       });
-      return reply.code(token.status).send({ granted: false, reason: token.reason });
+      return reply.code(token.status).send(refusal(user, token));
     }
     return answer(reply, user, { mode: 'direct', document: b.documentId }, () =>
       userClient.json('/access', { document_id: b.documentId }, { [TXN_TOKEN_HEADER]: token }),
@@ -630,7 +655,15 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         agentClient.json(path, { document_id: b.documentId }),
       );
     }
-    const token = await personToken(user, `documents:read:${b.documentId}`);
+    const agentId = `spiffe://${o.trustDomain}/agent/${agent}`;
+    const scope = `documents:read:${b.documentId}`;
+    let token = await personToken(user, scope, agentId);
+    if (typeof token !== 'string' && token.status === 403 && token.details === undefined) {
+      // Refused for the agent but not by the policy (no consent, an agent unknown here): the
+      // person's own token, and the agent service answers as it always has (404 for an
+      // unknown agent; its exchange is refused again for want of consent).
+      token = await personToken(user, scope);
+    }
     if (typeof token !== 'string') {
       publish(user, {
         mode: 'delegated',
@@ -639,7 +672,7 @@ export async function startDashboard(o: DashboardOptions): Promise<Dashboard> {
         granted: false,
         reason: token.reason,
       });
-      return reply.code(token.status).send({ granted: false, reason: token.reason });
+      return reply.code(token.status).send(refusal(user, token, agentId));
     }
     return answer(reply, user, { mode: 'delegated', agent, document: b.documentId }, () =>
       agentClient.json(path, { document_id: b.documentId }, { [TXN_TOKEN_HEADER]: token }),

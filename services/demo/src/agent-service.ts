@@ -97,7 +97,8 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
         logger.warn({ err: (err as Error).message }, 'token service unavailable');
         return sendProblem(reply, 'unavailable');
       }
-      const body = answer.body as { access_token?: unknown; error?: unknown } | undefined;
+      const body = answer.body as
+        { access_token?: unknown; error?: unknown; txn?: unknown; decision?: unknown } | undefined;
       if (answer.status !== 200 || typeof body?.access_token !== 'string') {
         const error = typeof body?.error === 'string' ? body.error.slice(0, 64) : 'unknown';
         logger.info(
@@ -105,11 +106,20 @@ export async function startAgentService(o: AgentServiceOptions): Promise<Service
           'token service refused the delegation',
         );
         if (answer.status >= 500) return sendProblem(reply, 'unavailable');
+        // A policy refusal at the exchange carries the policy's answer: pass it on as the
+        // document service would have answered it.
+        const d = body?.decision as { reason?: unknown; details?: unknown } | undefined;
+        const policyReason =
+          typeof d?.reason === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(d.reason)
+            ? d.reason
+            : undefined;
         return reply.code(403).send({
           granted: false,
-          reason: 'delegation_refused',
+          reason: policyReason ?? 'delegation_refused',
+          ...(policyReason && d?.details !== undefined ? { details: d.details } : {}),
           agent: agent.spiffe_id,
           user: check.token.subject,
+          txn: check.token.txn,
         });
       }
       token = body.access_token;
