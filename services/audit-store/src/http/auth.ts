@@ -5,11 +5,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import {
   KubeAuthError,
-  createKubeAuth,
   kubeAuthFastifyPlugin,
   parseServiceAccountUsername,
-  resolveAttrs,
-  stripIdentityHeaders,
   type Authorizer,
   type ResourceAttributes,
   type TokenVerifier,
@@ -18,7 +15,7 @@ import { DELEGATION_HEADER, DelegationError, type DelegationVerifier } from '@pr
 import type { SpiffeTlsServerOptions } from '@precinct/spiffe';
 import { spiffeFastify } from '@precinct/spiffe/fastify';
 import type { Logger } from '@precinct/runtime';
-import { PROBLEM_CONTENT_TYPE, sendProblem } from '@precinct/runtime/http';
+import { sendProblem } from '@precinct/runtime/http';
 import type { Writer } from '../events.js';
 import { stringProblem } from '../input.js';
 
@@ -126,32 +123,20 @@ export async function installAuth(app: FastifyInstance, opts: AuthOptions): Prom
     authorizer: opts.auth.authorizer,
   };
   if (opts.spiffeTls) {
-    // spiffeServer (installed by the plugin) hands only authenticated connections to Fastify,
-    // so every request here has a verified peer SPIFFE ID.
+    // spiffeServer (installed by the plugin) hands only authenticated connections to Fastify;
+    // the kube plugin then asks RBAC about the peer's SPIFFE ID (a User in its trust domain's
+    // Group) for each route's attributes, or, without Kubernetes auth, only the TLS authorizer
+    // decides.
     await app.register(spiffeFastify, { tlsOptions: opts.spiffeTls });
-    const rbac = auth
-      ? createKubeAuth({
-          verifier: auth.verifier,
-          authorizer: auth.authorizer,
-          logger: opts.logger,
-          registry: opts.registry,
-        })
-      : undefined;
-    app.addHook('onRequest', async (req, reply) => {
-      stripIdentityHeaders(req.headers);
-      const route = req.routeOptions.config.kubeAuth;
-      if (route === false) return;
-      const id = req.spiffeId;
-      if (!id) return sendProblem(reply, 'authentication_failed');
-      if (rbac) {
-        const no = await rbac.authorize(
-          { username: id.toString(), groups: [id.trustDomain.idString()] },
-          resolveAttrs(route, req),
-        );
-        // The kube package's own generic problem (401, 403 or 503), as its plugin sends it.
-        if (no) return reply.code(no.problem.status).type(PROBLEM_CONTENT_TYPE).send(no.problem);
-      }
-      req.caller = { written_by: id.toString(), written_by_kind: 'spiffe' };
+    await app.register(kubeAuthFastifyPlugin, {
+      caller: 'spiffe',
+      ...(auth ? { rbac: true, authorizer: auth.authorizer } : { rbac: false }),
+      logger: opts.logger,
+      registry: opts.registry,
+    });
+    app.addHook('onRequest', async (req) => {
+      if (req.routeOptions.config.kubeAuth === false || !req.spiffeId) return;
+      req.caller = { written_by: req.spiffeId.toString(), written_by_kind: 'spiffe' };
     });
   } else if (auth) {
     await app.register(kubeAuthFastifyPlugin, {
