@@ -24,7 +24,7 @@ import { startLocalWorkload, type LocalWorkload } from './workloads.js';
 import { natsClients } from './nats.js';
 import { createDemoIdp, startDemo, type Demo, type DemoOptions } from './demo.js';
 import type { PartState } from './state.js';
-import { callScope, type EgressContext } from './secrets-platform.js';
+import { BROKER_SERVICE_ACCOUNT, callScope, type EgressContext } from './secrets-platform.js';
 import type { GrantScope } from '@precinct/token-service';
 import type { PeopleTokensBackend } from '@precinct/dashboard';
 
@@ -188,7 +188,13 @@ export async function startDemoPlatform(o: {
         svidSource: w['audit-store'].source,
         bundleSource: w['audit-store'].source,
         // The document and token services write; the dashboard reads for its audit view.
-        authorizer: authorizeOneOf(sid('document-service'), sid('token-service'), sid('dashboard')),
+        // The egress broker writes its decisions too, when one runs.
+        authorizer: authorizeOneOf(
+          sid('document-service'),
+          sid('token-service'),
+          sid('dashboard'),
+          ...(o.peopleTokens ? [sid(BROKER_SERVICE_ACCOUNT)] : []),
+        ),
         healthPort: o.ports.auditMtlsHealth,
       },
       logger: o.logger('audit-store-mtls'),
@@ -261,6 +267,7 @@ export async function startDemoPlatform(o: {
           tokenService: { issuer: tokenService.issuer, jwks: () => tokenService.keys.jwks() },
           dashboardAddress: w.dashboard.address,
           dashboardSource: w.dashboard.source,
+          audit: { url: auditMtls.url, spiffeId: sid('audit-store') },
         })
       : undefined;
     const demo = await startDemo({

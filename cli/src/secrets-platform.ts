@@ -12,11 +12,13 @@ import {
   createEgressBroker,
   peopleTokenKey,
   workloadPolicy,
+  type EgressAuditEvent,
   type EgressProvider,
 } from '@precinct/secrets';
 import { createTxnTokenVerifier } from '@precinct/delegation';
 import { authorizeMemberOf, peerSpiffeId, spiffeServer, tlsServerOptions } from '@precinct/spiffe';
 import { JwtSource, type X509Source } from '@precinct/spiffe/workloadapi';
+import { AuditClient } from '@precinct/audit-store';
 import { brokerPeopleTokens, type PeopleTokensBackend } from '@precinct/dashboard';
 import type { GrantScope } from '@precinct/token-service';
 import {
@@ -387,7 +389,8 @@ export async function recordsLeaseDetail(
 const BROKER_ROLE = 'precinct-egress-broker';
 /** JWT role and policy of the dashboard: people's tokens' metadata only (status, remove). */
 const DASHBOARD_ROLE = 'precinct-dashboard';
-const BROKER_SERVICE_ACCOUNT = 'egress-broker';
+/** The broker's ServiceAccount in the demo namespace (the audit store admits it as a writer). */
+export const BROKER_SERVICE_ACCOUNT = 'egress-broker';
 const PROVIDER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** The scope a person's Transaction Token needs to store a token for `provider`. */
@@ -508,7 +511,41 @@ export interface EgressContext {
   dashboardAddress: string;
   /** The dashboard's X.509 SVIDs (its mTLS client certificate to the broker). */
   dashboardSource: X509Source;
+  /** The audit store's mTLS front, which admits the broker as a writer. */
+  audit?: { url: string; spiffeId: string };
 }
+
+/** An egress decision as an audit event, under its `txn` (indexed by person and agent). */
+function auditEvent(e: EgressAuditEvent) {
+  const denied = e.outcome === 'denied';
+  return {
+    event_type: `egress.${e.action}`,
+    event_category: 'authorization',
+    event_action: e.action === 'store' ? 'write' : 'use',
+    event_outcome: denied ? ('failure' as const) : ('success' as const),
+    actor_type: e.agent ? 'agent' : 'user',
+    actor_id: e.agent ?? e.person,
+    resource_type: 'third_party_token',
+    resource_id: e.provider,
+    correlation_id: e.txn,
+    severity: denied ? 'warning' : 'info',
+    ...(e.reason ? { error_code: e.reason } : {}),
+    event_data: {
+      decision: denied ? 'deny' : 'allow',
+      reason: e.reason ?? e.outcome,
+      outcome: e.outcome,
+      txn: e.txn,
+      on_behalf_of: e.person,
+      agent: e.agent ?? null,
+      caller: e.caller,
+      method: e.method,
+      path: e.path.slice(0, 512),
+    },
+  };
+}
+
+/** How long a release waits for the audit store to commit its event before refusing (503). */
+const AUDIT_TIMEOUT_MS = 5_000;
 
 export interface EgressBroker {
   url: string;
@@ -584,6 +621,39 @@ export async function startEgressBroker(o: {
     const brokerSession = await login(BROKER_ROLE, workload.address);
     const dashboardSession = await login(DASHBOARD_ROLE, o.ctx.dashboardAddress);
 
+    // Releases and stores wait for the audit store's commit; if it does not come, nothing is.
+    let auditClient: AuditClient | undefined;
+    if (o.ctx.audit) {
+      const auditTls = new MtlsClient(workload.source, workload.source, o.ctx.audit.spiffeId);
+      closers.push(() => auditTls.close());
+      auditClient = new AuditClient({
+        url: o.ctx.audit.url,
+        fetch: auditTls.fetch,
+        flushIntervalMs: 10,
+        retryMaxMs: 1_000,
+      });
+      const c = auditClient;
+      closers.push(() => c.close({ abort: true }));
+    }
+    const audit = async (e: EgressAuditEvent) => {
+      log.info({ audit: e }, `egress ${e.action} ${e.outcome}`);
+      if (!auditClient) return;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([
+          auditClient.write(auditEvent(e)),
+          new Promise((_, reject) => {
+            timer = setTimeout(() => reject(new Error('audit store timeout')), AUDIT_TIMEOUT_MS);
+          }),
+        ]);
+      } catch (err) {
+        log.warn({ err: (err as Error).message, txn: e.txn }, 'egress audit write failed');
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    };
+
     const names = Object.keys(o.providers);
     const providers: Record<string, EgressProvider> = {};
     for (const n of names) providers[n] = { baseUrl: o.providers[n]! };
@@ -607,8 +677,8 @@ export async function startEgressBroker(o: {
           : r.agent !== undefined &&
             r.agent.startsWith(agentPrefix) &&
             r.scope.includes(callScope(r.provider))),
-      // Every decision on a verified token, under its txn, in the broker's log (0600).
-      audit: (e) => log.info({ audit: e }, `egress ${e.action} ${e.outcome}`),
+      // Every decision on a verified token, under its txn: the broker's log and the audit store.
+      audit,
       logger: log,
     });
     const tlsOpts = tlsServerOptions(workload.source, workload.source, authorizeMemberOf(td));

@@ -341,6 +341,25 @@ describe('precinct up with a secrets manager', { skip, timeout: 600_000 }, () =>
     assert.equal(seen.at(-1)!.authorization, `Bearer ${tokens.carol}`);
   });
 
+  test('egress decisions reach the audit store under their txn (read as bob, the auditor)', async () => {
+    const bob = await login('bob');
+    const gpt4 = encodeURIComponent('spiffe://precinct.local/agent/gpt4');
+    const r = await dashboardApi(bob, 'GET', `/api/platform/audit/events?actor=${gpt4}`);
+    assert.equal(r.status, 200, r.text);
+    const events = (r.json().events as Array<Record<string, unknown>>).filter(
+      (e) => e.resource_id === 'github',
+    );
+    assert.ok(
+      events.some((e) => e.event_outcome === 'success' && e.decision === 'allow'),
+      r.text,
+    );
+    assert.ok(
+      events.some((e) => e.event_outcome === 'failure' && e.reason === 'no_token'),
+      "bob's refused call",
+    );
+    for (const e of events) assert.match(String(e.correlation_id), /^\S{8,}$/);
+  });
+
   test('bad input is a 4xx problem, and a removed token is no longer used (control: before removal)', async () => {
     const alice = await login('alice');
     for (const body of [{}, { path: '../admin' }, { path: 'a/../../b' }, { path: 'x', extra: 1 }]) {
