@@ -1,10 +1,8 @@
 import { existsSync } from 'node:fs';
 import type { KubeConfig } from '@kubernetes/client-node';
+import { inClusterCredentials, type InClusterCredentials } from '@precinct/runtime';
 import { KubeConfigError } from './errors.js';
 import { clientNode } from './client-node.js';
-
-/** Where a pod finds its ServiceAccount (the prefix is injectable for tests). */
-export const IN_CLUSTER_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 /**
  * KUBECONFIG first (the first existing file of a `:`-separated list), then in-cluster (the
@@ -30,15 +28,21 @@ export function loadKubeConfig(
     }
     return kc;
   }
-  const tokenPath = `${inClusterPrefix}${IN_CLUSTER_DIR}/token`;
-  if (env.KUBERNETES_SERVICE_HOST && existsSync(tokenPath)) {
+  // @precinct/runtime's in-cluster rule: KUBERNETES_SERVICE_HOST set and the token mounted.
+  let inCluster: InClusterCredentials | undefined;
+  try {
+    inCluster = inClusterCredentials(env, inClusterPrefix);
+  } catch (err) {
+    throw new KubeConfigError((err as Error).message, { cause: err });
+  }
+  if (inCluster) {
     const saved = {
       host: process.env.KUBERNETES_SERVICE_HOST,
       port: process.env.KUBERNETES_SERVICE_PORT,
     };
     // client-node reads these two from process.env only.
-    process.env.KUBERNETES_SERVICE_HOST = env.KUBERNETES_SERVICE_HOST;
-    process.env.KUBERNETES_SERVICE_PORT = env.KUBERNETES_SERVICE_PORT ?? '443';
+    process.env.KUBERNETES_SERVICE_HOST = inCluster.host;
+    process.env.KUBERNETES_SERVICE_PORT = String(inCluster.port);
     try {
       kc.loadFromCluster(inClusterPrefix || undefined);
     } finally {

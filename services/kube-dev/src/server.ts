@@ -3,6 +3,8 @@ import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  advertisedHost,
+  advertisedUrl,
   createLogger,
   formatHostPort,
   listen,
@@ -22,7 +24,10 @@ import { acceptIssuer, loadTrust } from './trust.js';
 export interface KubeDevOptions {
   /** Where to listen. Default `::` (dual-stack) on a free port (0). */
   listen?: ListenOptions;
-  /** Host written into the kubeconfig and the issuer URL. Default `localhost`. */
+  /**
+   * Host written into the kubeconfig and the issuer URL. Default `localhost` for a wildcard
+   * `listen` host, else that host.
+   */
   advertiseHost?: string;
   /** Keeps objects, CA, signing key and admin token across restarts. Default: in memory. */
   dataDir?: string;
@@ -63,9 +68,14 @@ export interface KubeDev {
 export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> {
   const log = opts.logger ?? createLogger('kube-dev', process.env.LOG_LEVEL ?? 'warn');
   const listenOpts = opts.listen ?? { host: '::', port: 0 };
-  const advertiseHost = (opts.advertiseHost ?? 'localhost').replace(/^\[|\]$/g, '');
-  if (!advertiseHost)
-    throw new KubeDevError('ERR_KUBE_DEV_CONFIG', 'advertise host must not be empty');
+  // @precinct/runtime's one rule: --advertise-host, else localhost for a wildcard bind, else
+  // the bind address. Checked before anything is created.
+  let advertiseHost: string;
+  try {
+    advertiseHost = advertisedHost(listenOpts.host, opts.advertiseHost);
+  } catch (err) {
+    throw new KubeDevError('ERR_KUBE_DEV_CONFIG', (err as Error).message);
+  }
   const dataDir = opts.dataDir;
   if (dataDir) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   let tempDir: string | undefined;
@@ -106,7 +116,12 @@ export async function startKubeDev(opts: KubeDevOptions = {}): Promise<KubeDev> 
       { cause: err },
     );
   }
-  const url = `https://${formatHostPort(advertiseHost, port)}`;
+  const url = advertisedUrl({
+    scheme: 'https',
+    bindHost: listenOpts.host,
+    port,
+    advertiseHost: opts.advertiseHost,
+  });
   const issuer = url;
 
   const accepted = acceptIssuer(dataDir, issuer);
