@@ -1,9 +1,10 @@
 // The demo's services and the dashboard as separate processes (`precinct demo <service>`, the
 // way the Helm chart runs them), each attested at the identity server for its own Workload API
-// address, with the token service as a process too (`precinct token-service`, the grants file
-// shaped as the chart renders it) and the audit store (SPIFFE mTLS): a handful of the 17
-// scenarios through the dashboard API (all 17 run in-process in scenarios.test.ts), the
-// decisions in the audit store, and the command's refusals of bad flags and wrong identities.
+// address, with the token service as a process too (`precinct token-service --policy wasm`,
+// its policy data and consent file shaped as the chart renders them, its refusals written to the
+// audit store) and the audit store (SPIFFE mTLS): a handful of the 17 scenarios through the
+// dashboard API (all 17 run in-process in scenarios.test.ts), refusals decided at the exchange,
+// the decisions in the audit store, and the command's refusals of bad flags and wrong identities.
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -28,7 +29,7 @@ import {
   sid,
 } from './support.js';
 import {
-  demoGrantsFile,
+  demoConsentFile,
   jwksFileServer,
   spawnTokenService,
   runPrecinct,
@@ -116,17 +117,26 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     const oidcJwksFile = join(dir.path, 'oidc-dashboard-jwks.json');
     jwks = await jwksFileServer(jwksFile, oidcJwksFile);
     closers.push(() => jwks.close());
-    // The token service as the chart runs it: `precinct token-service` with a grants file.
+    store = await startAuditStore({
+      host: '127.0.0.1',
+      port: 0,
+      auth: false,
+      spiffe: {
+        svidSource: storeSource,
+        bundleSource: storeSource,
+        authorizer: authorizeOneOf(sid('document-service'), sid('token-service'), sid('auditor')),
+        healthHost: '127.0.0.1',
+      },
+      retentionIntervalMs: 0,
+      logger: quiet(),
+    });
+    closers.push(() => store.close());
+    // The token service as the chart runs it: the policy decides the scope (the demo's policy
+    // data, as the chart's ConfigMap), the grants file gives consent only, refusals are audited.
     const grantsFile = join(dir.path, 'grants.json');
-    writeFileSync(
-      grantsFile,
-      demoGrantsFile(
-        TD,
-        Object.keys(demoPolicyData(TD).precinct.documents),
-        DEMO_CONSENT,
-        AGENT_NAMES,
-      ),
-    );
+    writeFileSync(grantsFile, demoConsentFile(TD, DEMO_CONSENT));
+    const policyDataFile = join(dir.path, 'policy-data.json');
+    writeFileSync(policyDataFile, JSON.stringify(demoPolicyData(TD)));
     tokenService = await spawnTokenService(
       [
         '--listen',
@@ -143,24 +153,18 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
         '/agent/',
         '--grants',
         grantsFile,
+        '--policy',
+        'wasm',
+        '--policy-data',
+        policyDataFile,
+        '--audit-store',
+        store.url,
+        '--audit-store-id',
+        sid('audit-store'),
       ],
       { SPIFFE_ENDPOINT_SOCKET: addresses.get('token-service')! },
     );
     closers.push(() => tokenService.stop());
-    store = await startAuditStore({
-      host: '127.0.0.1',
-      port: 0,
-      auth: false,
-      spiffe: {
-        svidSource: storeSource,
-        bundleSource: storeSource,
-        authorizer: authorizeOneOf(sid('document-service'), sid('auditor')),
-        healthHost: '127.0.0.1',
-      },
-      retentionIntervalMs: 0,
-      logger: quiet(),
-    });
-    closers.push(() => store.close());
 
     // Passwords the operator chose (the chart's demo.usersSecret), copied by the dashboard.
     const knownPasswords = join(dir.path, 'known-users.json');
@@ -330,25 +334,93 @@ describe('the demo as separate processes (precinct demo <service>)', () => {
     assert.equal(r.body.agent, s.input.agent);
   });
 
-  test('the document service process wrote every decision to the audit store', async () => {
+  /** Audit events matching `q`, polled until `enough` says so (writers batch; a liveness bound). */
+  async function auditEvents(
+    q: string,
+    enough: (events: Array<Record<string, unknown>>) => boolean,
+  ): Promise<Array<Record<string, unknown>>> {
     const reader = clientAs(auditor, sid('audit-store'));
     try {
-      // The document service batches writes (200 ms); a liveness bound only.
       let events: Array<Record<string, unknown>> = [];
-      for (let i = 0; i < 60; i++) {
-        const r = await reader.json(
-          `${store.url}/api/v1/audit/events?event_type=demo.document.access&limit=100`,
-        );
+      for (let i = 0; i < 120; i++) {
+        const r = await reader.json(`${store.url}/api/v1/audit/events?${q}`);
         assert.equal(r.status, 200, JSON.stringify(r.body));
         events = (r.body as { data: Array<Record<string, unknown>> }).data;
-        if (events.length >= PICKED.length) break;
+        if (enough(events)) break;
         await new Promise((res) => setTimeout(res, 250));
       }
-      assert.ok(events.length >= PICKED.length, `${events.length} decisions recorded`);
-      assert.ok(events.every((e) => e.written_by === sid('document-service')));
+      return events;
     } finally {
       await reader.close();
     }
+  }
+
+  test('a delegated refusal comes from the exchange (the policy in the token service process), with the reference answer; a granted one reaches the document service', async () => {
+    const browser = new Browser(demo.dashboardUrl);
+    await browser.login('alice', PASSWORDS.alice);
+    const deny = SCENARIOS.find((x) => x.n === 14)!; // alice -> summarizer -> DOC-001
+    const allow = SCENARIOS.find((x) => x.n === 9)!; // alice -> gpt4 -> DOC-001
+    const expected = await policy.decide(deny.input);
+    assert.equal(expected.allow, false);
+    const refused = await browser.request('POST', '/api/access-delegated', {
+      agent_id: 'summarizer',
+      document_id: deny.input.document,
+    });
+    assert.equal(refused.status, 403, JSON.stringify(refused.body));
+    assert.equal(refused.body.granted, false);
+    assert.equal(refused.body.reason, expected.reason);
+    assert.equal(refused.body.reason, 'agent_lacks_capability');
+    assert.deepEqual(refused.body.details, expected.details);
+    assert.equal(refused.body.user, deny.input.person);
+    assert.equal(refused.body.agent, deny.input.agent);
+    const refusedTxn = String(refused.body.txn);
+    assert.match(refusedTxn, /^[0-9a-f-]{36}$/, 'the transaction the exchange refused');
+    // Positive control: the same person, document and route with an agent that may.
+    const granted = await browser.request('POST', '/api/access-delegated', {
+      agent_id: 'gpt4',
+      document_id: allow.input.document,
+    });
+    assert.equal(granted.status, 200, JSON.stringify(granted.body));
+    assert.equal(granted.body.granted, true);
+    const grantedTxn = String(granted.body.txn);
+    assert.match(grantedTxn, /^[0-9a-f-]{36}$/);
+
+    // The refusal is the token service's, written by it; the document service never saw it.
+    const byRefused = await auditEvents(`correlation_id=${refusedTxn}`, (e) => e.length > 0);
+    assert.equal(byRefused.length, 1, JSON.stringify(byRefused));
+    const e = byRefused[0]!;
+    assert.equal(e.written_by, sid('token-service'));
+    assert.equal(e.event_type, 'token.exchange');
+    assert.equal(e.event_outcome, 'failure');
+    assert.equal(e.error_code, expected.reason);
+    assert.equal(e.actor_id, deny.input.agent);
+    assert.equal(e.resource_type, 'document');
+    assert.equal(e.resource_id, deny.input.document);
+    const data = e.event_data as Record<string, unknown>;
+    assert.equal(data.on_behalf_of, deny.input.person);
+    assert.equal(data.reason, expected.reason);
+    assert.deepEqual(data.details, expected.details);
+    assert.match(String(data.subject_token_sha256), /^[0-9a-f]{64}$/);
+    assert.doesNotMatch(JSON.stringify(e), /eyJ/, 'no raw token in the audit event');
+    const byGranted = await auditEvents(`correlation_id=${grantedTxn}`, (x) => x.length > 0);
+    assert.equal(byGranted.length, 1, JSON.stringify(byGranted));
+    assert.equal(byGranted[0]!.written_by, sid('document-service'));
+    assert.equal(byGranted[0]!.event_outcome, 'success');
+  });
+
+  test('the document service process wrote every decision that reached it to the audit store', async () => {
+    // Refused scopes stop at the exchange now; allowed ones and the agent without a person
+    // (no token to exchange) reach the document service.
+    const reached = PICKED.filter((n) => {
+      const s = SCENARIOS.find((x) => x.n === n)!;
+      return s.allow || s.input.person === undefined;
+    }).length;
+    const events = await auditEvents(
+      'event_type=demo.document.access&limit=100',
+      (x) => x.length >= reached,
+    );
+    assert.ok(events.length >= reached, `${events.length} decisions recorded`);
+    assert.ok(events.every((x) => x.written_by === sid('document-service')));
   });
 
   test('a peer pinned to another SPIFFE ID gets no answer: the document service fails closed (503)', async () => {

@@ -157,22 +157,16 @@ export function spawnTokenService(
 }
 
 /**
- * The token service's grants file for the demo, as the Helm chart renders it: every person and
- * agent may ask for every document (the policy decides at the document service), consent as
- * the reference's scenarios.
+ * The token service's grants file for the demo when the policy decides the scope
+ * (`--policy`), as the Helm chart renders it: consent only, as the reference's scenarios.
  */
-export function demoGrantsFile(
+export function demoConsentFile(
   td: string,
-  documents: readonly string[],
   consent: Readonly<Record<string, readonly string[]>>,
-  agents: readonly string[],
 ): string {
-  const scopes = documents.map((d) => `documents:read:${d}`);
   const user = (u: string) => `spiffe://${td}/user/${u}`;
   const agent = (a: string) => `spiffe://${td}/agent/${a}`;
   return JSON.stringify({
-    people: Object.fromEntries(Object.keys(consent).map((u) => [user(u), scopes])),
-    agents: Object.fromEntries(agents.map((a) => [agent(a), scopes])),
     consent: Object.fromEntries(Object.entries(consent).map(([u, as]) => [user(u), as.map(agent)])),
   });
 }

@@ -130,7 +130,6 @@ function mtlsFetch(options: ReturnType<typeof tlsClientOptions>): typeof fetch {
         {
           method: init?.method ?? 'GET',
           headers: init?.headers as Record<string, string> | undefined,
-          agent: false,
           ...(init?.signal ? { signal: init.signal } : {}),
           createConnection: () =>
             tlsConnect({
