@@ -3,6 +3,7 @@
 // positive control: a deliberately broken values file (or rendering) that it must catch.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { loadDemoData } from '@precinct/policy';
 import { peerSkip } from '@precinct/testing';
 import {
   checkDemoCalls,
@@ -295,7 +296,7 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
     }
   });
 
-  test('demo: the token service takes people from the dashboard (its JWKS URL, egress to it) and grants the demo scopes; off with demo.dashboardIdp=false', async () => {
+  test('demo: the token service takes people from the dashboard (its JWKS URL, egress to it) and consent for the demo (the policy decides the scopes); off with demo.dashboardIdp=false', async () => {
     const docs = await render({
       values: ['required', 'everything'],
       set: ['tokenService.grants=null'],
@@ -322,27 +323,39 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
       ),
       'egress to the dashboard on 8080',
     );
-    const grants = JSON.parse(
-      (
-        named(docs, 'ConfigMap', '-token-service-grants') as unknown as {
-          data: Record<string, string>;
-        }
-      ).data['grants.json']!,
-    ) as {
-      people: Record<string, string[]>;
-      agents: Record<string, string[]>;
-      consent: Record<string, string[]>;
-    };
-    assert.equal(grants.people['spiffe://example.org/user/alice']?.length, 7);
-    assert.deepEqual(Object.keys(grants.agents).sort(), [
-      'spiffe://example.org/agent/claude',
-      'spiffe://example.org/agent/gpt4',
-      'spiffe://example.org/agent/summarizer',
-    ]);
+    const grantsOf = (d: K8sObject[]) =>
+      JSON.parse(
+        (
+          named(d, 'ConfigMap', '-token-service-grants') as unknown as {
+            data: Record<string, string>;
+          }
+        ).data['grants.json']!,
+      ) as {
+        people?: Record<string, string[]>;
+        agents?: Record<string, string[]>;
+        consent: Record<string, string[]>;
+      };
+    // The policy decides the demo's scopes: the grants file is consent only.
+    const grants = grantsOf(docs);
+    assert.deepEqual(Object.keys(grants), ['consent']);
     assert.deepEqual(grants.consent['spiffe://example.org/user/carol'], [
       'spiffe://example.org/agent/gpt4',
       'spiffe://example.org/agent/claude',
     ]);
+    // Control: with the grants file deciding, it grants the demo's people and agents every scope.
+    const byFile = grantsOf(
+      await render({
+        values: ['required', 'everything'],
+        set: ['tokenService.grants=null', 'tokenService.policy.decides=grants'],
+      }),
+    );
+    assert.equal(byFile.people!['spiffe://example.org/user/alice']?.length, 7);
+    assert.deepEqual(Object.keys(byFile.agents!).sort(), [
+      'spiffe://example.org/agent/claude',
+      'spiffe://example.org/agent/gpt4',
+      'spiffe://example.org/agent/summarizer',
+    ]);
+    assert.deepEqual(byFile.consent, grants.consent);
     // Control: without the dashboard as identity provider, tokenService.oidc is used as given.
     const own = await render({
       values: ['required', 'everything'],
@@ -352,6 +365,122 @@ describe('helm chart deploy/helm/precinct', { skip }, () => {
       .containers[0]!.args;
     assert.equal(ownArgs[ownArgs.indexOf('--oidc-issuer') + 1], 'https://idp.example.org');
     assert.ok(!ownArgs.includes(jwks));
+  });
+
+  test('token service: the policy decides the scope with the demo (Wasm + the demo data ConfigMap, an OPA sidecar, or an OPA URL); refusals go to the audit store', async () => {
+    type Pod = {
+      template: {
+        spec: {
+          containers: Array<{
+            name: string;
+            args: string[];
+            env?: Array<{ name: string }>;
+            volumeMounts?: Array<{ name: string; mountPath: string }>;
+          }>;
+          volumes: Array<{ name: string; configMap?: { name: string } }>;
+        };
+      };
+    };
+    const pod = (d: K8sObject[]) => named(d, 'Deployment', '-token-service').spec as Pod;
+    const arg = (args: string[], f: string) =>
+      args.includes(f) ? args[args.indexOf(f) + 1] : undefined;
+    const egressPorts = (d: K8sObject[], component: string) =>
+      (
+        named(d, 'NetworkPolicy', '-token-service').spec as {
+          egress: Array<{
+            to: Array<{ podSelector?: { matchLabels: Record<string, string> } }>;
+            ports: Array<{ port: number }>;
+          }>;
+        }
+      ).egress
+        .filter((r) =>
+          r.to.some((t) => t.podSelector?.matchLabels['app.kubernetes.io/component'] === component),
+        )
+        .flatMap((r) => r.ports.map((p) => p.port));
+
+    // Wasm: the demo's policy data in a ConfigMap, mounted where --policy-data reads it.
+    const wasm = await render({ values: ['required', 'everything'], set: ['policy.engine=wasm'] });
+    const w = pod(wasm).template.spec;
+    const args = w.containers[0]!.args;
+    assert.equal(arg(args, '--policy'), 'wasm');
+    assert.equal(arg(args, '--policy-data'), '/etc/precinct/policy/policy-data.json');
+    assert.equal(arg(args, '--opa-url'), undefined);
+    const mount = w.containers[0]!.volumeMounts!.find(
+      (m) => m.mountPath === '/etc/precinct/policy',
+    )!;
+    const volume = w.volumes.find((v) => v.name === mount.name)!;
+    const cm = named(wasm, 'ConfigMap', '-token-service-policy-data') as unknown as {
+      metadata: { name: string };
+      data: Record<string, string>;
+    };
+    assert.equal(volume.configMap!.name, cm.metadata.name);
+    // Exactly the data `precinct demo policy-service` decides on, in the chart's trust domain.
+    const demo = loadDemoData();
+    assert.deepEqual(JSON.parse(cm.data['policy-data.json']!), {
+      precinct: { ...demo.precinct, trust_domain: 'example.org' },
+    });
+    assert.equal(w.containers.length, 1, 'no sidecar with the Wasm');
+    // Refusals to the audit store: its Service, its ServiceAccount's SPIFFE ID, egress to it.
+    const audit = arg(args, '--audit-store')!;
+    const m = /^https:\/\/([^.]+)\.precinct\.svc:(\d+)$/.exec(audit)!;
+    assert.ok(m, audit);
+    const svc = named(wasm, 'Service', '-audit-store');
+    assert.equal(svc.metadata.name, m[1]);
+    const auditPod = named(wasm, 'Deployment', '-audit-store').spec as {
+      template: { spec: { serviceAccountName: string } };
+    };
+    assert.equal(
+      arg(args, '--audit-store-id'),
+      `spiffe://example.org/ns/precinct/sa/${auditPod.template.spec.serviceAccountName}`,
+    );
+    assert.deepEqual(egressPorts(wasm, 'audit-store'), [Number(m[2])]);
+
+    // OPA as a sidecar on loopback (policy.engine=opa), with the policy ConfigMap.
+    const sidecar = pod(await render({ values: ['required', 'everything'] })).template.spec;
+    const sArgs = sidecar.containers[0]!.args;
+    assert.equal(arg(sArgs, '--policy'), 'opa');
+    assert.equal(arg(sArgs, '--opa-url'), 'http://127.0.0.1:8181');
+    assert.equal(arg(sArgs, '--policy-data'), undefined);
+    const opa = sidecar.containers.find((c) => c.name === 'opa')!;
+    assert.ok(opa.args.includes('--addr=127.0.0.1:8181'));
+    assert.ok(sidecar.volumes.some((v) => v.configMap?.name === 'precinct-policy'));
+
+    // An OPA server elsewhere: its URL, and egress to the peers given on its port.
+    const remoteDocs = await render({
+      values: ['required', 'everything'],
+      set: [
+        'tokenService.policy.opaUrl=http://opa.policy.svc:8282',
+        'tokenService.policy.opaPeers[0].podSelector.matchLabels.app\\.kubernetes\\.io/component=opa',
+      ],
+    });
+    const remote = pod(remoteDocs).template.spec;
+    assert.equal(arg(remote.containers[0]!.args, '--opa-url'), 'http://opa.policy.svc:8282');
+    assert.equal(remote.containers.length, 1, 'no sidecar with an OPA URL');
+    assert.deepEqual(egressPorts(remoteDocs, 'opa'), [8282]);
+
+    // Controls: without the demo the grants file decides (no policy flags, grants as given);
+    // asking for the Wasm policy there without data is refused.
+    const plain = pod(await render()).template.spec.containers[0]!.args;
+    assert.equal(arg(plain, '--policy'), undefined);
+    assert.ok(plain.includes('--grants'));
+    await assert.rejects(
+      render({ set: ['tokenService.policy.decides=policy'] }),
+      /tokenService\.policy\.data or tokenService\.policy\.existingDataConfigMap is required/,
+    );
+    const own = pod(
+      await render({
+        set: [
+          'tokenService.policy.decides=policy',
+          'tokenService.policy.existingDataConfigMap=my-policy-data',
+          'tokenService.grants=null',
+        ],
+      }),
+    ).template.spec;
+    assert.equal(arg(own.containers[0]!.args, '--policy'), 'wasm');
+    assert.ok(own.volumes.some((v) => v.configMap?.name === 'my-policy-data'));
+    // Without an audit store in spiffe mode there is nowhere to write refusals.
+    const tokenMode = pod(await render({ values: ['required', 'token-mode'] })).template.spec;
+    assert.equal(arg(tokenMode.containers[0]!.args, '--audit-store'), undefined);
   });
 
   test('demo: the dashboard with an OpenID Provider reads its client secret from a Secret file and may reach the provider', async () => {
