@@ -5,13 +5,13 @@ import {
   toDbError,
   type Db,
   type PgDbOptions,
-} from '@precinct/runtime/db';
+} from '@precinct/db';
 import { AuditStoreError } from './errors.js';
 
-// The store's SQL runs on the service kit's Db (`@precinct/runtime/db`); this module only keeps
+// The store's SQL runs on the service kit's Db (`@precinct/db`); this module only keeps
 // the store's error contract: whatever leaves the Db is an AuditStoreError (ERR_DB_UNAVAILABLE
 // answers 503, ERR_DB 500), and an error thrown inside a transaction keeps its cause.
-export type { Db, Queryable, Transaction } from '@precinct/runtime/db';
+export type { Db, Queryable, Transaction } from '@precinct/db';
 
 /** Maps driver and Db errors to AuditStoreError: ERR_DB_UNAVAILABLE (503) or ERR_DB. */
 export function wrapDbError(err: unknown): AuditStoreError {

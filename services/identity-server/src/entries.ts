@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { randomUUID } from 'node:crypto';
 import { IdentityServerError } from './errors.js';
 import { parseSpiffeId, parseTrustDomain } from './spiffe-id.js';
-import type { Db } from '@precinct/runtime/db';
+import type { Db } from '@precinct/db';
 import { ENTRY_SCHEMA } from './store.js';
 
 /** A selector: evidence about a workload, e.g. `{ type: 'k8s', value: 'ns:default' }`. */

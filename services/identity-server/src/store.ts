@@ -1,7 +1,7 @@
-import { createPgDb, createPgliteDb, type Db, type DbError } from '@precinct/runtime/db';
+import { createPgDb, createPgliteDb, type Db, type DbError } from '@precinct/db';
 
 /**
- * The identity server's storage: the service kit's Db (`@precinct/runtime/db`) on embedded
+ * The identity server's storage: the service kit's Db (`@precinct/db`) on embedded
  * PGlite in the data dir (initdb in a child process, 1 MB of shared buffers, 0700/0600; see
  * docs/identity-server.md for what each measure saves) or on PostgreSQL (`DATABASE_URL`).
  */

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { peerSkip, startPostgres, type PostgresServer } from '@precinct/testing';
 import { EntryRegistry } from '../src/entries.js';
 import { IdentityServerError } from '../src/errors.js';
-import type { Db as SqlClient } from '@precinct/runtime/db';
+import type { Db as SqlClient } from '@precinct/db';
 import { openPostgres } from '../src/store.js';
 
 describe('entries on PostgreSQL', { skip: peerSkip('postgres') }, () => {

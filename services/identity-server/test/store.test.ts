@@ -5,7 +5,7 @@ import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { tempDir } from '@precinct/testing';
-import { createPgliteDb as openPglite } from '@precinct/runtime/db';
+import { createPgliteDb as openPglite } from '@precinct/db';
 
 describe('PGlite store', () => {
   let dir: ReturnType<typeof tempDir>;

@@ -1,4 +1,4 @@
-// `@precinct/runtime/db`: one SQL interface over PostgreSQL and embedded PGlite. A separate
+// `@precinct/db`: one SQL interface over PostgreSQL and embedded PGlite. A separate
 // entry point so programs that need no database never load pg or PGlite.
 export type { Db, Queryable, QueryResult, Transaction } from './types.js';
 export { DbError, toDbError, type DbErrorCode } from './errors.js';

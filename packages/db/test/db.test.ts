@@ -7,7 +7,7 @@ import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { createPgliteDb, DbError, toDbError, type Db } from '@precinct/runtime/db';
+import { createPgliteDb, DbError, toDbError, type Db } from '@precinct/db';
 
 /** Entries under `root` (root included) not 0700 (directories) or 0600 (files). */
 function loose(root: string): string[] {
