@@ -48,8 +48,12 @@ export interface BrokerPeopleTokensOptions {
   metadata: SecretsMetadataClient;
   /** KV v2 mount, as the broker's. Default `secret`. */
   kvMount?: string;
-  /** The person's key under `people/`, as the broker derives it from the subject. Default as is. */
-  personKey?: (person: string) => string;
+  /**
+   * The person's key under `people/`, exactly as the broker derives it from the subject
+   * (`peopleTokenKey` of @precinct/secrets). Required: a default that differed from the broker's
+   * rule would show and remove the wrong path.
+   */
+  personKey: (person: string) => string;
   /** Default `secrets:store:<provider>`. */
   storeScope?: (provider: string) => string;
   /** The call scope agents need (see PeopleTokensBackend.callScope). Default none. */
@@ -64,7 +68,7 @@ const notFound = (err: unknown) => {
 /** People's tokens through the egress broker (store) and KV v2 metadata (status, remove). */
 export function brokerPeopleTokens(o: BrokerPeopleTokensOptions): PeopleTokensBackend {
   const mount = o.kvMount ?? 'secret';
-  const key = o.personKey ?? ((p: string) => p);
+  const key = o.personKey;
   const meta = (person: string, provider: string) =>
     `${mount}/metadata/people/${key(person)}/${provider}`;
   return {
