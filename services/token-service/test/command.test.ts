@@ -6,10 +6,11 @@ import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { TXN_TOKEN_TYPE, createTxnTokenVerifier } from '@precinct/delegation';
-import { wasmPolicy, type PolicyData } from '@precinct/policy';
-import { tempDir } from '@precinct/testing';
+import { policyFiles, wasmPolicy, type PolicyData } from '@precinct/policy';
+import { peerSkip, tempDir } from '@precinct/testing';
+import { startOpaServer } from '../../../packages/policy/test/opa.js';
 import {
   TestWorkloadApiServer,
   x509Response,
@@ -216,119 +217,154 @@ test(
   },
 );
 
+/**
+ * Runs `precinct token-service` with a policy (`policyArgs(dataFile)`): gpt4 is granted
+ * DOC-001 for alice, the summarizer refused with the policy's own reason and details.
+ */
+async function policyDecides(
+  t: TestContext,
+  policyArgs: (
+    dataFile: string,
+  ) => Promise<{ args: string[]; ready: RegExp; stop?: () => Promise<void> }>,
+): Promise<void> {
+  const ca = await TestCa.create(TD);
+  const wl = await TestWorkloadApiServer.start();
+  t.after(() => wl.stop());
+  wl.setX509(x509Response([await ca.issue(SERVICE_ID)], ca.bundleDer()));
+  const idp = await new TestIdp().start();
+  t.after(() => idp.close());
+  const dir = tempDir('precinct-tts-policy-');
+  t.after(() => dir.cleanup());
+  const user = (u: string) => `spiffe://${TD}/user/${u}`;
+  const agent = (a: string) => `spiffe://${TD}/agent/${a}`;
+  const grants = join(dir.path, 'grants.json');
+  writeFileSync(
+    grants,
+    JSON.stringify({ consent: { [user('alice')]: [agent('gpt4'), agent('summarizer')] } }),
+  );
+  const data = join(dir.path, 'data.json');
+  writeFileSync(
+    data,
+    JSON.stringify({
+      precinct: {
+        trust_domain: TD,
+        users: { alice: { departments: ['engineering', 'finance'] } },
+        agents: {
+          gpt4: { capabilities: ['engineering'] },
+          summarizer: { capabilities: ['finance'] },
+        },
+        documents: { 'DOC-001': { required_departments: ['engineering'] } },
+      },
+    }),
+  );
+  const policy = await policyArgs(data);
+  const child = precinct(
+    [
+      'token-service',
+      '--listen',
+      '127.0.0.1:0',
+      '--health-listen',
+      '127.0.0.1:0',
+      '--oidc-issuer',
+      IDP_ISSUER,
+      '--oidc-client-id',
+      CLIENT_ID,
+      '--oidc-jwks',
+      idp.jwksUrl.toString(),
+      '--agent-prefix',
+      '/agent/',
+      '--grants',
+      grants,
+      ...policy.args,
+    ],
+    { SPIFFE_ENDPOINT_SOCKET: wl.address, OPA_URL: '' },
+  );
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+  });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /token endpoint (https:\/\/\S+)/.exec(out);
+      if (m && policy.ready.test(out)) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+  const ask = async (name: string) => {
+    const c = mtlsFetch(await ca.issue(agent(name)), [ca], SERVICE_ID);
+    try {
+      const res = await c.fetch(endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
+          requested_token_type: TXN_TOKEN_TYPE,
+          audience: TD,
+          scope: 'documents:read:DOC-001',
+          subject_token: await idp.idToken(user('alice')),
+          subject_token_type: ID_TOKEN_TYPE,
+        }).toString(),
+      });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    } finally {
+      await c.close();
+    }
+  };
+  // Positive control: gpt4 has engineering, so does alice.
+  const granted = await ask('gpt4');
+  assert.equal(granted.status, 200, JSON.stringify(granted.body));
+  assert.equal(granted.body.scope, 'documents:read:DOC-001');
+  // The summarizer has finance only: refused at the exchange, with the policy's own answer.
+  const refused = await ask('summarizer');
+  assert.equal(refused.status, 400, JSON.stringify(refused.body));
+  assert.equal(refused.body.error, 'invalid_scope');
+  assert.match(String(refused.body.txn), /^[0-9a-f-]{36}$/);
+  const expected = await (
+    await wasmPolicy({ data: JSON.parse(readFileSync(data, 'utf8')) as PolicyData })
+  ).decide({
+    person: user('alice'),
+    agent: agent('summarizer'),
+    document: 'DOC-001',
+    action: 'read',
+  });
+  assert.equal(expected.reason, 'agent_lacks_capability');
+  assert.deepEqual(refused.body.decision, { reason: expected.reason, details: expected.details });
+  if (policy.stop) {
+    // The engine gone: the exchange fails closed (503), it never falls back to granting.
+    await policy.stop();
+    const down = await ask('gpt4');
+    assert.equal(down.status, 503, JSON.stringify(down.body));
+    assert.equal(down.body.error, 'temporarily_unavailable');
+  }
+  child.kill('SIGTERM');
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0, err);
+}
+
 test(
   '`precinct token-service --policy wasm`: the scope is what the policy grants person ∩ agent, refusals explained',
   { timeout: 120_000 },
-  async (t) => {
-    const ca = await TestCa.create(TD);
-    const wl = await TestWorkloadApiServer.start();
-    t.after(() => wl.stop());
-    wl.setX509(x509Response([await ca.issue(SERVICE_ID)], ca.bundleDer()));
-    const idp = await new TestIdp().start();
-    t.after(() => idp.close());
-    const dir = tempDir('precinct-tts-policy-');
-    t.after(() => dir.cleanup());
-    const user = (u: string) => `spiffe://${TD}/user/${u}`;
-    const agent = (a: string) => `spiffe://${TD}/agent/${a}`;
-    const grants = join(dir.path, 'grants.json');
-    writeFileSync(
-      grants,
-      JSON.stringify({ consent: { [user('alice')]: [agent('gpt4'), agent('summarizer')] } }),
-    );
-    const data = join(dir.path, 'data.json');
-    writeFileSync(
-      data,
-      JSON.stringify({
-        precinct: {
-          trust_domain: TD,
-          users: { alice: { departments: ['engineering', 'finance'] } },
-          agents: {
-            gpt4: { capabilities: ['engineering'] },
-            summarizer: { capabilities: ['finance'] },
-          },
-          documents: { 'DOC-001': { required_departments: ['engineering'] } },
-        },
-      }),
-    );
-    const child = precinct(
-      [
-        'token-service',
-        '--listen',
-        '127.0.0.1:0',
-        '--health-listen',
-        '127.0.0.1:0',
-        '--oidc-issuer',
-        IDP_ISSUER,
-        '--oidc-client-id',
-        CLIENT_ID,
-        '--oidc-jwks',
-        idp.jwksUrl.toString(),
-        '--agent-prefix',
-        '/agent/',
-        '--grants',
-        grants,
-        '--policy',
-        'wasm',
-        '--policy-data',
-        data,
-      ],
-      { SPIFFE_ENDPOINT_SOCKET: wl.address },
-    );
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGTERM');
-    });
-    let out = '';
-    let err = '';
-    child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
-    const endpoint = await new Promise<string>((resolve, reject) => {
-      child.stdout!.on('data', (c: Buffer) => {
-        out += c.toString();
-        const m = /token endpoint (https:\/\/\S+)/.exec(out);
-        if (m && /scope decided by the Wasm policy/.test(out)) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`exited ${code}: ${err}`)));
-    });
-    const ask = async (name: string) => {
-      const c = mtlsFetch(await ca.issue(agent(name)), [ca], SERVICE_ID);
-      try {
-        const res = await c.fetch(endpoint, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({
-            grant_type: TOKEN_EXCHANGE_GRANT_TYPE,
-            requested_token_type: TXN_TOKEN_TYPE,
-            audience: TD,
-            scope: 'documents:read:DOC-001',
-            subject_token: await idp.idToken(user('alice')),
-            subject_token_type: ID_TOKEN_TYPE,
-          }).toString(),
-        });
-        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-      } finally {
-        await c.close();
-      }
-    };
-    // Positive control: gpt4 has engineering, so does alice.
-    const granted = await ask('gpt4');
-    assert.equal(granted.status, 200, JSON.stringify(granted.body));
-    assert.equal(granted.body.scope, 'documents:read:DOC-001');
-    // The summarizer has finance only: refused at the exchange, with the policy's own answer.
-    const refused = await ask('summarizer');
-    assert.equal(refused.status, 400, JSON.stringify(refused.body));
-    assert.equal(refused.body.error, 'invalid_scope');
-    assert.match(String(refused.body.txn), /^[0-9a-f-]{36}$/);
-    const expected = await (
-      await wasmPolicy({ data: JSON.parse(readFileSync(data, 'utf8')) as PolicyData })
-    ).decide({
-      person: user('alice'),
-      agent: agent('summarizer'),
-      document: 'DOC-001',
-      action: 'read',
-    });
-    assert.equal(expected.reason, 'agent_lacks_capability');
-    assert.deepEqual(refused.body.decision, { reason: expected.reason, details: expected.details });
-    child.kill('SIGTERM');
-    const [code] = (await once(child, 'exit')) as [number | null];
-    assert.equal(code, 0, err);
-  },
+  (t) =>
+    policyDecides(t, async (data) => ({
+      args: ['--policy', 'wasm', '--policy-data', data],
+      ready: /scope decided by the Wasm policy/,
+    })),
+);
+
+test(
+  '`precinct token-service --policy opa`: the same answers from a real OPA server; OPA gone, 503',
+  { timeout: 120_000, skip: peerSkip('opa') },
+  (t) =>
+    policyDecides(t, async (data) => {
+      const opa = await startOpaServer([policyFiles.regoDir, data]);
+      t.after(() => opa.close());
+      return {
+        args: ['--policy', 'opa', '--opa-url', opa.url],
+        ready: /scope decided by the OPA server at http:\/\/127\.0\.0\.1:\d+/,
+        stop: () => opa.close(),
+      };
+    }),
 );
