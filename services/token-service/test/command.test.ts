@@ -368,3 +368,74 @@ test(
       };
     }),
 );
+
+test(
+  '`--policy-data` of another trust domain stops the start (exit 1): the policy would deny everyone',
+  { timeout: 120_000 },
+  async (t) => {
+    const ca = await TestCa.create(TD);
+    const wl = await TestWorkloadApiServer.start();
+    t.after(() => wl.stop());
+    wl.setX509(x509Response([await ca.issue(SERVICE_ID)], ca.bundleDer()));
+    const dir = tempDir('precinct-tts-td-');
+    t.after(() => dir.cleanup());
+    const grants = join(dir.path, 'grants.json');
+    writeFileSync(grants, JSON.stringify({ consent: {} }));
+    const data = join(dir.path, 'data.json');
+    const write = (td: string) =>
+      writeFileSync(
+        data,
+        JSON.stringify({ precinct: { trust_domain: td, users: {}, agents: {}, documents: {} } }),
+      );
+    const start = async () => {
+      const child = precinct(
+        [
+          'token-service',
+          '--listen',
+          '127.0.0.1:0',
+          '--health-listen',
+          '127.0.0.1:0',
+          '--oidc-issuer',
+          IDP_ISSUER,
+          '--oidc-client-id',
+          CLIENT_ID,
+          '--oidc-jwks',
+          'http://127.0.0.1:1/jwks',
+          '--grants',
+          grants,
+          '--policy',
+          'wasm',
+          '--policy-data',
+          data,
+        ],
+        { SPIFFE_ENDPOINT_SOCKET: wl.address },
+      );
+      let out = '';
+      child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+      child.stderr!.on('data', (c: Buffer) => (out += c.toString()));
+      const started = new Promise<void>((resolve) =>
+        child.stdout!.on('data', () => {
+          if (/scope decided by the Wasm policy/.test(out)) resolve();
+        }),
+      );
+      const exited = once(child, 'exit') as Promise<[number | null]>;
+      const first = await Promise.race([started.then(() => 'started' as const), exited]);
+      if (first === 'started') {
+        child.kill('SIGTERM');
+        await exited;
+      }
+      return { first, out };
+    };
+    write('other.test');
+    const other = await start();
+    assert.deepEqual(other.first, [1, null], other.out);
+    assert.match(
+      other.out,
+      /trust_domain is other\.test, but this service's SVID is of cli\.precinct\.test/,
+    );
+    // Control: the same file in the SVID's trust domain starts.
+    write(TD);
+    const same = await start();
+    assert.equal(same.first, 'started', same.out);
+  },
+);
