@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { sendProblem } from '@precinct/runtime/http';
+import { PROBLEM_CONTENT_TYPE } from '@precinct/runtime/http';
 import type { ServiceAccountIdentity } from './identity.js';
 import type { TokenVerifier } from './verifier.js';
 import type { UserInfo } from './sar.js';
@@ -104,7 +104,7 @@ const plugin: FastifyPluginAsync<KubeAuthFastifyOptions> = async (app, opts) => 
     }
     // A bearer challenge only where a bearer token is what the caller should send.
     if (!spiffe && outcome.problem.status === 401) reply.header('www-authenticate', 'Bearer');
-    return sendProblem(reply, outcome.problem.code);
+    return reply.code(outcome.problem.status).type(PROBLEM_CONTENT_TYPE).send(outcome.problem);
   });
 };
 

@@ -177,7 +177,7 @@ describe('kubeAuthFastifyPlugin: caller authentication (real kube-apiserver)', {
       type: 'about:blank',
       title: 'authorization failed',
       status: 403,
-      code: 'authorization_failed',
+      code: 'ERR_AUTHORIZATION_FAILED',
     });
     const none = await a.inject({ url: '/pods' });
     assert.equal(none.statusCode, 401);
@@ -201,7 +201,7 @@ describe('kubeAuthFastifyPlugin: caller authentication (real kube-apiserver)', {
     // ...but not get secrets, which RBAC does not grant it.
     const secrets = await get(a, '/secrets', reader);
     assert.equal(secrets.status, 403);
-    assert.equal(secrets.body.code, 'authorization_failed');
+    assert.equal(secrets.body.code, 'ERR_AUTHORIZATION_FAILED');
     // Another peer of the same trust domain is not bound, even carrying the bound SA's token.
     const other = await get(a, '/pods', nobody, { authorization: `Bearer ${readerToken}` });
     assert.equal(other.status, 403);
@@ -228,7 +228,7 @@ describe('kubeAuthFastifyPlugin: caller authentication (real kube-apiserver)', {
     });
     assert.equal(res.statusCode, 401);
     assert.equal(res.headers['www-authenticate'], undefined);
-    assert.equal(res.json().code, 'authentication_failed');
+    assert.equal(res.json().code, 'ERR_AUTHENTICATION_FAILED');
     assert.match(await registry.metrics(), /reason="ERR_NO_SPIFFE_ID"\} 1/);
   });
 
@@ -256,7 +256,7 @@ describe('kubeAuthFastifyPlugin: caller authentication (real kube-apiserver)', {
       type: 'about:blank',
       title: 'authorization unavailable',
       status: 503,
-      code: 'authorization_unavailable',
+      code: 'ERR_AUTHORIZATION_UNAVAILABLE',
     });
   });
 

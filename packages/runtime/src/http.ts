@@ -5,7 +5,10 @@ export {
   PROBLEM_CONTENT_TYPE,
   problem,
   problemStatus,
+  problemWireCode,
+  type ErrorCode,
   type ProblemCode,
   type ProblemDetails,
+  type ProblemWireCode,
 } from './problem.js';
 export { probesPlugin, sendProblem, type ProbesOptions, type ReadyCheck } from './probes.js';

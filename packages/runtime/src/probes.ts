@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { Registry } from 'prom-client';
-import { PROBLEM_CONTENT_TYPE, problem, type ProblemCode } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, problem, type ErrorCode, type ProblemCode } from './problem.js';
 
 /**
  * One readiness condition. Ready when it returns (or resolves to) anything but `false`; not
@@ -21,9 +21,17 @@ export interface ProbesOptions {
   readyTimeoutMs?: number;
 }
 
-/** Sends an RFC 9457 problem for `code` (status from the one table in `problem.ts`). */
-export function sendProblem(reply: FastifyReply, code: ProblemCode, detail?: string): FastifyReply {
-  const body = problem(code, detail);
+/**
+ * Sends an RFC 9457 problem for `code` (status from the one table in `problem.ts`); `domainCode`
+ * is a service's own `ERR_*` code for the body's `code` member (see `problem()`).
+ */
+export function sendProblem(
+  reply: FastifyReply,
+  code: ProblemCode,
+  detail?: string,
+  domainCode?: ErrorCode,
+): FastifyReply {
+  const body = problem(code, detail, domainCode);
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
 }
 

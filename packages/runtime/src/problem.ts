@@ -3,6 +3,14 @@
  * API sends, and the one table that maps each error code to its HTTP status. Clients get the
  * generic `title` of a code; the specific reason belongs in logs and metrics, never here.
  *
+ * `code` means one thing across Precinct: an `ERR_*` string, the same kind an exception's
+ * `code` carries. The table's keys (`not_found`, ...) are only the TypeScript-side names call
+ * sites pick an entry by; on the wire each entry is `ERR_<KEY IN UPPER SNAKE>` (`ERR_NOT_FOUND`),
+ * derived here and nowhere else. A service answering one of its own domain errors may put that
+ * error's more specific `ERR_*` code in the body instead (the identity server's
+ * `ERR_ENTRY_EXISTS` with the `conflict` entry's status and title): clients branch on `code`,
+ * the table still owns the status.
+ *
  * Pure: no HTTP framework. The Fastify helpers live in `@precinct/runtime/http`.
  */
 
@@ -39,8 +47,19 @@ export const PROBLEMS = {
   authorization_unavailable: { status: 503, title: 'authorization unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
-/** A code from the table above. */
+/** An entry of the table above, by its TypeScript-side name (never sent as such). */
 export type ProblemCode = keyof typeof PROBLEMS;
+
+/** The `code` member the table's entries answer with: `ERR_` and the key in upper case. */
+export type ProblemWireCode = `ERR_${Uppercase<ProblemCode>}`;
+
+/**
+ * What a problem body's `code` member may hold: a table entry's wire code or a service's own,
+ * more specific domain code. Always `ERR_` and upper snake case.
+ */
+export type ErrorCode = ProblemWireCode | `ERR_${Uppercase<string>}`;
+
+const ERROR_CODE = /^ERR_[A-Z0-9]+(?:_[A-Z0-9]+)*$/;
 
 /** An RFC 9457 problem details object, as sent. */
 export interface ProblemDetails {
@@ -51,8 +70,11 @@ export interface ProblemDetails {
   /** Human-readable, specific to this occurrence; never a token, secret or internal reason. */
   detail?: string;
   instance?: string;
-  /** Extension member: the stable code from PROBLEMS, for clients that branch on it. */
-  code: ProblemCode;
+  /**
+   * Extension member, the stable `ERR_*` code clients branch on: the entry's wire code, or the
+   * service's own domain code where it answered one (see the top of this file).
+   */
+  code: ErrorCode;
 }
 
 /** The HTTP status of `code`. Throws TypeError on a code that is not in the table. */
@@ -64,14 +86,32 @@ export function problemStatus(code: ProblemCode): number {
   return entry.status;
 }
 
-/** Builds the problem details body for `code`; `detail` is optional and must be safe to show. */
-export function problem(code: ProblemCode, detail?: string): ProblemDetails {
+/** The wire code of table entry `code` (`not_found` -> `ERR_NOT_FOUND`). TypeError if unknown. */
+export function problemWireCode(code: ProblemCode): ProblemWireCode {
+  problemStatus(code);
+  return `ERR_${code.toUpperCase()}` as ProblemWireCode;
+}
+
+/**
+ * Builds the problem details body for table entry `code`; `detail` is optional and must be safe
+ * to show. `domainCode` replaces the entry's wire code in the body (a service's own, more
+ * specific `ERR_*` error code); status and title stay the entry's. A `domainCode` that is not
+ * `ERR_` and upper snake case is a TypeError, so a key or a free text never reaches the wire.
+ */
+export function problem(
+  code: ProblemCode,
+  detail?: string,
+  domainCode?: ErrorCode,
+): ProblemDetails {
   const status = problemStatus(code);
+  if (domainCode !== undefined && !ERROR_CODE.test(domainCode)) {
+    throw new TypeError(`not an ERR_* code: ${JSON.stringify(domainCode)}`);
+  }
   return {
     type: 'about:blank',
     title: PROBLEMS[code].title,
     status,
-    code,
+    code: domainCode ?? problemWireCode(code),
     ...(detail !== undefined ? { detail } : {}),
   };
 }

@@ -96,7 +96,7 @@ test('on a plain-HTTP mount it answers 401 problem+json and never calls next', a
       type: 'about:blank',
       title: 'authentication failed',
       status: 401,
-      code: 'authentication_failed',
+      code: 'ERR_AUTHENTICATION_FAILED',
     },
   });
 });

@@ -33,7 +33,7 @@ test('probes: ready while the database answers, 503 problem+json once it is gone
       type: 'about:blank',
       title: 'database unreachable',
       status: 503,
-      code: 'database_unreachable',
+      code: 'ERR_DATABASE_UNREACHABLE',
     });
     // Liveness is the process, not the database.
     assert.equal((await get('/healthz')).status, 200);

@@ -1,9 +1,7 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from '@precinct/runtime';
 import {
-  PROBLEM_CONTENT_TYPE,
   probesPlugin,
-  problem,
   sendProblem,
   type ProblemCode,
   type ReadyCheck,
@@ -49,20 +47,6 @@ const CLIENT_ERROR: Record<number, ProblemCode> = {
 };
 
 /**
- * Sends the problem for `code`; for the identity server's own errors the `code` member is the
- * stable `ERR_*` string clients branch on (and `detail` says what was wrong with their input).
- */
-function sendDomainProblem(
-  reply: FastifyReply,
-  code: ProblemCode,
-  detail: string,
-  errCode: IdentityServerErrorCode,
-): FastifyReply {
-  const body = { ...problem(code, detail), code: errCode };
-  return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body);
-}
-
-/**
  * The admin API (`/v1/entries`, bearer token) and the attestation endpoint (`POST /v1/attest`,
  * authenticated by the ServiceAccount token it carries). Entry errors are shown to the admin in
  * full (they describe the admin's own input); attestation failures are generic.
@@ -90,7 +74,9 @@ export function createAdminApp(deps: {
           : undefined;
         return sendProblem(reply, 'authentication_failed', detail);
       }
-      if (code) return sendDomainProblem(reply, code, err.message, err.code);
+      // The body's `code` is the domain error's own ERR_* code (and `detail` says what was
+      // wrong with the admin's input); status and title are the table entry's.
+      if (code) return sendProblem(reply, code, err.message, err.code);
     }
     const e = err as { code?: string; statusCode?: number; validation?: unknown };
     if (e.code === 'ERR_KUBE_UNAVAILABLE' || e.code === 'ERR_DB_UNAVAILABLE') {

@@ -47,12 +47,12 @@ test('probe server: aliases, the readiness report, metrics; errors are problem+j
     type: 'about:blank',
     title: 'not found',
     status: 404,
-    code: 'not_found',
+    code: 'ERR_NOT_FOUND',
   });
   const post = await fetch(`${base}/health`, { method: 'POST' });
   assert.equal(post.status, 405);
   assert.equal(post.headers.get('allow'), 'GET, HEAD');
-  assert.equal(((await post.json()) as { code: string }).code, 'method_not_allowed');
+  assert.equal(((await post.json()) as { code: string }).code, 'ERR_METHOD_NOT_ALLOWED');
 });
 
 test('parseDurationSeconds is the runtime grammar without days', () => {
