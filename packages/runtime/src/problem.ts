@@ -18,8 +18,9 @@
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
 /**
- * Every error code a Precinct service answers with, its HTTP status and the generic title the
- * client sees. One place, so a code means the same status in every service.
+ * Every generic error a Precinct service answers with, its HTTP status and the generic title the
+ * client sees. One place, so a code means the same status in every service. Keys are lower snake
+ * case: the wire code is the key upper-cased behind `ERR_` (see `problemWireCode`).
  */
 export const PROBLEMS = {
   bad_request: { status: 400, title: 'bad request' },
