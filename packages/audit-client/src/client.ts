@@ -28,7 +28,7 @@ export interface AuditClientOptions {
  * Filters of a query (`GET /api/v1/audit/events`): every field given must match exactly;
  * `since` (inclusive) and `until` (exclusive) are RFC 3339 date-times.
  */
-export interface AuditQuery {
+export interface AuditEventFilter {
   event_type?: string;
   event_category?: string;
   event_outcome?: string;
@@ -47,6 +47,10 @@ export interface AuditQuery {
   txn?: string;
   since?: string;
   until?: string;
+}
+
+/** A query: the filters, and paging. */
+export interface AuditQuery extends AuditEventFilter {
   /** Events per page, 1..1000. Default 50 (the store's). */
   limit?: number;
   /** `nextCursor` of the previous page. */

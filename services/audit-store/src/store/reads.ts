@@ -1,29 +1,11 @@
 // Reads: events by filter (newest first, or oldest first for an export) and the verification
 // of a correlation's chain from the stored columns.
+import type { AuditEventFilter } from '@precinct/audit-client';
 import type { Db } from '../db.js';
 import { COLUMNS, GENESIS_HASH, fromDbRow, linkHash, type StoredEvent } from '../events.js';
 
-/** Filters of GET /api/v1/audit/events (and the export). */
-export interface EventFilter {
-  event_type?: string;
-  event_category?: string;
-  event_outcome?: string;
-  severity?: string;
-  correlation_id?: string;
-  actor_id?: string;
-  resource_type?: string;
-  resource_id?: string;
-  namespace?: string;
-  written_by?: string;
-  /** The person a delegated decision was for (see migration 5). */
-  person?: string;
-  /** The agent that acted: the outermost actor of the chain (see migration 5). */
-  agent?: string;
-  /** The transaction: an event's `event_data.txn`, or its `correlation_id`. */
-  txn?: string;
-  since?: string;
-  until?: string;
-}
+/** Filters of GET /api/v1/audit/events (and the export): the client's type, one definition. */
+export type EventFilter = AuditEventFilter;
 
 export const FILTER_FIELDS = [
   'event_type',
