@@ -98,57 +98,17 @@ export interface Decision {
     required?: string[];
   };
 }
-export interface Workload {
-  spiffeId: string;
-  serial: string;
-  notAfter: string;
-  selectors?: string[];
-}
-export interface Authority {
-  fingerprint: string;
-  subject: string;
-  notAfter: string;
-}
-export interface TrustView {
-  trustDomain: string;
-  authorities: Authority[];
-  federation: Array<{ trustDomain: string; endpoint?: string; authorities: Authority[] }>;
-}
-export interface AuditEvent {
-  event_id: string;
-  event_timestamp: string;
-  correlation_id: string;
-  chain_seq: number;
-  actor_id: string;
-  resource_id?: string | null;
-  event_outcome: string;
-  on_behalf_of?: string | null;
-  agent?: string | null;
-  decision?: string | null;
-  reason?: string | null;
-}
-export interface ChainVerification {
-  correlation_id: string;
-  is_valid: boolean;
-  events_checked: number;
-  broken_links: Array<{ event_id: string | null; chain_seq: number | null; reason: string }>;
-  tampered_events: string[];
-}
-export interface ServiceAccount {
-  namespace: string;
-  name: string;
-  annotations: Record<string, string>;
-  spiffeId?: string;
-  nats?: { pub: { allow: string[]; deny: string[] }; sub: { allow: string[]; deny: string[] } };
-}
-export interface NatsClient {
-  name: string;
-  account?: string;
-  spiffeId?: string;
-  pub: string[];
-  sub: string[];
-  connectedAt?: string;
-}
+
+// The platform views' shapes are the BFF's own (one definition, types only).
+export type {
+  AuditEventView as AuditEvent,
+  BundleAuthority as Authority,
+  ChainVerification,
+  NatsClientView as NatsClient,
+  ServiceAccountView as ServiceAccount,
+  TrustView,
+  Workload,
+} from '../src/platform-views.js';
 
 /** The last path segment of a SPIFFE ID (`spiffe://td/agent/gpt4` -> `gpt4`). */
 export const short = (id: string | null | undefined) => (id ? id.split('/').pop()! : '');
