@@ -129,6 +129,11 @@ describe('Connections page in Chromium', { skip }, () => {
 
   test("bob's page shows nothing stored and his agent gets nothing", async () => {
     await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('button', { name: 'Sign in' }).waitFor();
+    // Read every response alice's page got before her context goes: a capture still pending
+    // when the page closes would fail to read (and the leak check would lose that response).
+    await page.waitForLoadState('networkidle');
+    await Promise.all(received);
     await page.context().close();
     page = await newPage();
     await signIn('bob');
